@@ -1,0 +1,86 @@
+// Typed errors. Native code throws comeba::Error{code, message}; the binding turns it into a JS Error
+// carrying `.code`, and `fromNative` re-creates it here as the matching subclass with the caller's stack.
+
+export type ErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'INVALID_CHECKPOINT'
+  | 'UNSUPPORTED_ARCHITECTURE'
+  | 'LIBTORCH_NOT_FOUND'
+  | 'LIBTORCH_VERSION_MISMATCH'
+  | 'ADDON_NOT_FOUND'
+  | 'DEVICE_UNAVAILABLE'
+  | 'DISPOSED'
+  | 'ABORTED'
+  | 'INTERNAL';
+
+export class ComebaError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+export class InvalidArgumentError extends ComebaError {
+  constructor(message: string, options?: { cause?: unknown }) { super('INVALID_ARGUMENT', message, options); }
+}
+export class InvalidCheckpointError extends ComebaError {
+  constructor(message: string, options?: { cause?: unknown }) { super('INVALID_CHECKPOINT', message, options); }
+}
+export class UnsupportedArchitectureError extends ComebaError {
+  constructor(message: string, options?: { cause?: unknown }) { super('UNSUPPORTED_ARCHITECTURE', message, options); }
+}
+export class LibtorchNotFoundError extends ComebaError {
+  constructor(message: string, options?: { cause?: unknown }) { super('LIBTORCH_NOT_FOUND', message, options); }
+}
+export class LibtorchVersionMismatchError extends ComebaError {
+  constructor(message: string, options?: { cause?: unknown }) { super('LIBTORCH_VERSION_MISMATCH', message, options); }
+}
+export class AddonNotFoundError extends ComebaError {
+  constructor(message: string, options?: { cause?: unknown }) { super('ADDON_NOT_FOUND', message, options); }
+}
+export class DeviceUnavailableError extends ComebaError {
+  constructor(message: string, options?: { cause?: unknown }) { super('DEVICE_UNAVAILABLE', message, options); }
+}
+export class DisposedError extends ComebaError {
+  constructor(what: string) { super('DISPOSED', `${what} has been disposed`); }
+}
+export class AbortError extends ComebaError {
+  constructor(message = 'the operation was aborted', options?: { cause?: unknown }) { super('ABORTED', message, options); }
+}
+export class InternalError extends ComebaError {
+  constructor(message: string, options?: { cause?: unknown }) { super('INTERNAL', message, options); }
+}
+
+const byCode: Record<string, new (message: string, options?: { cause?: unknown }) => ComebaError> = {
+  INVALID_ARGUMENT: InvalidArgumentError,
+  INVALID_CHECKPOINT: InvalidCheckpointError,
+  UNSUPPORTED_ARCHITECTURE: UnsupportedArchitectureError,
+  LIBTORCH_NOT_FOUND: LibtorchNotFoundError,
+  LIBTORCH_VERSION_MISMATCH: LibtorchVersionMismatchError,
+  ADDON_NOT_FOUND: AddonNotFoundError,
+  DEVICE_UNAVAILABLE: DeviceUnavailableError,
+  ABORTED: AbortError,
+  INTERNAL: InternalError,
+};
+
+/** Converts an error thrown by the addon into the typed error for its code, stacked at the caller. */
+export function fromNative(err: unknown): Error {
+  if (err instanceof ComebaError) return err;
+  if (err instanceof Error) {
+    const code = (err as Error & { code?: unknown }).code;
+    const Ctor = typeof code === 'string' ? byCode[code] : undefined;
+    return Ctor ? new Ctor(err.message) : new InternalError(err.message, { cause: err });
+  }
+  return new InternalError(String(err));
+}
+
+/** Awaits a native promise and rethrows its failure as a typed error. */
+export async function callNative<T>(promise: Promise<T>): Promise<T> {
+  try {
+    return await promise;
+  } catch (err) {
+    throw fromNative(err);
+  }
+}
