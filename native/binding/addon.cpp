@@ -1,0 +1,59 @@
+// The addon's entry point: registers the native classes and the build/runtime facts the loader checks.
+#include <napi.h>
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <thread>
+
+#include "binding/hooked_model_wrap.h"
+
+namespace comeba::binding {
+namespace {
+
+Napi::Value build_info(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto obj = Napi::Object::New(env);
+  obj.Set("torchVersion", TORCH_VERSION);
+  obj.Set("cxx11Abi", static_cast<bool>(_GLIBCXX_USE_CXX11_ABI));
+  obj.Set("cudaCompiled", torch::cuda::is_available() || torch::hasCUDA());
+  return obj;
+}
+
+Napi::Value cuda_info(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto obj = Napi::Object::New(env);
+  const bool available = torch::cuda::is_available();
+  obj.Set("available", available);
+  obj.Set("deviceCount", static_cast<double>(available ? torch::cuda::device_count() : 0));
+  return obj;
+}
+
+Napi::Value set_threads(const Napi::CallbackInfo& info) {
+  if (info.Length() != 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 1) {
+    auto error = Napi::TypeError::New(info.Env(), "setThreads expects a positive integer");
+    error.Set("code", Napi::String::New(info.Env(), "INVALID_ARGUMENT"));
+    throw error;
+  }
+  torch::set_num_threads(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
+
+Napi::Value get_threads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), torch::get_num_threads());
+}
+
+}  // namespace
+}  // namespace comeba::binding
+
+// NODE_API_MODULE pastes the function name into an identifier, so it must be an unqualified name.
+static Napi::Object register_addon(Napi::Env env, Napi::Object exports) {
+  using namespace comeba::binding;
+  exports.Set("buildInfo", Napi::Function::New(env, build_info));
+  exports.Set("cudaInfo", Napi::Function::New(env, cuda_info));
+  exports.Set("setThreads", Napi::Function::New(env, set_threads));
+  exports.Set("getThreads", Napi::Function::New(env, get_threads));
+  HookedModelWrap::init(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(comeba, register_addon)

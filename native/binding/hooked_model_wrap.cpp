@@ -1,0 +1,144 @@
+#include "binding/hooked_model_wrap.h"
+
+#include "binding/convert.h"
+#include "binding/worker.h"
+#include "common/device.h"
+#include "models/inference.h"
+
+namespace comeba::binding {
+namespace {
+
+// The constructor, kept per environment so worker threads' environments never share it.
+struct AddonData {
+  Napi::FunctionReference hooked_model;
+};
+
+}  // namespace
+
+void HookedModelWrap::init(Napi::Env env, Napi::Object exports) {
+  auto cls = DefineClass(env, "NativeHookedModel",
+                         {StaticMethod<&HookedModelWrap::load>("load"),
+                          InstanceMethod<&HookedModelWrap::info>("info"),
+                          InstanceMethod<&HookedModelWrap::forward>("forward"),
+                          InstanceMethod<&HookedModelWrap::generate>("generate"),
+                          InstanceMethod<&HookedModelWrap::dispose>("dispose")});
+  auto* data = new AddonData{Napi::Persistent(cls)};
+  env.SetInstanceData<AddonData>(data);
+  exports.Set("NativeHookedModel", cls);
+}
+
+HookedModelWrap::HookedModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<HookedModelWrap>(info) {
+  if (info.Length() != 1 || !info[0].IsExternal())
+    throw_invalid(info.Env(), "NativeHookedModel cannot be constructed directly; use NativeHookedModel.load()");
+  model_ = *info[0].As<Napi::External<std::shared_ptr<CausalLM>>>().Data();
+  external_bytes_ = 0;
+  for (int64_t l = 0; l < model_->info().n_layer; ++l) {
+    const auto& w = model_->edited_module(l).weight;
+    external_bytes_ += w.numel() * w.element_size();
+  }
+  // The edited projections are about a third of a block's weights; report a model-sized estimate.
+  external_bytes_ *= 3;
+  Napi::MemoryManagement::AdjustExternalMemory(info.Env(), external_bytes_);
+}
+
+std::shared_ptr<CausalLM> HookedModelWrap::require_model(Napi::Env env) const {
+  if (!model_) {
+    auto error = Napi::Error::New(env, "the model has been disposed");
+    error.Set("code", Napi::String::New(env, "DISPOSED"));
+    throw error;
+  }
+  return model_;
+}
+
+std::shared_ptr<CausalLM> HookedModelWrap::model_of(const Napi::Value& value) {
+  auto env = value.Env();
+  auto* data = env.GetInstanceData<AddonData>();
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(data->hooked_model.Value()))
+    throw_invalid(env, "expected a NativeHookedModel");
+  return Unwrap(value.As<Napi::Object>())->require_model(env);
+}
+
+Napi::Value HookedModelWrap::load(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  const std::string dir = to_string(info[0], "dir");
+  auto options = to_object(info[1], "options");
+  const std::string device_name = get_string(options, "device", "cpu");
+  const std::string dtype_name = get_string(options, "dtype", "float32");
+  using Model = std::shared_ptr<CausalLM>;
+  return PromiseWorker<Model>::start(
+      env, Napi::Object(),
+      [=]() -> Model { return load_causal_lm(dir, parse_device(device_name), parse_dtype(dtype_name)); },
+      [](Napi::Env env, Model& model) -> Napi::Value {
+        auto* data = env.GetInstanceData<AddonData>();
+        return data->hooked_model.New({Napi::External<Model>::New(env, &model)});
+      });
+}
+
+Napi::Value HookedModelWrap::info(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto model = require_model(env);
+  const auto& i = model->info();
+  auto obj = Napi::Object::New(env);
+  obj.Set("architecture", i.architecture);
+  obj.Set("nLayer", static_cast<double>(i.n_layer));
+  obj.Set("dModel", static_cast<double>(i.d_model));
+  obj.Set("dFf", static_cast<double>(i.d_ff));
+  obj.Set("nHead", static_cast<double>(i.n_head));
+  obj.Set("vocabSize", static_cast<double>(i.vocab_size));
+  obj.Set("contextLength", static_cast<double>(i.n_ctx));
+  obj.Set("eosTokenId", static_cast<double>(i.eos_token_id));
+  obj.Set("bosTokenId", static_cast<double>(i.bos_token_id));
+  obj.Set("editedModule", i.edited_module);
+  obj.Set("device", model->device().str());
+  obj.Set("dtype", dtype_name(model->dtype()));
+  return obj;
+}
+
+Napi::Value HookedModelWrap::forward(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto model = require_model(env);
+  auto rows = to_token_rows(info[0], "batch");
+  auto options = to_object(info[1], "options");
+  const std::string padding = get_string(options, "padding", "right");
+  if (padding != "right" && padding != "left") throw_invalid(env, "padding must be 'right' or 'left', not '" + padding + "'");
+  auto probes = to_probe_specs(options.Get("hooks"));
+  return PromiseWorker<ForwardResult>::start(
+      env, info.This().As<Napi::Object>(),
+      [model, rows = std::move(rows), left = padding == "left", probes = std::move(probes)]() mutable {
+        return run_forward(*model, rows, left, std::move(probes));
+      },
+      [](Napi::Env env, ForwardResult& result) -> Napi::Value {
+        auto obj = to_js_tensor(env, result.logits);
+        auto records = Napi::Array::New(env, result.records.size());
+        for (size_t i = 0; i < result.records.size(); ++i)
+          records.Set(i, result.records[i].defined() ? Napi::Value(to_js_tensor(env, result.records[i])) : env.Null());
+        obj.Set("records", records);
+        return obj;
+      });
+}
+
+Napi::Value HookedModelWrap::generate(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto model = require_model(env);
+  auto prompt = to_token_list(info[0], "prompt");
+  auto options = to_object(info[1], "options");
+  const int64_t max_new = get_int(options, "maxNewTokens", 20);
+  const bool stop_at_eos = get_bool(options, "stopAtEos", true);
+  using Tokens = std::vector<int64_t>;
+  return PromiseWorker<Tokens>::start(
+      env, info.This().As<Napi::Object>(),
+      [model, prompt = std::move(prompt), max_new, stop_at_eos]() {
+        return generate_greedy(*model, prompt, max_new, stop_at_eos, nullptr);
+      },
+      [](Napi::Env env, Tokens& tokens) -> Napi::Value { return to_js_ints(env, tokens); });
+}
+
+Napi::Value HookedModelWrap::dispose(const Napi::CallbackInfo& info) {
+  if (model_) {
+    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -external_bytes_);
+    model_.reset();
+  }
+  return info.Env().Undefined();
+}
+
+}  // namespace comeba::binding

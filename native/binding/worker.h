@@ -1,0 +1,83 @@
+// The one way heavy work crosses into JS: a Promise whose work runs on libuv's pool and whose result is
+// converted on the main thread. The owner object is pinned until the worker is gone, so a model cannot
+// be collected mid-call. Every exception becomes a JS Error with a `.code` here, and nowhere else.
+#pragma once
+
+#include <napi.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace comeba::binding {
+
+// Runs `fn`, mapping whatever it throws to (code, message). Used by async and sync entry points alike.
+struct CaughtError {
+  std::string code;
+  std::string message;
+};
+std::optional<CaughtError> catch_all(const std::function<void()>& fn);
+
+Napi::Error make_js_error(Napi::Env env, const CaughtError& error);
+
+// For synchronous methods: runs `fn` and throws the mapped JS error on failure.
+template <typename Fn>
+auto run_sync(Napi::Env env, Fn&& fn) -> decltype(fn()) {
+  std::optional<decltype(fn())> result;
+  if (auto error = catch_all([&] { result.emplace(fn()); })) throw make_js_error(env, *error);
+  return std::move(*result);
+}
+
+template <typename Result>
+class PromiseWorker final : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<Result()>;
+  using Convert = std::function<Napi::Value(Napi::Env, Result&)>;
+
+  // Queues the work and returns its promise. `owner` may be empty (static functions).
+  static Napi::Promise start(Napi::Env env, Napi::Object owner, Work work, Convert convert) {
+    auto* worker = new PromiseWorker(env, owner, std::move(work), std::move(convert));  // freed by N-API
+    auto promise = worker->deferred_.Promise();
+    worker->Queue();
+    return promise;
+  }
+
+ protected:
+  void Execute() override {
+    error_ = catch_all([this] { result_.emplace(work_()); });
+    if (error_) SetError(error_->message);
+  }
+
+  void OnOK() override {
+    Napi::HandleScope scope(Env());
+    Napi::Value value;
+    try {
+      value = convert_(Env(), *result_);
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+      return;
+    }
+    deferred_.Resolve(value);
+  }
+
+  void OnError(const Napi::Error&) override {
+    Napi::HandleScope scope(Env());
+    deferred_.Reject(make_js_error(Env(), *error_).Value());
+  }
+
+ private:
+  PromiseWorker(Napi::Env env, Napi::Object owner, Work work, Convert convert)
+      : Napi::AsyncWorker(env, "comeba"), deferred_(Napi::Promise::Deferred::New(env)),
+        work_(std::move(work)), convert_(std::move(convert)) {
+    if (!owner.IsEmpty()) owner_ = Napi::Persistent(owner);
+  }
+
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference owner_;
+  Work work_;
+  Convert convert_;
+  std::optional<Result> result_;
+  std::optional<CaughtError> error_;
+};
+
+}  // namespace comeba::binding

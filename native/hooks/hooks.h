@@ -1,0 +1,54 @@
+// Hook points of a forward pass. Models call these at the edited MLP projection and after every block;
+// the editor's hooks and the probe hooks exposed to JS implement them. No JS runs per token.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+
+namespace comeba {
+
+// A linear module as stored in the checkpoint: Conv1D keeps HF's [in, out] layout (y = xW + b),
+// nn.Linear keeps [out, in] (y = xWᵀ + b). Bias may be undefined.
+struct Linear {
+  torch::Tensor weight;
+  torch::Tensor bias;
+  bool conv1d = false;
+
+  torch::Tensor operator()(const torch::Tensor& x) const { return with_weight(x, weight); }
+  // The module's output with another weight of the same layout in place of its own.
+  torch::Tensor with_weight(const torch::Tensor& x, const torch::Tensor& w) const {
+    auto y = torch::matmul(x, conv1d ? w : w.t());
+    return bias.defined() ? y + bias : y;
+  }
+};
+
+enum class HookSite { EditedModule, BlockOutput };
+
+struct HookPoint {
+  int64_t layer = 0;
+  HookSite site = HookSite::BlockOutput;
+};
+
+// What a hook sees besides the tensor: which positions are real tokens, for the tokens of this call.
+struct ForwardContext {
+  const torch::Tensor& real;  // (B, T) bool
+};
+
+class ForwardHooks {
+ public:
+  virtual ~ForwardHooks() = default;
+  // Output of the edited projection at `layer` for its input x (B, T, F); default: the module itself.
+  virtual torch::Tensor edited_module(int64_t layer, const torch::Tensor& x, const Linear& module,
+                                      const ForwardContext& ctx) {
+    (void)layer; (void)ctx;
+    return module(x);
+  }
+  // May observe or replace the residual stream h (B, T, C) after block `layer`.
+  virtual torch::Tensor block_output(int64_t layer, const torch::Tensor& h, const ForwardContext& ctx) {
+    (void)layer; (void)ctx;
+    return h;
+  }
+};
+
+}  // namespace comeba

@@ -1,0 +1,207 @@
+#include "io/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include "common/error.h"
+#include "io/json.h"
+
+namespace comeba {
+namespace {
+
+struct DtypeName {
+  const char* name;
+  torch::Dtype dtype;
+};
+
+// Every dtype Hugging Face checkpoints use, in both directions.
+constexpr DtypeName kDtypes[] = {
+    {"F64", torch::kFloat64}, {"F32", torch::kFloat32},  {"F16", torch::kFloat16},
+    {"BF16", torch::kBFloat16}, {"I64", torch::kInt64},  {"I32", torch::kInt32},
+    {"I16", torch::kInt16},   {"I8", torch::kInt8},      {"U8", torch::kUInt8},
+    {"BOOL", torch::kBool},   {"F8_E4M3", torch::kFloat8_e4m3fn}, {"F8_E5M2", torch::kFloat8_e5m2},
+    {"U16", torch::kUInt16},  {"U32", torch::kUInt32},   {"U64", torch::kUInt64},
+};
+
+[[noreturn]] void bad_file(const std::string& path, const std::string& what) {
+  fail(ErrorCode::InvalidCheckpoint, "invalid safetensors file " + path + ": " + what);
+}
+
+torch::Dtype dtype_from_name(const std::string& name, const std::string& path, const std::string& tensor) {
+  for (const auto& d : kDtypes)
+    if (name == d.name) return d.dtype;
+  bad_file(path, "tensor '" + tensor + "' has unknown dtype '" + name + "'");
+}
+
+const char* name_from_dtype(torch::Dtype dtype) {
+  for (const auto& d : kDtypes)
+    if (dtype == d.dtype) return d.name;
+  fail(ErrorCode::InvalidArgument, std::string("cannot store dtype ") + c10::toString(dtype) + " in safetensors");
+}
+
+uint64_t read_le64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') { out += '\\'; out += c; }
+    else if (static_cast<unsigned char>(c) < 0x20) { char buf[8]; std::snprintf(buf, sizeof buf, "\\u%04x", c); out += buf; }
+    else out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+MappedFile::MappedFile(const std::string& path) : path_(path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(ErrorCode::InvalidCheckpoint, "cannot open " + path + ": " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    fail(ErrorCode::InvalidCheckpoint, "cannot stat " + path);
+  }
+  size_ = static_cast<size_t>(st.st_size);
+  if (size_ > 0) {
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      ::close(fd);
+      fail(ErrorCode::InvalidCheckpoint, "cannot map " + path + ": " + std::strerror(errno));
+    }
+    data_ = static_cast<const uint8_t*>(p);
+  }
+  ::close(fd);  // the mapping stays valid without the descriptor
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
+  if (file_.size() < 8) bad_file(path, "file is " + std::to_string(file_.size()) + " bytes, shorter than the 8-byte header length");
+  const uint64_t header_len = read_le64(file_.data());
+  if (header_len > file_.size() - 8)
+    bad_file(path, "header length " + std::to_string(header_len) + " runs past the end of the file (" +
+                       std::to_string(file_.size()) + " bytes)");
+  data_offset_ = 8 + header_len;
+  const size_t data_size = file_.size() - data_offset_;
+
+  Json header;
+  try {
+    header = Json::parse(std::string_view(reinterpret_cast<const char*>(file_.data() + 8), header_len));
+  } catch (const std::invalid_argument& e) {
+    bad_file(path, std::string("header is not valid JSON (") + e.what() + ")");
+  }
+  if (!header.is_object()) bad_file(path, "header is not a JSON object");
+
+  for (const auto& [name, value] : header.members()) {
+    if (name == "__metadata__") {
+      if (!value.is_object()) bad_file(path, "__metadata__ is not an object");
+      for (const auto& [key, v] : value.members())
+        if (v.is_string()) metadata_[key] = v.as_string();
+      continue;
+    }
+    const Json* dtype = value.find("dtype");
+    const Json* shape = value.find("shape");
+    const Json* offsets = value.find("data_offsets");
+    if (!dtype || !dtype->is_string() || !shape || !shape->is_array() || !offsets || !offsets->is_array() ||
+        offsets->items().size() != 2)
+      bad_file(path, "tensor '" + name + "' lacks a valid dtype, shape or data_offsets");
+
+    TensorEntry entry;
+    entry.name = name;
+    entry.dtype = dtype_from_name(dtype->as_string(), path, name);
+    int64_t numel = 1;
+    for (const auto& dim : shape->items()) {
+      if (!dim.is_integer() || dim.as_int() < 0) bad_file(path, "tensor '" + name + "' has an invalid shape");
+      if (dim.as_int() > 0 && numel > INT64_MAX / dim.as_int()) bad_file(path, "tensor '" + name + "' is too large");
+      numel *= dim.as_int();
+      entry.shape.push_back(dim.as_int());
+    }
+    for (const auto& off : offsets->items())
+      if (!off.is_integer() || off.as_int() < 0) bad_file(path, "tensor '" + name + "' has invalid data_offsets");
+    entry.begin = static_cast<size_t>(offsets->items()[0].as_int());
+    entry.end = static_cast<size_t>(offsets->items()[1].as_int());
+    if (entry.begin > entry.end || entry.end > data_size)
+      bad_file(path, "tensor '" + name + "' data_offsets [" + std::to_string(entry.begin) + ", " +
+                         std::to_string(entry.end) + "] lie outside the data section of " + std::to_string(data_size) +
+                         " bytes");
+    const size_t expected = static_cast<size_t>(numel) * c10::elementSize(entry.dtype);
+    if (entry.end - entry.begin != expected)
+      bad_file(path, "tensor '" + name + "' holds " + std::to_string(entry.end - entry.begin) +
+                         " bytes but its dtype and shape need " + std::to_string(expected));
+    entries_.push_back(std::move(entry));
+  }
+
+  // Tensors must not share bytes: sort by start and compare neighbours.
+  std::vector<const TensorEntry*> order;
+  for (const auto& e : entries_) order.push_back(&e);
+  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->begin < b->begin; });
+  for (size_t i = 1; i < order.size(); ++i)
+    if (order[i]->begin < order[i - 1]->end && order[i]->begin != order[i]->end)
+      bad_file(path, "tensors '" + order[i - 1]->name + "' and '" + order[i]->name + "' overlap");
+}
+
+torch::Tensor SafetensorsFile::load(const TensorEntry& entry, torch::Device device,
+                                    c10::optional<torch::Dtype> dtype) const {
+  auto tensor = torch::empty(entry.shape, torch::TensorOptions().dtype(entry.dtype));
+  std::memcpy(tensor.data_ptr(), file_.data() + data_offset_ + entry.begin, entry.end - entry.begin);
+  return tensor.to(device, dtype.value_or(entry.dtype));
+}
+
+void write_safetensors(const std::string& path, const std::map<std::string, torch::Tensor>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  std::vector<torch::Tensor> data;
+  std::string header = "{";
+  if (!metadata.empty()) {
+    header += "\"__metadata__\":{";
+    bool first = true;
+    for (const auto& [k, v] : metadata) {
+      header += (first ? "\"" : ",\"") + json_escape(k) + "\":\"" + json_escape(v) + "\"";
+      first = false;
+    }
+    header += "}";
+  }
+  size_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    if (t.is_sparse()) fail(ErrorCode::InvalidArgument, "cannot store sparse tensor '" + name + "'");
+    auto cpu = t.detach().to(torch::kCPU).contiguous();
+    const size_t bytes = cpu.numel() * cpu.element_size();
+    std::string shape;
+    for (int64_t d : cpu.sizes()) shape += (shape.empty() ? "" : ",") + std::to_string(d);
+    header += std::string(header.size() > 1 ? "," : "") + "\"" + json_escape(name) + "\":{\"dtype\":\"" +
+              name_from_dtype(cpu.scalar_type()) + "\",\"shape\":[" + shape + "],\"data_offsets\":[" +
+              std::to_string(offset) + "," + std::to_string(offset + bytes) + "]}";
+    offset += bytes;
+    data.push_back(cpu);
+  }
+  header += "}";
+  while ((8 + header.size()) % 8 != 0) header += ' ';  // keeps the data section 8-byte aligned
+
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) fail(ErrorCode::InvalidArgument, "cannot write " + tmp);
+    uint8_t len[8];
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(header.size()) >> (8 * i));
+    out.write(reinterpret_cast<const char*>(len), 8);
+    out.write(header.data(), static_cast<std::streamsize>(header.size()));
+    for (const auto& t : data)
+      out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.numel() * t.element_size()));
+    if (!out.flush()) fail(ErrorCode::InvalidArgument, "failed writing " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) fail(ErrorCode::InvalidArgument, "cannot rename " + tmp + " to " + path);
+}
+
+}  // namespace comeba

@@ -1,0 +1,55 @@
+#include "models/inference.h"
+
+#include "common/error.h"
+
+namespace comeba {
+
+void validate_tokens(const CausalLM& model, const TokenRows& rows, int64_t extra) {
+  const auto& info = model.info();
+  if (rows.empty()) fail(ErrorCode::InvalidArgument, "the batch is empty");
+  for (size_t r = 0; r < rows.size(); ++r) {
+    if (rows[r].empty()) fail(ErrorCode::InvalidArgument, "row " + std::to_string(r) + " has no tokens");
+    if (static_cast<int64_t>(rows[r].size()) + extra > info.n_ctx)
+      fail(ErrorCode::InvalidArgument, "row " + std::to_string(r) + " needs " + std::to_string(rows[r].size() + extra) +
+                                           " positions but the model's context is " + std::to_string(info.n_ctx));
+    for (int64_t id : rows[r])
+      if (id < 0 || id >= info.vocab_size)
+        fail(ErrorCode::InvalidArgument, "row " + std::to_string(r) + " holds token id " + std::to_string(id) +
+                                             " outside the vocabulary [0, " + std::to_string(info.vocab_size) + ")");
+  }
+}
+
+ForwardResult run_forward(const CausalLM& model, const TokenRows& rows, bool left_pad, std::vector<ProbeSpec> probes) {
+  validate_tokens(model, rows);
+  c10::InferenceMode inference;
+  const auto batch = TokenBatch::pack(rows, left_pad, /*pad_id=*/0, model.device());
+  ProbeHooks hooks(model, std::move(probes), batch);
+  ForwardResult result;
+  result.logits = model.forward(batch, &hooks, nullptr).to(torch::kCPU, torch::kFloat32).contiguous();
+  result.records = hooks.records();
+  return result;
+}
+
+std::vector<int64_t> generate_greedy(const CausalLM& model, const std::vector<int64_t>& prompt, int64_t max_new_tokens,
+                                     bool stop_at_eos, ForwardHooks* hooks) {
+  if (max_new_tokens < 0) fail(ErrorCode::InvalidArgument, "maxNewTokens must be ≥ 0");
+  validate_tokens(model, {prompt}, max_new_tokens);
+  c10::InferenceMode inference;
+  KvCache cache;
+  auto batch = TokenBatch::pack({prompt}, false, 0, model.device());
+  std::vector<int64_t> generated;
+  for (int64_t step = 0; step < max_new_tokens; ++step) {
+    auto logits = model.forward(batch, hooks, &cache);                   // (1, T, V)
+    const int64_t next = logits.select(1, logits.size(1) - 1).argmax(-1).item<int64_t>();
+    generated.push_back(next);
+    if (stop_at_eos && next == model.info().eos_token_id) break;
+    batch.ids = torch::full({1, 1}, next, torch::TensorOptions().dtype(torch::kInt64).device(model.device()));
+    batch.real = torch::ones({1, 1}, torch::TensorOptions().dtype(torch::kBool).device(model.device()));
+    batch.positions = cache.next_position.view({1, 1});
+    batch.lengths = {1};
+    batch.offsets = {0};
+  }
+  return generated;
+}
+
+}  // namespace comeba

@@ -1,0 +1,29 @@
+// Running a loaded model: batched logits with optional probe hooks, and greedy generation with a KV cache.
+// Token lists are validated here, so the architectures can assume well-formed input.
+#pragma once
+
+#include <vector>
+
+#include "hooks/probe_hooks.h"
+#include "models/causal_lm.h"
+
+namespace comeba {
+
+using TokenRows = std::vector<std::vector<int64_t>>;
+
+struct ForwardResult {
+  torch::Tensor logits;                // (B, T, V) float32 on the CPU; padded positions unspecified
+  std::vector<torch::Tensor> records;  // one per probe spec (undefined where it records nothing)
+};
+
+// Throws InvalidArgument for an empty batch, an empty row, an id outside the vocabulary, or a row (plus
+// `extra` tokens still to come) longer than the model's context.
+void validate_tokens(const CausalLM& model, const TokenRows& rows, int64_t extra = 0);
+
+ForwardResult run_forward(const CausalLM& model, const TokenRows& rows, bool left_pad, std::vector<ProbeSpec> probes);
+
+// Greedy decoding, one token per step through the KV cache; stops after an EOS token when asked.
+std::vector<int64_t> generate_greedy(const CausalLM& model, const std::vector<int64_t>& prompt, int64_t max_new_tokens,
+                                     bool stop_at_eos, ForwardHooks* hooks);
+
+}  // namespace comeba

@@ -1,0 +1,65 @@
+// config.json's model_type → architecture, plus the model-independent parts of CausalLM and TokenBatch.
+#include "models/registry.h"
+
+#include <regex>
+
+#include "common/error.h"
+#include "io/checkpoint.h"
+
+namespace comeba {
+
+std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir, torch::Device device, torch::Dtype dtype) {
+  const Json config = read_config(dir);
+  const std::string type = config_string_or(config, "model_type", "");
+  if (type == "gpt2") return make_gpt2(dir, config, device, dtype);
+  if (type == "gptj") return make_gptj(dir, config, device, dtype);
+  fail(ErrorCode::UnsupportedArchitecture,
+       "model_type '" + type + "' in " + dir + "/config.json is not supported (supported: gpt2, gptj)");
+}
+
+HookPoint CausalLM::parse_hook_point(const std::string& name) const {
+  static const std::regex block(R"(transformer\.h\.(\d+))");
+  static const std::regex module(R"(transformer\.h\.(\d+)\.mlp\.(\w+))");
+  const std::string edited = info().edited_module.substr(info().edited_module.rfind('.') + 1);
+  std::smatch m;
+  HookPoint point;
+  if (std::regex_match(name, m, block)) {
+    point.site = HookSite::BlockOutput;
+  } else if (std::regex_match(name, m, module) && m[2] == edited) {
+    point.site = HookSite::EditedModule;
+  } else {
+    fail(ErrorCode::InvalidArgument, "unknown hook point '" + name + "'; this " + info().architecture +
+                                         " model has 'transformer.h.{l}' and '" + info().edited_module + "'");
+  }
+  point.layer = std::stoll(m[1]);
+  if (point.layer >= info().n_layer)
+    fail(ErrorCode::InvalidArgument, "hook point '" + name + "': layer " + std::to_string(point.layer) +
+                                         " does not exist (the model has " + std::to_string(info().n_layer) + ")");
+  return point;
+}
+
+TokenBatch TokenBatch::pack(const std::vector<std::vector<int64_t>>& rows, bool left_pad, int64_t pad_id,
+                            torch::Device device) {
+  TokenBatch batch;
+  const int64_t B = static_cast<int64_t>(rows.size());
+  int64_t T = 0;
+  for (const auto& r : rows) T = std::max<int64_t>(T, static_cast<int64_t>(r.size()));
+  auto ids = torch::full({B, T}, pad_id, torch::kInt64);
+  auto real = torch::zeros({B, T}, torch::kBool);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = static_cast<int64_t>(rows[b].size());
+    const int64_t offset = left_pad ? T - n : 0;
+    if (n > 0) {
+      ids[b].narrow(0, offset, n).copy_(torch::tensor(rows[b], torch::kInt64));
+      real[b].narrow(0, offset, n).fill_(true);
+    }
+    batch.lengths.push_back(n);
+    batch.offsets.push_back(offset);
+  }
+  batch.ids = ids.to(device);
+  batch.real = real.to(device);
+  batch.positions = (batch.real.to(torch::kInt64).cumsum(1) - 1).clamp_min(0);
+  return batch;
+}
+
+}  // namespace comeba
