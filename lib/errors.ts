@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'DEVICE_UNAVAILABLE'
   | 'DISPOSED'
   | 'ABORTED'
+  | 'OUT_OF_MEMORY'
   | 'INTERNAL';
 
 export class ComebaError extends Error {
@@ -49,6 +50,9 @@ export class DisposedError extends ComebaError {
 export class AbortError extends ComebaError {
   constructor(message = 'the operation was aborted', options?: { cause?: unknown }) { super('ABORTED', message, options); }
 }
+export class OutOfMemoryError extends ComebaError {
+  constructor(message: string, options?: { cause?: unknown }) { super('OUT_OF_MEMORY', message, options); }
+}
 export class InternalError extends ComebaError {
   constructor(message: string, options?: { cause?: unknown }) { super('INTERNAL', message, options); }
 }
@@ -62,6 +66,7 @@ const byCode: Record<string, new (message: string, options?: { cause?: unknown }
   ADDON_NOT_FOUND: AddonNotFoundError,
   DEVICE_UNAVAILABLE: DeviceUnavailableError,
   ABORTED: AbortError,
+  OUT_OF_MEMORY: OutOfMemoryError,
   INTERNAL: InternalError,
 };
 
@@ -76,10 +81,10 @@ export function fromNative(err: unknown): Error {
   return new InternalError(String(err));
 }
 
-/** Awaits a native promise and rethrows its failure as a typed error. */
-export async function callNative<T>(promise: Promise<T>): Promise<T> {
+/** Calls into the addon and rethrows any failure, synchronous (argument checks) or async, as a typed error. */
+export async function callNative<T>(call: () => Promise<T>): Promise<T> {
   try {
-    return await promise;
+    return await call();
   } catch (err) {
     throw fromNative(err);
   }

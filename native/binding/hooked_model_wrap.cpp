@@ -89,6 +89,7 @@ Napi::Value HookedModelWrap::info(const Napi::CallbackInfo& info) {
   obj.Set("eosTokenId", static_cast<double>(i.eos_token_id));
   obj.Set("bosTokenId", static_cast<double>(i.bos_token_id));
   obj.Set("editedModule", i.edited_module);
+  obj.Set("editedWeightShape", to_js_ints(env, model->edited_module(0).weight.sizes().vec()));
   obj.Set("device", model->device().str());
   obj.Set("dtype", dtype_name(model->dtype()));
   return obj;

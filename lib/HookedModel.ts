@@ -1,0 +1,163 @@
+// HookedModel: a Hugging Face checkpoint running in libtorch, with native hooks at the edited MLP projection
+// and at block outputs. Every heavy call is a Promise whose work runs off the JS thread.
+import { callNative, DisposedError, InvalidArgumentError } from './errors.js';
+import { loadNative } from './native.js';
+import type { NativeHookedModel, NativeHookSpec, NativeModelInfo } from './nativeTypes.js';
+import { Tokenizer } from './Tokenizer.js';
+
+export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
+export type Dtype = 'float32' | 'float16' | 'bfloat16';
+export type Padding = 'left' | 'right';
+
+export interface LoadOptions {
+  /** Where the weights live. Default 'cpu'. */
+  device?: Device;
+  /** The weights' dtype after loading (they are converted). Default 'float32'. */
+  dtype?: Dtype;
+}
+
+export type ModelInfo = NativeModelInfo;
+
+/** A float32 tensor in row-major order. */
+export interface Tensor {
+  data: Float32Array;
+  shape: number[];
+}
+
+/**
+ * A native hook. `at` is an HF module name: the edited projection (`transformer.h.{l}.mlp.c_proj` on GPT-2,
+ * `transformer.h.{l}.mlp.fc_out` on GPT-J) or a block output (`transformer.h.{l}`). Positions index each
+ * row's own tokens (0 = its first real token), whatever the padding.
+ */
+export type Hook =
+  | { at: string; record: 'input' | 'output'; positions: number[][] }
+  | { at: string; add: Float32Array | readonly number[]; positions: number[][] }
+  | { at: string; replaceWeight: Float32Array | Tensor };
+
+export interface RunOptions {
+  /** How rows of different lengths are padded. Logits at real tokens do not depend on it. Default 'right'. */
+  padding?: Padding;
+  hooks?: readonly Hook[];
+}
+
+export interface RunResult {
+  /** [batch, seq, vocab]; values at padded positions are unspecified. */
+  logits: Tensor;
+  /** One entry per hook: the recorded rows [positions, dim] for `record` hooks, null for the others. */
+  records: (Tensor | null)[];
+}
+
+export interface GenerateOptions {
+  /** Default 20. */
+  maxNewTokens?: number;
+  /** Stop after the model emits its EOS token. Default true. */
+  stopAtEos?: boolean;
+}
+
+export interface Generation {
+  tokens: number[];
+  text: string;
+}
+
+export class HookedModel implements AsyncDisposable {
+  readonly tokenizer: Tokenizer;
+  readonly info: ModelInfo;
+  readonly dir: string;
+  #native: NativeHookedModel | null;
+
+  private constructor(dir: string, native: NativeHookedModel, tokenizer: Tokenizer) {
+    this.dir = dir;
+    this.#native = native;
+    this.tokenizer = tokenizer;
+    this.info = native.info();
+  }
+
+  /** Loads config.json, the safetensors weights (single or sharded) and the tokenizer from a local folder. */
+  static async load(dir: string, options: LoadOptions = {}): Promise<HookedModel> {
+    if (typeof dir !== 'string' || dir.length === 0) throw new InvalidArgumentError('HookedModel.load expects a folder path');
+    const addon = loadNative();
+    const native = await callNative(() =>
+      addon.NativeHookedModel.load(dir, { device: options.device ?? 'cpu', dtype: options.dtype ?? 'float32' }),
+    );
+    try {
+      return new HookedModel(dir, native, Tokenizer.fromFolder(dir));
+    } catch (err) {
+      native.dispose();
+      throw err;
+    }
+  }
+
+  /** The HF name of the edited MLP projection of `layer`. */
+  editedModule(layer: number): string {
+    return this.info.editedModule.replace('{}', String(layer));
+  }
+
+  /** Logits of a batch of token rows, padded by the library. */
+  async logits(batch: readonly (readonly number[])[], options: { padding?: Padding } = {}): Promise<Tensor> {
+    return (await this.run(batch, options)).logits;
+  }
+
+  /** A forward pass with hooks: records, additions and weight replacements, all applied natively. */
+  async run(batch: readonly (readonly number[])[], options: RunOptions = {}): Promise<RunResult> {
+    const native = this.#require();
+    const hooks = (options.hooks ?? []).map((hook, i) => this.#toNativeHook(hook, i));
+    const result = await callNative(() =>
+      native.forward(batch as number[][], { padding: options.padding ?? 'right', hooks }),
+    );
+    return { logits: { data: result.data, shape: result.shape }, records: result.records };
+  }
+
+  /** Greedy decoding with a KV cache. */
+  async generate(prompt: string | readonly number[], options: GenerateOptions = {}): Promise<Generation> {
+    const native = this.#require();
+    const ids = typeof prompt === 'string' ? this.tokenizer.encode(prompt) : [...prompt];
+    const tokens = await callNative(() =>
+      native.generate(ids, { maxNewTokens: options.maxNewTokens ?? 20, stopAtEos: options.stopAtEos ?? true }),
+    );
+    return { tokens, text: this.tokenizer.decode(tokens) };
+  }
+
+  get disposed(): boolean {
+    return this.#native === null;
+  }
+
+  /** Frees the native weights. Calls already running finish first; later calls throw DisposedError. */
+  async dispose(): Promise<void> {
+    this.#native?.dispose();
+    this.#native = null;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
+  }
+
+  /** @internal The native handle, for the editor and evaluator. */
+  get native(): NativeHookedModel {
+    return this.#require();
+  }
+
+  #require(): NativeHookedModel {
+    if (!this.#native) throw new DisposedError('HookedModel');
+    return this.#native;
+  }
+
+  #toNativeHook(hook: Hook, index: number): NativeHookSpec {
+    if ('record' in hook) {
+      if (hook.record !== 'input' && hook.record !== 'output') {
+        throw new InvalidArgumentError(`hooks[${index}].record must be 'input' or 'output'`);
+      }
+      return { point: hook.at, action: hook.record === 'input' ? 'recordInput' : 'recordOutput', positions: hook.positions };
+    }
+    if ('add' in hook) {
+      const data = hook.add instanceof Float32Array ? hook.add : Float32Array.from(hook.add);
+      return { point: hook.at, action: 'add', positions: hook.positions, data, shape: [data.length] };
+    }
+    if ('replaceWeight' in hook) {
+      const w = hook.replaceWeight;
+      const data = w instanceof Float32Array ? w : w.data;
+      const shape = w instanceof Float32Array ? this.info.editedWeightShape : w.shape;
+      return { point: hook.at, action: 'replaceWeight', data, shape };
+    }
+    throw new InvalidArgumentError(`hooks[${index}] must have one of record, add or replaceWeight`);
+  }
+}

@@ -1,0 +1,153 @@
+// Shared test utilities: fixture paths and references, tolerant comparison that reports where it failed,
+// and generators for checkpoints the tests need but do not ship (random models, corrupted files).
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
+export const tinyGpt2 = join(fixtures, 'tiny-gpt2');
+export const tinyGptj = join(fixtures, 'tiny-gptj');
+
+export interface Span { offset: number; length: number }
+export interface Reference {
+  prompts: string[];
+  inputIds: number[][];
+  vocabSize: number;
+  logits: Span[];
+  generation: { maxNewTokens: number; items: { prompt: number; newTokens: number[] }[] };
+  hookModule: string;
+  hookWeightShape: [number, number];
+  hookLogits: Span[];
+  /** Per prompt, transformers' logits [seq, vocab] unpadded. */
+  logitsOf(i: number): Float32Array;
+  hookLogitsOf(i: number): Float32Array;
+  hookWeight: Float32Array;
+}
+
+function readFloats(path: string): Float32Array {
+  const buf = readFileSync(path);
+  return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+}
+
+export function loadReference(modelDir: string): Reference {
+  const dir = join(modelDir, 'reference');
+  const ref = JSON.parse(readFileSync(join(dir, 'reference.json'), 'utf8'));
+  const logits = readFloats(join(dir, ref.logitsFile));
+  const hookLogits = readFloats(join(dir, ref.hookLogitsFile));
+  return {
+    ...ref,
+    logitsOf: (i: number) => logits.subarray(ref.logits[i].offset, ref.logits[i].offset + ref.logits[i].length),
+    hookLogitsOf: (i: number) => hookLogits.subarray(ref.hookLogits[i].offset, ref.hookLogits[i].offset + ref.hookLogits[i].length),
+    hookWeight: readFloats(join(dir, ref.hookWeightFile)),
+  };
+}
+
+/** Max |a − b| over the real tokens of batch row `row` (its first real token at `offset`), against `expected` [len, vocab]. */
+export function maxDiffAtRow(
+  logits: { data: Float32Array; shape: number[] }, row: number, offset: number, expected: Float32Array,
+): number {
+  const [, seq, vocab] = logits.shape;
+  const len = expected.length / vocab;
+  let max = 0;
+  for (let t = 0; t < len; t++) {
+    const base = (row * seq + offset + t) * vocab;
+    for (let v = 0; v < vocab; v++) max = Math.max(max, Math.abs(logits.data[base + v] - expected[t * vocab + v]));
+  }
+  return max;
+}
+
+// ---- safetensors, written and read from TS so tests can build and corrupt checkpoints ----
+
+export interface StTensor { dtype: string; shape: number[]; bytes: Uint8Array }
+
+export function readSafetensors(path: string): { header: Record<string, any>; tensors: Map<string, StTensor> } {
+  const buf = readFileSync(path);
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
+  const tensors = new Map<string, StTensor>();
+  for (const [name, e] of Object.entries<any>(header)) {
+    if (name === '__metadata__') continue;
+    tensors.set(name, { dtype: e.dtype, shape: e.shape, bytes: buf.subarray(8 + n + e.data_offsets[0], 8 + n + e.data_offsets[1]) });
+  }
+  return { header, tensors };
+}
+
+export function float32Of(t: StTensor): Float32Array {
+  return new Float32Array(t.bytes.buffer.slice(t.bytes.byteOffset, t.bytes.byteOffset + t.bytes.byteLength));
+}
+
+/** Serialises a header object and a data section exactly as given (so tests can write broken headers). */
+export function rawSafetensors(header: object, data: Uint8Array, headerLength?: number): Buffer {
+  const json = Buffer.from(JSON.stringify(header), 'utf8');
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(headerLength ?? json.length));
+  return Buffer.concat([len, json, data]);
+}
+
+export function writeSafetensors(path: string, tensors: Map<string, { shape: number[]; data: Float32Array }>): void {
+  const header: Record<string, object> = {};
+  const parts: Uint8Array[] = [];
+  let offset = 0;
+  for (const [name, t] of tensors) {
+    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    header[name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + bytes.length] };
+    parts.push(bytes);
+    offset += bytes.length;
+  }
+  writeFileSync(path, rawSafetensors(header, Buffer.concat(parts)));
+}
+
+export function tempDir(prefix = 'comeba-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** A copy of a fixture folder's files (not its reference/) in a fresh temporary folder. */
+export function copyFixture(src: string, files: string[]): string {
+  const dir = tempDir();
+  for (const f of files) copyFileSync(join(src, f), join(dir, f));
+  return dir;
+}
+
+/** Seeded uniform values in [−scale, scale). */
+export function randomFloats(n: number, seed: number, scale: number): Float32Array {
+  let s = seed >>> 0 || 1;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    out[i] = ((s / 4294967296) * 2 - 1) * scale;
+  }
+  return out;
+}
+
+/** A GPT-2 checkpoint with random weights and the fixture tokenizer: sized for load and timing tests. */
+export function makeRandomGpt2(opts: { nLayer: number; nEmbd: number; nHead: number; nCtx: number; vocab: number }): string {
+  const dir = tempDir('comeba-gpt2-');
+  const { nLayer, nEmbd: C, nHead, nCtx, vocab } = opts;
+  const F = 4 * C;
+  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  let seed = 1;
+  const add = (name: string, shape: number[], scale: number, fill?: number) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    tensors.set(name, { shape, data: fill === undefined ? randomFloats(n, seed++, scale) : new Float32Array(n).fill(fill) });
+  };
+  add('transformer.wte.weight', [vocab, C], 0.02);
+  add('transformer.wpe.weight', [nCtx, C], 0.01);
+  for (let l = 0; l < nLayer; l++) {
+    const p = `transformer.h.${l}`;
+    add(`${p}.ln_1.weight`, [C], 0, 1); add(`${p}.ln_1.bias`, [C], 0, 0);
+    add(`${p}.attn.c_attn.weight`, [C, 3 * C], 0.02); add(`${p}.attn.c_attn.bias`, [3 * C], 0, 0);
+    add(`${p}.attn.c_proj.weight`, [C, C], 0.02); add(`${p}.attn.c_proj.bias`, [C], 0, 0);
+    add(`${p}.ln_2.weight`, [C], 0, 1); add(`${p}.ln_2.bias`, [C], 0, 0);
+    add(`${p}.mlp.c_fc.weight`, [C, F], 0.02); add(`${p}.mlp.c_fc.bias`, [F], 0, 0);
+    add(`${p}.mlp.c_proj.weight`, [F, C], 0.02); add(`${p}.mlp.c_proj.bias`, [C], 0, 0);
+  }
+  add('transformer.ln_f.weight', [C], 0, 1); add('transformer.ln_f.bias', [C], 0, 0);
+  writeSafetensors(join(dir, 'model.safetensors'), tensors);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({
+    model_type: 'gpt2', n_layer: nLayer, n_embd: C, n_head: nHead, n_positions: nCtx, vocab_size: vocab,
+    eos_token_id: 0, bos_token_id: 0, activation_function: 'gelu_new', layer_norm_epsilon: 1e-5,
+  }));
+  for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(tinyGpt2, f), join(dir, f));
+  return dir;
+}
