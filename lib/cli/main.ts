@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+// The `comeba` command: argv → one module per command, each exporting `summary` and `run(argv)`.
+// Modules load lazily so `comeba libtorch which` never touches the addon.
+
+import { ComebaError } from '../errors.js';
+
+export interface Command {
+  summary: string;
+  run(argv: string[]): Promise<number>;
+}
+
+const commands: Record<string, () => Promise<Command>> = {
+  inspect: () => import('./inspect.js'),
+  libtorch: () => import('./libtorch.js'),
+  build: () => import('./build.js'),
+};
+
+async function usage(): Promise<string> {
+  const lines = await Promise.all(Object.entries(commands).map(async ([name, load]) => `  ${name.padEnd(10)} ${(await load()).summary}`));
+  return ['usage: comeba <command> [options]   (comeba <command> --help for its options)', '', ...lines].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h') {
+    console.log(await usage());
+    return name === undefined ? 2 : 0;
+  }
+  const load = commands[name];
+  if (!load) {
+    console.error(`comeba: unknown command '${name}'\n\n${await usage()}`);
+    return 2;
+  }
+  try {
+    return await (await load()).run(rest);
+  } catch (err) {
+    return report(name, err);
+  }
+}
+
+// Typed errors carry a message meant for the user; anything else is a bug and keeps its stack.
+function report(command: string, err: unknown): number {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
+    console.error(`comeba ${command}: ${(err as Error).message}`);
+    return 2;
+  }
+  console.error(err instanceof ComebaError ? `comeba ${command}: ${err.message}` : err);
+  return 1;
+}
+
+process.exitCode = await main(process.argv.slice(2));

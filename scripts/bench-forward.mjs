@@ -1,0 +1,78 @@
+#!/usr/bin/env node
+// Benchmark (not a test): forward tokens/s of comeba against Hugging Face transformers in Python, on the
+// same machine, in the same run, on a 124M-parameter GPT-2 with random weights (gpt2's own config).
+// Prints both figures and their ratio (comeba / transformers; ≥ 1.0 means comeba is at least as fast).
+//
+//   node scripts/bench-forward.mjs [--batch 4] [--seq 256] [--repeats 5] [--threads N]
+// Needs python3 with torch and transformers (pip install --index-url file:///opt/pypi/simple torch==2.13.0+cpu transformers).
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { importLib } from './import-lib.mjs';
+
+const { values } = parseArgs({
+  options: {
+    batch: { type: 'string', default: '4' },
+    seq: { type: 'string', default: '256' },
+    repeats: { type: 'string', default: '5' },
+    threads: { type: 'string', default: String(availableParallelism()) },
+  },
+});
+const [batch, seq, repeats, threads] = [values.batch, values.seq, values.repeats, values.threads].map(Number);
+
+// One random batch of token ids, shared by both sides.
+const ids = Array.from({ length: batch }, (_, b) => Array.from({ length: seq }, (_, i) => (i * 7919 + b * 104729) % 50257));
+
+const python = String.raw`
+import json, sys, time, torch
+from transformers import GPT2Config, GPT2LMHeadModel
+out, ids, repeats, threads = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+torch.manual_seed(0)
+torch.set_num_threads(threads)
+model = GPT2LMHeadModel(GPT2Config()).eval()
+model.save_pretrained(out)
+x = torch.tensor(ids)
+times = []
+with torch.inference_mode():
+    model(x)  # warm-up
+    for _ in range(repeats):
+        t = time.perf_counter(); model(x); times.append(time.perf_counter() - t)
+print(json.dumps({"params": sum(p.numel() for p in model.parameters()), "seconds": sorted(times)[len(times) // 2],
+                  "torch": torch.__version__, "attn": model.config._attn_implementation}))
+`;
+
+const dir = mkdtempSync(join(tmpdir(), 'comeba-bench-'));
+try {
+  const py = spawnSync('python3', ['-c', python, dir, JSON.stringify(ids), String(repeats), String(threads)], { encoding: 'utf8' });
+  if (py.status !== 0) throw new Error(`python side failed:\n${py.stderr}`);
+  const ref = JSON.parse(py.stdout.trim().split('\n').pop());
+  // The tokenizer is irrelevant to a forward pass over ids; the fixture's keeps the folder loadable.
+  for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join('test/fixtures/tiny-gpt2', f), join(dir, f));
+
+  const { loadNative } = await importLib('native');
+  loadNative().setThreads(threads);
+  const { HookedModel } = await importLib('index');
+  const model = await HookedModel.load(dir);
+  await model.logits(ids); // warm-up
+  const times = [];
+  for (let i = 0; i < repeats; i++) {
+    const t = performance.now();
+    await model.logits(ids);
+    times.push((performance.now() - t) / 1000);
+  }
+  await model.dispose();
+  const ours = times.sort((a, b) => a - b)[Math.floor(times.length / 2)];
+
+  const tokens = batch * seq;
+  const rows = [
+    ['comeba (libtorch, N-API)', tokens / ours, ours],
+    [`transformers ${ref.attn} (torch ${ref.torch})`, tokens / ref.seconds, ref.seconds],
+  ];
+  console.log(`GPT-2 ${(ref.params / 1e6).toFixed(0)}M random weights, float32, CPU, batch ${batch} × ${seq} tokens, ${threads} threads, median of ${repeats}`);
+  for (const [name, tps, s] of rows) console.log(`  ${name.padEnd(36)} ${tps.toFixed(0).padStart(8)} tokens/s  (${(s * 1000).toFixed(0)} ms/forward)`);
+  console.log(`  ratio comeba / transformers: ${(ref.seconds / ours).toFixed(3)}`);
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
