@@ -11,6 +11,7 @@ export interface Command {
 
 const commands: Record<string, () => Promise<Command>> = {
   inspect: () => import('./inspect.js'),
+  generate: () => import('./generate.js'),
   libtorch: () => import('./libtorch.js'),
   build: () => import('./build.js'),
 };
