@@ -5,7 +5,9 @@
 
 #include <thread>
 
+#include "binding/editor_wrap.h"
 #include "binding/hooked_model_wrap.h"
+#include "binding/stats_wrap.h"
 
 namespace comeba::binding {
 namespace {
@@ -15,7 +17,8 @@ Napi::Value build_info(const Napi::CallbackInfo& info) {
   auto obj = Napi::Object::New(env);
   obj.Set("torchVersion", TORCH_VERSION);
   obj.Set("cxx11Abi", static_cast<bool>(_GLIBCXX_USE_CXX11_ABI));
-  obj.Set("cudaCompiled", torch::cuda::is_available() || torch::hasCUDA());
+  // Whether the libtorch this addon runs on has its CUDA backend (the addon itself uses only the generic API).
+  obj.Set("cudaCompiled", at::hasCUDA());
   return obj;
 }
 
@@ -53,6 +56,8 @@ static Napi::Object register_addon(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New(env, set_threads));
   exports.Set("getThreads", Napi::Function::New(env, get_threads));
   HookedModelWrap::init(env, exports);
+  SecondMomentsWrap::init(env, exports);
+  EditorWrap::init(env, exports);
   return exports;
 }
 

@@ -130,15 +130,59 @@ std::vector<ProbeSpec> to_probe_specs(const Napi::Value& value) {
   return specs;
 }
 
-Napi::Object to_js_tensor(Napi::Env env, const torch::Tensor& tensor) {
-  auto owned = new torch::Tensor(tensor.to(torch::kCPU, torch::kFloat32).contiguous());
-  const size_t bytes = owned->numel() * sizeof(float);
+namespace {
+
+template <typename ArrayT>
+Napi::Object tensor_as(Napi::Env env, const torch::Tensor& tensor, torch::Dtype dtype) {
+  auto owned = new torch::Tensor(tensor.detach().to(torch::kCPU, dtype).contiguous());
+  const size_t bytes = owned->numel() * owned->element_size();
   auto buffer = Napi::ArrayBuffer::New(env, owned->data_ptr(), bytes,
                                        [](Napi::Env, void*, torch::Tensor* t) { delete t; }, owned);
   auto obj = Napi::Object::New(env);
-  obj.Set("data", Napi::Float32Array::New(env, owned->numel(), buffer, 0));
+  obj.Set("data", ArrayT::New(env, owned->numel(), buffer, 0));
   obj.Set("shape", to_js_ints(env, tensor.sizes().vec()));
   return obj;
+}
+
+}  // namespace
+
+Napi::Object to_js_tensor(Napi::Env env, const torch::Tensor& tensor) {
+  return tensor_as<Napi::Float32Array>(env, tensor, torch::kFloat32);
+}
+
+Napi::Object to_js_tensor64(Napi::Env env, const torch::Tensor& tensor) {
+  return tensor_as<Napi::Float64Array>(env, tensor, torch::kFloat64);
+}
+
+torch::Tensor to_tensor(const Napi::Value& data, const std::vector<int64_t>& shape, const std::string& what) {
+  if (data.IsTypedArray() && data.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array) {
+    auto arr = data.As<Napi::Float64Array>();
+    int64_t numel = 1;
+    for (int64_t d : shape) numel *= d;
+    if (numel != static_cast<int64_t>(arr.ElementLength()))
+      throw_invalid(data.Env(), what + " has " + std::to_string(arr.ElementLength()) + " values but its shape needs " +
+                                    std::to_string(numel));
+    return torch::from_blob(arr.Data(), shape, torch::kFloat64).clone();
+  }
+  return to_float_tensor(data, shape, what);
+}
+
+std::vector<double> to_doubles(const Napi::Value& value, const std::string& what) {
+  if (!value.IsArray()) throw_invalid(value.Env(), "expected an array of numbers for " + what + " but received " + describe(value));
+  auto arr = value.As<Napi::Array>();
+  std::vector<double> out;
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    auto v = arr.Get(i);
+    if (!v.IsNumber()) throw_invalid(value.Env(), "expected a number for " + what + "[" + std::to_string(i) + "]");
+    out.push_back(v.As<Napi::Number>().DoubleValue());
+  }
+  return out;
+}
+
+Napi::Array to_js_doubles(Napi::Env env, const std::vector<double>& values) {
+  auto arr = Napi::Array::New(env, values.size());
+  for (size_t i = 0; i < values.size(); ++i) arr.Set(i, Napi::Number::New(env, values[i]));
+  return arr;
 }
 
 Napi::Array to_js_ints(Napi::Env env, const std::vector<int64_t>& values) {

@@ -50,12 +50,14 @@ std::shared_ptr<CausalLM> HookedModelWrap::require_model(Napi::Env env) const {
   return model_;
 }
 
-std::shared_ptr<CausalLM> HookedModelWrap::model_of(const Napi::Value& value) {
+HookedModelWrap* HookedModelWrap::unwrap(const Napi::Value& value) {
   auto env = value.Env();
   auto* data = env.GetInstanceData<AddonData>();
   if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(data->hooked_model.Value()))
     throw_invalid(env, "expected a NativeHookedModel");
-  return Unwrap(value.As<Napi::Object>())->require_model(env);
+  auto* wrap = Unwrap(value.As<Napi::Object>());
+  wrap->require_model(env);
+  return wrap;
 }
 
 Napi::Value HookedModelWrap::load(const Napi::CallbackInfo& info) {
@@ -105,8 +107,9 @@ Napi::Value HookedModelWrap::forward(const Napi::CallbackInfo& info) {
   auto probes = to_probe_specs(options.Get("hooks"));
   return PromiseWorker<ForwardResult>::start(
       env, info.This().As<Napi::Object>(),
-      [model, rows = std::move(rows), left = padding == "left", probes = std::move(probes)]() mutable {
-        return run_forward(*model, rows, left, std::move(probes));
+      [model, editor = editor_, rows = std::move(rows), left = padding == "left", probes = std::move(probes)]() mutable {
+        auto base = editor ? editor->inference_hooks() : nullptr;
+        return run_forward(*model, rows, left, std::move(probes), base.get());
       },
       [](Napi::Env env, ForwardResult& result) -> Napi::Value {
         auto obj = to_js_tensor(env, result.logits);
@@ -123,13 +126,18 @@ Napi::Value HookedModelWrap::generate(const Napi::CallbackInfo& info) {
   auto model = require_model(env);
   auto prompt = to_token_list(info[0], "prompt");
   auto options = to_object(info[1], "options");
-  const int64_t max_new = get_int(options, "maxNewTokens", 20);
-  const bool stop_at_eos = get_bool(options, "stopAtEos", true);
+  GenerateOptions gen;
+  gen.max_new_tokens = get_int(options, "maxNewTokens", 20);
+  gen.stop_at_eos = get_bool(options, "stopAtEos", true);
+  gen.top_k = get_int(options, "topK", 0);
+  gen.seed = static_cast<uint64_t>(get_int(options, "seed", 0));
   using Tokens = std::vector<int64_t>;
   return PromiseWorker<Tokens>::start(
       env, info.This().As<Napi::Object>(),
-      [model, prompt = std::move(prompt), max_new, stop_at_eos]() {
-        return generate_greedy(*model, prompt, max_new, stop_at_eos, nullptr);
+      [model, editor = editor_, prompt = std::move(prompt), gen]() {
+        auto hooks = editor ? editor->inference_hooks() : nullptr;
+        if (hooks) hooks->track_sequence();
+        return comeba::generate(*model, prompt, gen, hooks.get());
       },
       [](Napi::Env env, Tokens& tokens) -> Napi::Value { return to_js_ints(env, tokens); });
 }
@@ -138,6 +146,7 @@ Napi::Value HookedModelWrap::dispose(const Napi::CallbackInfo& info) {
   if (model_) {
     Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -external_bytes_);
     model_.reset();
+    editor_.reset();
   }
   return info.Env().Undefined();
 }

@@ -6,6 +6,7 @@
 
 #include <memory>
 
+#include "edit/editor.h"
 #include "models/causal_lm.h"
 
 namespace comeba::binding {
@@ -15,8 +16,13 @@ class HookedModelWrap final : public Napi::ObjectWrap<HookedModelWrap> {
   static void init(Napi::Env env, Napi::Object exports);
   explicit HookedModelWrap(const Napi::CallbackInfo& info);
 
-  // The model behind a JS handle, or a DISPOSED error. Used by other wraps that take a model argument.
-  static std::shared_ptr<CausalLM> model_of(const Napi::Value& value);
+  // The wrap behind a JS handle; throws INVALID_ARGUMENT for anything else and DISPOSED after dispose().
+  static HookedModelWrap* unwrap(const Napi::Value& value);
+  std::shared_ptr<CausalLM> require_model(Napi::Env env) const;
+
+  // The editor whose hooks every later forward and generation of this model goes through (null: none).
+  void attach(std::shared_ptr<const Editor> editor) { editor_ = std::move(editor); }
+  const std::shared_ptr<const Editor>& attached() const { return editor_; }
 
  private:
   static Napi::Value load(const Napi::CallbackInfo& info);
@@ -25,9 +31,8 @@ class HookedModelWrap final : public Napi::ObjectWrap<HookedModelWrap> {
   Napi::Value generate(const Napi::CallbackInfo& info);
   Napi::Value dispose(const Napi::CallbackInfo& info);
 
-  std::shared_ptr<CausalLM> require_model(Napi::Env env) const;
-
   std::shared_ptr<CausalLM> model_;
+  std::shared_ptr<const Editor> editor_;
   int64_t external_bytes_ = 0;  // reported to V8 so the GC sees the native weights
 };
 

@@ -13,6 +13,7 @@ enum class ErrorCode {
   UnsupportedArchitecture,
   DeviceUnavailable,
   Aborted,
+  NumericalFailure,
   Internal,
 };
 
@@ -23,6 +24,7 @@ inline const char* error_code_name(ErrorCode code) {
     case ErrorCode::UnsupportedArchitecture: return "UNSUPPORTED_ARCHITECTURE";
     case ErrorCode::DeviceUnavailable: return "DEVICE_UNAVAILABLE";
     case ErrorCode::Aborted: return "ABORTED";
+    case ErrorCode::NumericalFailure: return "NUMERICAL_FAILURE";
     case ErrorCode::Internal: return "INTERNAL";
   }
   return "INTERNAL";

@@ -49,6 +49,14 @@ class ForwardHooks {
     (void)layer; (void)ctx;
     return h;
   }
+  // The last block whose output is needed; the forward stops there and returns no logits. -1: run all.
+  virtual int64_t last_layer() const { return -1; }
+
+  // Incremental decoding. Hooks whose decisions depend on the whole sequence (the validated hook's z-score)
+  // say here when a new token changed a decision at an earlier position: the KV cache is then stale and
+  // the caller recomputes the sequence. `reset_sequence` forgets the sequence seen so far.
+  virtual bool cache_stale() const { return false; }
+  virtual void reset_sequence() {}
 };
 
 }  // namespace comeba

@@ -11,7 +11,9 @@ namespace {
 
 }  // namespace
 
-ProbeHooks::ProbeHooks(const CausalLM& model, std::vector<ProbeSpec> specs, const TokenBatch& batch) {
+ProbeHooks::ProbeHooks(const CausalLM& model, std::vector<ProbeSpec> specs, const TokenBatch& batch,
+                       ForwardHooks* inner)
+    : inner_(inner) {
   const auto& info = model.info();
   for (size_t i = 0; i < specs.size(); ++i) {
     const HookPoint point = model.parse_hook_point(specs[i].point);
@@ -29,6 +31,7 @@ ProbeHooks::ProbeHooks(const CausalLM& model, std::vector<ProbeSpec> specs, cons
         break;
       case ProbeSpec::Action::ReplaceWeight: {
         if (!at_module) bad_spec(i, spec.point, "only the edited linear module's weight can be replaced");
+        if (inner) bad_spec(i, spec.point, "cannot replace a weight while an editor's hooks are attached to the model");
         const auto& own = model.edited_module(b.point.layer).weight;
         if (spec.tensor.sizes() != own.sizes())
           bad_spec(i, spec.point, "the weight must have the module's shape [" + std::to_string(own.size(0)) + ", " +
@@ -78,16 +81,18 @@ torch::Tensor ProbeHooks::apply(HookSite site, int64_t layer, const torch::Tenso
 }
 
 torch::Tensor ProbeHooks::edited_module(int64_t layer, const torch::Tensor& x, const Linear& module,
-                                        const ForwardContext&) {
+                                        const ForwardContext& ctx) {
   torch::Tensor y;
   for (const auto& b : bound_)
     if (b.point.site == HookSite::EditedModule && b.point.layer == layer && b.spec.action == ProbeSpec::Action::ReplaceWeight)
       y = module.with_weight(x, b.spec.tensor);
-  return apply(HookSite::EditedModule, layer, x, y.defined() ? y : module(x));
+  if (!y.defined()) y = inner_ ? inner_->edited_module(layer, x, module, ctx) : module(x);
+  return apply(HookSite::EditedModule, layer, x, y);
 }
 
-torch::Tensor ProbeHooks::block_output(int64_t layer, const torch::Tensor& h, const ForwardContext&) {
-  return apply(HookSite::BlockOutput, layer, h, h);
+torch::Tensor ProbeHooks::block_output(int64_t layer, const torch::Tensor& h, const ForwardContext& ctx) {
+  auto out = inner_ ? inner_->block_output(layer, h, ctx) : h;
+  return apply(HookSite::BlockOutput, layer, out, out);
 }
 
 std::vector<torch::Tensor> ProbeHooks::records() const {

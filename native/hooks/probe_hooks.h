@@ -21,7 +21,8 @@ struct ProbeSpec {
 class ProbeHooks final : public ForwardHooks {
  public:
   // Validates every spec against the model and the batch; throws InvalidArgument naming the bad one.
-  ProbeHooks(const CausalLM& model, std::vector<ProbeSpec> specs, const TokenBatch& batch);
+  // `inner` (may be null: the plain model) computes the outputs the probes observe, e.g. an editor's hooks.
+  ProbeHooks(const CausalLM& model, std::vector<ProbeSpec> specs, const TokenBatch& batch, ForwardHooks* inner);
 
   torch::Tensor edited_module(int64_t layer, const torch::Tensor& x, const Linear& module,
                               const ForwardContext& ctx) override;
@@ -42,6 +43,7 @@ class ProbeHooks final : public ForwardHooks {
   torch::Tensor apply(HookSite site, int64_t layer, const torch::Tensor& x, torch::Tensor y);
 
   std::vector<Bound> bound_;
+  ForwardHooks* inner_;
 };
 
 }  // namespace comeba

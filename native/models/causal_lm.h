@@ -55,7 +55,8 @@ class CausalLM {
   virtual torch::Device device() const = 0;
   virtual torch::Dtype dtype() const = 0;
 
-  // Logits (B, T, V) in the model's dtype. `hooks` may be null; `cache` (may be null) is read and extended.
+  // Logits (B, T, V) in the model's dtype, or an undefined tensor when hooks->last_layer() stopped the pass
+  // early. `hooks` may be null; `cache` (may be null) is read and extended.
   virtual torch::Tensor forward(const TokenBatch& batch, ForwardHooks* hooks, KvCache* cache) const = 0;
 
   // The edited MLP projection of `layer` (GPT-2 mlp.c_proj, GPT-J mlp.fc_out).

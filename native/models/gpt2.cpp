@@ -88,6 +88,7 @@ class Gpt2 final : public CausalLM {
       auto x = activate(b.c_fc(b.ln_2(h)), act_);                       // (B, T, F): the key space
       h = h + hook.edited_module(l, x, b.c_proj, ctx);                  // (B, T, C)
       h = hook.block_output(l, h, ctx);
+      if (l == hook.last_layer()) return {};  // the caller only wanted activations up to here
     }
     commit_cache(cache, batch);
     return torch::matmul(ln_f_(h), wte_.t());                           // (B, T, V)

@@ -107,6 +107,7 @@ class GptJ final : public CausalLM {
       auto x = activate(b.fc_in(a), act_);                                       // (B, T, F): the key space
       h = h + b.out_proj(merge_heads(y)) + hook.edited_module(l, x, b.fc_out, ctx);  // (B, T, C)
       h = hook.block_output(l, h, ctx);
+      if (l == hook.last_layer()) return {};  // the caller only wanted activations up to here
     }
     commit_cache(cache, batch);
     return lm_head_(ln_f_(h));                                                   // (B, T, V)

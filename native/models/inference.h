@@ -20,10 +20,19 @@ struct ForwardResult {
 // `extra` tokens still to come) longer than the model's context.
 void validate_tokens(const CausalLM& model, const TokenRows& rows, int64_t extra = 0);
 
-ForwardResult run_forward(const CausalLM& model, const TokenRows& rows, bool left_pad, std::vector<ProbeSpec> probes);
+// `base` (may be null) are hooks every forward of this model goes through, e.g. an attached editor's.
+ForwardResult run_forward(const CausalLM& model, const TokenRows& rows, bool left_pad, std::vector<ProbeSpec> probes,
+                          ForwardHooks* base);
 
-// Greedy decoding, one token per step through the KV cache; stops after an EOS token when asked.
-std::vector<int64_t> generate_greedy(const CausalLM& model, const std::vector<int64_t>& prompt, int64_t max_new_tokens,
-                                     bool stop_at_eos, ForwardHooks* hooks);
+struct GenerateOptions {
+  int64_t max_new_tokens = 20;
+  bool stop_at_eos = true;
+  int64_t top_k = 0;   // 0: greedy; else sample among the k most likely tokens
+  uint64_t seed = 0;   // for sampling: the same seed gives the same tokens
+};
+
+// Decoding one token per step through the KV cache. `hooks` (may be null) see every step.
+std::vector<int64_t> generate(const CausalLM& model, const std::vector<int64_t>& prompt, const GenerateOptions& options,
+                              ForwardHooks* hooks);
 
 }  // namespace comeba

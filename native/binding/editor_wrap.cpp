@@ -1,0 +1,287 @@
+#include "binding/editor_wrap.h"
+
+#include "binding/convert.h"
+#include "binding/hooked_model_wrap.h"
+#include "binding/stats_wrap.h"
+#include "binding/worker.h"
+#include "common/error.h"
+#include "edit/state_file.h"
+
+namespace comeba::binding {
+namespace {
+
+Napi::FunctionReference& constructor() {
+  static thread_local Napi::FunctionReference ref;
+  return ref;
+}
+
+double get_double(const Napi::Object& obj, const char* key, double fallback) {
+  auto v = obj.Get(key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsNumber()) throw_invalid(obj.Env(), std::string("expected a number for ") + key);
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+EditorOptions to_editor_options(const Napi::Object& o) {
+  EditorOptions opts;
+  opts.mode = run_sync(o.Env(), [&] { return parse_edit_mode(get_string(o, "mode", "comeba-hk")); });
+  opts.layers = to_token_list(o.Get("layers"), "layers");
+  opts.lambda = get_double(o, "lambda", opts.lambda);
+  opts.alpha_z = get_double(o, "alphaZ", opts.alpha_z);
+  opts.values.steps = get_int(o, "vSteps", opts.values.steps);
+  opts.values.lr = get_double(o, "vLr", opts.values.lr);
+  opts.values.weight_decay = get_double(o, "vWeightDecay", opts.values.weight_decay);
+  opts.values.kl_factor = get_double(o, "klFactor", opts.values.kl_factor);
+  opts.values.clamp_norm_factor = get_double(o, "clampNormFactor", opts.values.clamp_norm_factor);
+  opts.values.early_stop_loss = get_double(o, "earlyStopLoss", opts.values.early_stop_loss);
+  const std::string acc = get_string(o, "accumulatorDtype", "float64");
+  if (acc != "float32" && acc != "float64") throw_invalid(o.Env(), "accumulatorDtype must be 'float32' or 'float64'");
+  opts.accumulator_dtype = acc == "float64" ? torch::kFloat64 : torch::kFloat32;
+  return opts;
+}
+
+std::vector<EditRequest> to_requests(const Napi::Value& value) {
+  if (!value.IsArray()) throw_invalid(value.Env(), "expected an array of prepared requests");
+  auto arr = value.As<Napi::Array>();
+  std::vector<EditRequest> requests;
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    const std::string what = "requests[" + std::to_string(i) + "]";
+    auto o = to_object(arr.Get(i), what);
+    EditRequest r;
+    r.contexts = to_token_rows(o.Get("contexts"), what + ".contexts");
+    r.subject_last = to_token_list(o.Get("subjectLast"), what + ".subjectLast");
+    r.target = to_token_list(o.Get("target"), what + ".target");
+    r.kl_row = to_token_list(o.Get("klRow"), what + ".klRow");
+    r.kl_subject_last = get_int(o, "klSubjectLast", -1);
+    requests.push_back(std::move(r));
+  }
+  return requests;
+}
+
+Napi::Object to_js_report(Napi::Env env, const EditReport& report) {
+  auto obj = Napi::Object::New(env);
+  obj.Set("step", Napi::Number::New(env, static_cast<double>(report.step)));
+  auto layers = Napi::Array::New(env, report.layers.size());
+  for (size_t i = 0; i < report.layers.size(); ++i) {
+    const auto& l = report.layers[i];
+    auto lo = Napi::Object::New(env);
+    lo.Set("layer", Napi::Number::New(env, static_cast<double>(l.layer)));
+    lo.Set("residualBefore", l.residual_before);
+    lo.Set("residualAfter", l.residual_after);
+    lo.Set("alphaBefore", l.alpha_before);
+    lo.Set("alphaAfter", l.alpha_after);
+    lo.Set("jitter", l.jitter);
+    if (l.keys.defined()) {
+      lo.Set("keys", to_js_tensor64(env, l.keys));
+      lo.Set("residual", to_js_tensor64(env, l.residual));
+      lo.Set("delta", to_js_tensor64(env, l.delta));
+    }
+    layers.Set(i, lo);
+  }
+  obj.Set("layers", layers);
+  auto values = Napi::Object::New(env);
+  values.Set("firstLoss", to_js_doubles(env, report.values.first_loss));
+  values.Set("finalLoss", to_js_doubles(env, report.values.final_loss));
+  std::vector<double> steps(report.values.steps.begin(), report.values.steps.end());
+  values.Set("steps", to_js_doubles(env, steps));
+  obj.Set("values", values);
+  auto seconds = Napi::Object::New(env);
+  seconds.Set("values", report.seconds_values);
+  seconds.Set("keys", report.seconds_keys);
+  seconds.Set("solves", report.seconds_solves);
+  seconds.Set("alpha", report.seconds_alpha);
+  seconds.Set("total", report.seconds_total);
+  obj.Set("seconds", seconds);
+  return obj;
+}
+
+struct ProgressEvent {
+  std::string phase;
+  double done;
+};
+
+}  // namespace
+
+void EditorWrap::init(Napi::Env env, Napi::Object exports) {
+  auto cls = DefineClass(env, "NativeConsecutiveEditor",
+                         {StaticMethod<&EditorWrap::create>("create"),
+                          InstanceMethod<&EditorWrap::edit>("edit"),
+                          InstanceMethod<&EditorWrap::abort>("abort"),
+                          InstanceMethod<&EditorWrap::info>("info"),
+                          InstanceMethod<&EditorWrap::state>("state"),
+                          InstanceMethod<&EditorWrap::save>("save"),
+                          InstanceMethod<&EditorWrap::load>("load"),
+                          InstanceMethod<&EditorWrap::checksum>("checksum"),
+                          InstanceMethod<&EditorWrap::reset>("reset"),
+                          InstanceMethod<&EditorWrap::dispose>("dispose")});
+  constructor() = Napi::Persistent(cls);
+  exports.Set("NativeConsecutiveEditor", cls);
+}
+
+EditorWrap::EditorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EditorWrap>(info) {
+  if (info.Length() != 2 || !info[0].IsExternal() || !info[1].IsObject())
+    throw_invalid(info.Env(), "NativeConsecutiveEditor cannot be constructed directly; use NativeConsecutiveEditor.create()");
+  editor_ = *info[0].As<Napi::External<std::shared_ptr<Editor>>>().Data();
+  model_ = Napi::Persistent(info[1].As<Napi::Object>());
+}
+
+std::shared_ptr<Editor> EditorWrap::require(Napi::Env env) const {
+  if (!editor_) {
+    auto error = Napi::Error::New(env, "the editor has been disposed");
+    error.Set("code", Napi::String::New(env, "DISPOSED"));
+    throw error;
+  }
+  return editor_;
+}
+
+// create(model, stats, options) → Promise<NativeConsecutiveEditor>, attached to the model.
+Napi::Value EditorWrap::create(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto* model_wrap = HookedModelWrap::unwrap(info[0]);
+  if (model_wrap->attached())
+    throw_invalid(env, "this model already has an editor attached; dispose that editor first");
+  auto model = model_wrap->require_model(env);
+  auto stats = SecondMomentsWrap::unwrap(info[1]);
+  auto options = to_editor_options(to_object(info[2], "options"));
+  using Ptr = std::shared_ptr<Editor>;
+  auto model_obj = info[0].As<Napi::Object>();
+  return PromiseWorker<Ptr>::start(
+      env, model_obj,
+      [model, stats, options] {
+        std::vector<torch::Tensor> moments;
+        for (int64_t layer : options.layers) {
+          const auto& have = stats->layers();
+          auto it = std::find(have.begin(), have.end(), layer);
+          if (it == have.end())
+            fail(ErrorCode::InvalidArgument, "the statistics have no layer " + std::to_string(layer));
+          moments.push_back(stats->mean(static_cast<size_t>(it - have.begin())));
+        }
+        return std::make_shared<Editor>(model, options, std::move(moments));
+      },
+      [model_wrap, model_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(model_obj))](
+          Napi::Env env, Ptr& editor) -> Napi::Value {
+        if (model_wrap->attached()) throw_invalid(env, "this model already has an editor attached; dispose that editor first");
+        model_wrap->attach(editor);
+        return constructor().New({Napi::External<Ptr>::New(env, &editor), model_ref->Value()});
+      });
+}
+
+Napi::Value EditorWrap::edit(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto editor = require(env);
+  auto requests = to_requests(info[0]);
+  auto options = to_object(info[1], "options");
+  EditControl control;
+  control.capture = get_bool(options, "capture", false);
+  control.fail_after_layer = get_int(options, "failAfterLayer", -1);
+  auto flag = std::make_shared<std::atomic<bool>>(false);
+  abort_flag_ = flag;
+  control.aborted = [flag] { return flag->load(); };
+  std::shared_ptr<Napi::ThreadSafeFunction> tsfn;
+  if (info[2].IsFunction()) {
+    tsfn = std::shared_ptr<Napi::ThreadSafeFunction>(
+        new Napi::ThreadSafeFunction(Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "comeba-progress", 0, 1)),
+        [](Napi::ThreadSafeFunction* f) { f->Release(); delete f; });
+    control.progress = [tsfn](const std::string& phase, double done) {
+      auto* event = new ProgressEvent{phase, done};
+      auto status = tsfn->NonBlockingCall(event, [](Napi::Env env, Napi::Function fn, ProgressEvent* e) {
+        fn.Call({Napi::String::New(env, e->phase), Napi::Number::New(env, e->done)});
+        delete e;
+      });
+      if (status != napi_ok) delete event;
+    };
+  }
+  return PromiseWorker<EditReport>::start(
+      env, info.This().As<Napi::Object>(),
+      [editor, requests = std::move(requests), control]() { return editor->edit(requests, control); },
+      [tsfn](Napi::Env env, EditReport& report) -> Napi::Value { return to_js_report(env, report); });
+}
+
+Napi::Value EditorWrap::abort(const Napi::CallbackInfo& info) {
+  if (abort_flag_) abort_flag_->store(true);
+  return info.Env().Undefined();
+}
+
+Napi::Value EditorWrap::info(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto editor = require(env);
+  auto obj = Napi::Object::New(env);
+  obj.Set("mode", edit_mode_name(editor->options().mode));
+  obj.Set("layers", to_js_ints(env, editor->options().layers));
+  obj.Set("step", Napi::Number::New(env, static_cast<double>(editor->step())));
+  std::vector<double> alphas;
+  for (const auto& s : editor->state()) alphas.push_back(s.alpha);
+  obj.Set("alphas", to_js_doubles(env, alphas));
+  return obj;
+}
+
+Napi::Value EditorWrap::state(const Napi::CallbackInfo& info) {
+  auto editor = require(info.Env());
+  using State = std::pair<std::vector<LayerState>, int64_t>;
+  return PromiseWorker<State>::start(
+      info.Env(), info.This().As<Napi::Object>(), [editor] { return State{editor->state(), editor->step()}; },
+      [](Napi::Env env, State& state) -> Napi::Value {
+        auto obj = Napi::Object::New(env);
+        obj.Set("step", Napi::Number::New(env, static_cast<double>(state.second)));
+        auto layers = Napi::Array::New(env, state.first.size());
+        for (size_t i = 0; i < state.first.size(); ++i) {
+          const auto& s = state.first[i];
+          auto lo = Napi::Object::New(env);
+          lo.Set("layer", Napi::Number::New(env, static_cast<double>(s.layer)));
+          lo.Set("alpha", s.alpha);
+          lo.Set("delta", to_js_tensor(env, s.delta));
+          lo.Set("cAccu", s.c_accu.defined() ? Napi::Value(to_js_tensor64(env, s.c_accu)) : env.Null());
+          layers.Set(i, lo);
+        }
+        obj.Set("layers", layers);
+        return obj;
+      });
+}
+
+Napi::Value EditorWrap::save(const Napi::CallbackInfo& info) {
+  auto editor = require(info.Env());
+  const std::string path = to_string(info[0], "path");
+  return PromiseWorker<int64_t>::start(
+      info.Env(), info.This().As<Napi::Object>(), [editor, path] { return save_editor_state(*editor, path); },
+      [](Napi::Env env, int64_t& bytes) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(bytes)); });
+}
+
+Napi::Value EditorWrap::load(const Napi::CallbackInfo& info) {
+  auto editor = require(info.Env());
+  const std::string path = to_string(info[0], "path");
+  return PromiseWorker<int64_t>::start(
+      info.Env(), info.This().As<Napi::Object>(), [editor, path] { return load_editor_state(*editor, path); },
+      [](Napi::Env env, int64_t& step) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(step)); });
+}
+
+Napi::Value EditorWrap::checksum(const Napi::CallbackInfo& info) {
+  auto editor = require(info.Env());
+  return PromiseWorker<std::string>::start(
+      info.Env(), info.This().As<Napi::Object>(), [editor] { return editor_state_checksum(*editor); },
+      [](Napi::Env env, std::string& sum) -> Napi::Value { return Napi::String::New(env, sum); });
+}
+
+Napi::Value EditorWrap::reset(const Napi::CallbackInfo& info) {
+  auto editor = require(info.Env());
+  return PromiseWorker<bool>::start(
+      info.Env(), info.This().As<Napi::Object>(),
+      [editor] {
+        editor->reset();
+        return true;
+      },
+      [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+}
+
+Napi::Value EditorWrap::dispose(const Napi::CallbackInfo& info) {
+  if (editor_) {
+    if (!model_.IsEmpty()) {
+      auto model = model_.Value();
+      auto* wrap = Napi::ObjectWrap<HookedModelWrap>::Unwrap(model);
+      if (wrap && wrap->attached() == editor_) wrap->attach(nullptr);
+    }
+    editor_.reset();  // an edit in flight keeps its own reference and finishes
+  }
+  return info.Env().Undefined();
+}
+
+}  // namespace comeba::binding

@@ -1,0 +1,128 @@
+#include "binding/stats_wrap.h"
+
+#include "binding/convert.h"
+#include "binding/hooked_model_wrap.h"
+#include "binding/worker.h"
+#include "common/error.h"
+
+namespace comeba::binding {
+namespace {
+
+struct LoadedStats {
+  std::shared_ptr<CausalLM> model;
+  std::shared_ptr<SecondMomentAccumulator> acc;
+};
+
+Napi::FunctionReference& constructor() {
+  static thread_local Napi::FunctionReference ref;  // one per JS thread that loads the addon
+  return ref;
+}
+
+}  // namespace
+
+void SecondMomentsWrap::init(Napi::Env env, Napi::Object exports) {
+  auto cls = DefineClass(env, "NativeSecondMoments",
+                         {StaticMethod<&SecondMomentsWrap::load>("load"),
+                          InstanceMethod<&SecondMomentsWrap::add>("add"),
+                          InstanceMethod<&SecondMomentsWrap::save>("save"),
+                          InstanceMethod<&SecondMomentsWrap::mean>("mean"),
+                          InstanceMethod<&SecondMomentsWrap::count>("count"),
+                          InstanceMethod<&SecondMomentsWrap::layers>("layers")});
+  constructor() = Napi::Persistent(cls);
+  exports.Set("NativeSecondMoments", cls);
+}
+
+SecondMomentsWrap::SecondMomentsWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SecondMomentsWrap>(info) {
+  auto env = info.Env();
+  if (info.Length() == 1 && info[0].IsExternal()) {
+    auto* loaded = info[0].As<Napi::External<LoadedStats>>().Data();
+    model_ = loaded->model;
+    acc_ = loaded->acc;
+    return;
+  }
+  model_ = HookedModelWrap::unwrap(info[0])->require_model(env);
+  auto options = to_object(info[1], "options");
+  auto layers = to_token_list(options.Get("layers"), "layers");
+  const std::string dtype = get_string(options, "dtype", "float64");
+  if (dtype != "float32" && dtype != "float64") throw_invalid(env, "dtype must be 'float32' or 'float64'");
+  acc_ = run_sync(env, [&] {
+    return std::make_shared<SecondMomentAccumulator>(layers, model_->info().d_ff,
+                                                     dtype == "float64" ? torch::kFloat64 : torch::kFloat32, model_->device());
+  });
+  for (int64_t l : layers) run_sync(env, [&] { return model_->parse_hook_point("transformer.h." + std::to_string(l)); });
+}
+
+std::shared_ptr<SecondMomentAccumulator> SecondMomentsWrap::unwrap(const Napi::Value& value) {
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(constructor().Value()))
+    throw_invalid(value.Env(), "expected a NativeSecondMoments");
+  return Unwrap(value.As<Napi::Object>())->acc_;
+}
+
+Napi::Value SecondMomentsWrap::load(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  const std::string path = to_string(info[0], "path");
+  auto model = HookedModelWrap::unwrap(info[1])->require_model(env);
+  return PromiseWorker<LoadedStats>::start(
+      env, Napi::Object(),
+      [path, model] {
+        auto acc = std::make_shared<SecondMomentAccumulator>(SecondMomentAccumulator::load(path, model->device()));
+        return LoadedStats{model, acc};
+      },
+      [](Napi::Env env, LoadedStats& loaded) -> Napi::Value {
+        return constructor().New({Napi::External<LoadedStats>::New(env, &loaded)});
+      });
+}
+
+Napi::Value SecondMomentsWrap::add(const Napi::CallbackInfo& info) {
+  auto rows = to_token_rows(info[0], "batch");
+  return PromiseWorker<int64_t>::start(
+      info.Env(), info.This().As<Napi::Object>(),
+      [model = model_, acc = acc_, rows = std::move(rows)] {
+        acc->add(*model, rows);
+        return acc->count();
+      },
+      [](Napi::Env env, int64_t& count) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(count)); });
+}
+
+Napi::Value SecondMomentsWrap::save(const Napi::CallbackInfo& info) {
+  const std::string path = to_string(info[0], "path");
+  auto meta_obj = to_object(info[1], "metadata");
+  std::map<std::string, std::string> metadata;
+  auto keys = meta_obj.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    const std::string key = keys.Get(i).ToString().Utf8Value();
+    metadata[key] = to_string(meta_obj.Get(key), "metadata." + key);
+  }
+  return PromiseWorker<bool>::start(
+      info.Env(), info.This().As<Napi::Object>(),
+      [acc = acc_, path, metadata] {
+        acc->save(path, metadata);
+        return true;
+      },
+      [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+}
+
+Napi::Value SecondMomentsWrap::mean(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (!info[0].IsNumber()) throw_invalid(env, "mean expects a layer number");
+  const int64_t layer = info[0].As<Napi::Number>().Int64Value();
+  return PromiseWorker<torch::Tensor>::start(
+      env, info.This().As<Napi::Object>(),
+      [acc = acc_, layer] {
+        const auto& layers = acc->layers();
+        for (size_t i = 0; i < layers.size(); ++i)
+          if (layers[i] == layer) return acc->mean(i);
+        fail(ErrorCode::InvalidArgument, "no statistics for layer " + std::to_string(layer));
+      },
+      [](Napi::Env env, torch::Tensor& t) -> Napi::Value { return to_js_tensor64(env, t); });
+}
+
+Napi::Value SecondMomentsWrap::count(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(acc_->count()));
+}
+
+Napi::Value SecondMomentsWrap::layers(const Napi::CallbackInfo& info) {
+  return to_js_ints(info.Env(), acc_->layers());
+}
+
+}  // namespace comeba::binding

@@ -1,0 +1,278 @@
+#include "edit/editor.h"
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+
+#include "common/error.h"
+#include "edit/solve.h"
+#include "models/inference.h"
+
+namespace comeba {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+struct KeysAndOutputs {
+  torch::Tensor keys;   // (n, F) float64: ½ k(bare) + ½ mean k(templates)
+  torch::Tensor cur_z;  // (n, C) float64: z-block output at the bare prompts' subject
+};
+
+// One forward over every context row of the batch, stopped at the z-block: the edited module's input at
+// `layer` and the z-block output, both at the subject's last token.
+KeysAndOutputs keys_and_outputs(const CausalLM& model, const std::vector<HookLayer>& state, int64_t layer,
+                                int64_t z_layer, const std::vector<EditRequest>& requests) {
+  TokenRows rows;
+  std::vector<int64_t> rows_idx, cols, bare_rows, bare_cols, owner;
+  for (size_t r = 0; r < requests.size(); ++r) {
+    for (size_t j = 0; j < requests[r].contexts.size(); ++j) {
+      if (j == 0) { bare_rows.push_back(rows.size()); bare_cols.push_back(requests[r].subject_last[0]); }
+      rows_idx.push_back(rows.size());
+      cols.push_back(requests[r].subject_last[j]);
+      owner.push_back(r);
+      rows.push_back(requests[r].contexts[j]);
+    }
+  }
+  const auto dev = model.device();
+  auto ints = [&](const std::vector<int64_t>& v) { return torch::tensor(v, torch::kInt64).to(dev); };
+  EditHooks hooks(state);
+  hooks.capture_input(layer, {ints(rows_idx), ints(cols)});
+  hooks.capture_block_output(z_layer, {ints(bare_rows), ints(bare_cols)});
+  hooks.stop_after(std::max(layer, z_layer));
+  torch::NoGradGuard no_grad;
+  model.forward(TokenBatch::pack(rows, false, 0, dev), &hooks, nullptr);
+
+  auto k = hooks.captured_input().to(torch::kFloat64);                      // (rows, F)
+  const int64_t n = static_cast<int64_t>(requests.size());
+  auto keys = torch::zeros({n, k.size(1)}, k.options());
+  for (int64_t r = 0, i = 0; r < n; ++r) {
+    const int64_t c = static_cast<int64_t>(requests[r].contexts.size());
+    auto bare = k[i];
+    keys[r] = c == 1 ? bare : 0.5 * bare + 0.5 * k.narrow(0, i + 1, c - 1).mean(0);
+    i += c;
+  }
+  return {keys, hooks.captured_block_output().to(torch::kFloat64)};
+}
+
+}  // namespace
+
+EditMode parse_edit_mode(const std::string& name) {
+  if (name == "comeba-hk") return EditMode::ComebaHk;
+  if (name == "comeba-wo-hk") return EditMode::ComebaWithoutHooks;
+  if (name == "memit") return EditMode::Memit;
+  fail(ErrorCode::InvalidArgument, "unknown mode '" + name + "' (expected comeba-hk, comeba-wo-hk or memit)");
+}
+
+const char* edit_mode_name(EditMode mode) {
+  switch (mode) {
+    case EditMode::ComebaHk: return "comeba-hk";
+    case EditMode::ComebaWithoutHooks: return "comeba-wo-hk";
+    case EditMode::Memit: return "memit";
+  }
+  return "comeba-hk";
+}
+
+Editor::Editor(std::shared_ptr<const CausalLM> model, EditorOptions options, std::vector<torch::Tensor> second_moments)
+    : model_(std::move(model)), options_(std::move(options)) {
+  const auto& info = model_->info();
+  if (options_.layers.empty()) fail(ErrorCode::InvalidArgument, "layers must name at least one layer");
+  for (size_t i = 0; i < options_.layers.size(); ++i) {
+    const int64_t l = options_.layers[i];
+    if (l < 0 || l >= info.n_layer)
+      fail(ErrorCode::InvalidArgument, "layer " + std::to_string(l) + " does not exist (the model has " + std::to_string(info.n_layer) + ")");
+    if (i > 0 && l <= options_.layers[i - 1]) fail(ErrorCode::InvalidArgument, "layers must be strictly increasing");
+  }
+  if (!(options_.lambda > 0)) fail(ErrorCode::InvalidArgument, "lambda must be positive");
+  if (second_moments.size() != options_.layers.size())
+    fail(ErrorCode::InvalidArgument, "one second-moment matrix per edited layer is needed");
+  for (size_t i = 0; i < second_moments.size(); ++i) {
+    const auto& m = second_moments[i];
+    if (m.dim() != 2 || m.size(0) != info.d_ff || m.size(1) != info.d_ff)
+      fail(ErrorCode::InvalidArgument, "statistics for layer " + std::to_string(options_.layers[i]) + " must be " +
+                                           std::to_string(info.d_ff) + " × " + std::to_string(info.d_ff));
+    if (!torch::isfinite(m).all().item<bool>())
+      fail(ErrorCode::InvalidArgument, "statistics for layer " + std::to_string(options_.layers[i]) + " contain NaN or Inf");
+    second_moments_.push_back(m.to(model_->device(), torch::kFloat64));
+  }
+  state_ = initial_state();
+}
+
+std::vector<LayerState> Editor::initial_state() const {
+  const auto& info = model_->info();
+  std::vector<LayerState> state;
+  for (size_t i = 0; i < options_.layers.size(); ++i) {
+    LayerState s;
+    s.layer = options_.layers[i];
+    s.delta = torch::zeros({info.d_model, info.d_ff}, torch::TensorOptions().dtype(torch::kFloat32).device(model_->device()));
+    // memit keeps C fixed at λ·E[kkᵀ] and never accumulates: no copy needed.
+    if (options_.mode != EditMode::Memit) s.c_accu = (options_.lambda * second_moments_[i]).to(options_.accumulator_dtype);
+    s.alpha = options_.alpha_z;
+    state.push_back(std::move(s));
+  }
+  return state;
+}
+
+int64_t Editor::step() const {
+  std::shared_lock lock(state_mutex_);
+  return step_;
+}
+
+std::vector<LayerState> Editor::state() const {
+  std::shared_lock lock(state_mutex_);
+  return state_;
+}
+
+std::vector<HookLayer> Editor::hook_layers(HookMode mode) const {
+  std::shared_lock lock(state_mutex_);
+  std::vector<HookLayer> layers;
+  for (const auto& s : state_) layers.push_back({s.layer, mode, s.delta, s.alpha});
+  return layers;
+}
+
+std::unique_ptr<EditHooks> Editor::inference_hooks() const {
+  return std::make_unique<EditHooks>(
+      hook_layers(options_.mode == EditMode::ComebaHk ? HookMode::Validated : HookMode::Temporary));
+}
+
+EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditControl& control) {
+  std::lock_guard edit_lock(edit_mutex_);
+  validate_requests(*model_, requests);
+  const auto start = Clock::now();
+  auto check_abort = [&] {
+    if (control.aborted && control.aborted()) fail(ErrorCode::Aborted, "the edit was aborted; the editor is unchanged");
+  };
+  auto progress = [&](const std::string& phase, double done) {
+    if (control.progress) control.progress(phase, done);
+  };
+  const bool hooked = options_.mode == EditMode::ComebaHk;
+  const int64_t L = static_cast<int64_t>(options_.layers.size());
+  const int64_t z_layer = options_.layers.back();
+  EditReport report;
+
+  // 1. Values z under the current edited model.
+  auto t = Clock::now();
+  progress("values", 0);
+  auto work = hook_layers(hooked ? HookMode::Validated : HookMode::Temporary);
+  report.values = compute_values(*model_, work, z_layer, requests, options_.values, check_abort);
+  report.seconds_values = seconds_since(t);
+  const auto& z = report.values.z;                                            // (n, C)
+
+  // 2. Every layer to a temporary hook; then the layers in increasing order.
+  for (auto& w : work) w.mode = HookMode::Temporary;
+  std::vector<torch::Tensor> batch_keys(L);                                    // (F, n) per layer, for the commit
+  const auto state = this->state();
+  for (int64_t i = 0; i < L; ++i) {
+    check_abort();
+    if (i == control.fail_after_layer) fail(ErrorCode::Internal, "injected failure after " + std::to_string(i) + " layer(s)");
+    progress("layer " + std::to_string(options_.layers[i]), static_cast<double>(i) / L);
+    t = Clock::now();
+    auto [keys, cur_z] = keys_and_outputs(*model_, work, options_.layers[i], z_layer, requests);
+    report.seconds_keys += seconds_since(t);
+
+    t = Clock::now();
+    auto K = keys.t().contiguous();                                           // (F, n)
+    auto residual = z - cur_z;                                                // (n, C)
+    auto R = (residual / static_cast<double>(L - i)).t();                     // (C, n)
+    auto C = options_.mode == EditMode::Memit ? options_.lambda * second_moments_[i]
+                                              : state[i].c_accu.to(torch::kFloat64);
+    auto solved = solve_spd(C + K.mm(K.t()), K);                              // X (F, n)
+    auto delta = R.mm(solved.x.t());                                          // (C, F), eq. 13
+    if (!torch::isfinite(delta).all().item<bool>())
+      fail(ErrorCode::NumericalFailure, "the update of layer " + std::to_string(options_.layers[i]) + " contains NaN or Inf");
+    work[i].delta = work[i].delta + delta.to(torch::kFloat32);
+    if (hooked) work[i].mode = HookMode::Validated;                            // with the old α
+    batch_keys[i] = K;
+    report.seconds_solves += seconds_since(t);
+
+    LayerReport lr;
+    lr.layer = options_.layers[i];
+    lr.residual_before = residual.norm().item<double>();
+    lr.alpha_before = lr.alpha_after = state[i].alpha;
+    lr.jitter = solved.jitter;
+    if (control.capture) { lr.keys = K; lr.residual = R; lr.delta = delta; }
+    if (i > 0) report.layers.back().residual_after = lr.residual_before;
+    report.layers.push_back(std::move(lr));
+  }
+  t = Clock::now();
+  report.layers.back().residual_after =
+      (z - keys_and_outputs(*model_, work, options_.layers.back(), z_layer, requests).cur_z).norm().item<double>();
+  report.seconds_keys += seconds_since(t);
+
+  // 3. α update (eq. 19): the batch's prompts through hooks that only measure.
+  if (hooked) {
+    check_abort();
+    progress("alpha", 0);
+    t = Clock::now();
+    auto measure = work;
+    for (auto& m : measure) m.mode = HookMode::Measure;
+    EditHooks hooks(measure);
+    hooks.stop_after(z_layer);
+    TokenRows prompts;
+    for (const auto& r : requests) prompts.push_back(r.contexts[0]);
+    {
+      torch::NoGradGuard no_grad;
+      model_->forward(TokenBatch::pack(prompts, false, 0, model_->device()), &hooks, nullptr);
+    }
+    for (const auto& [layer, max_z] : hooks.measured()) {
+      auto finite = max_z.masked_select(torch::isfinite(max_z));
+      if (finite.numel() == 0) continue;  // no prompt long enough to have a z-score
+      const double candidate = finite.min().item<double>();
+      for (size_t i = 0; i < work.size(); ++i)
+        if (work[i].layer == layer) {
+          work[i].alpha = std::min(work[i].alpha, candidate);
+          report.layers[i].alpha_after = work[i].alpha;
+        }
+    }
+    report.seconds_alpha = seconds_since(t);
+  }
+  check_abort();
+
+  // 4. Commit. Nothing above touched the editor's state.
+  {
+    std::unique_lock lock(state_mutex_);
+    for (int64_t i = 0; i < L; ++i) {
+      state_[i].delta = work[i].delta;
+      state_[i].alpha = work[i].alpha;
+      if (options_.mode != EditMode::Memit)
+        state_[i].c_accu.addmm_(batch_keys[i].to(state_[i].c_accu.scalar_type()), batch_keys[i].t().to(state_[i].c_accu.scalar_type()));
+    }
+    report.step = ++step_;
+  }
+  report.seconds_total = seconds_since(start);
+  progress("done", 1);
+  return report;
+}
+
+void Editor::restore(std::vector<LayerState> state, int64_t step) {
+  const auto& info = model_->info();
+  if (state.size() != options_.layers.size()) fail(ErrorCode::InvalidArgument, "the state has the wrong number of layers");
+  for (size_t i = 0; i < state.size(); ++i) {
+    auto& s = state[i];
+    if (s.layer != options_.layers[i]) fail(ErrorCode::InvalidArgument, "the state's layers differ from the editor's");
+    if (s.delta.sizes() != torch::IntArrayRef{info.d_model, info.d_ff})
+      fail(ErrorCode::InvalidArgument, "ΔW of layer " + std::to_string(s.layer) + " has the wrong shape");
+    s.delta = s.delta.to(model_->device(), torch::kFloat32);
+    if (options_.mode != EditMode::Memit) {
+      if (!s.c_accu.defined() || s.c_accu.sizes() != torch::IntArrayRef{info.d_ff, info.d_ff})
+        fail(ErrorCode::InvalidArgument, "C_accu of layer " + std::to_string(s.layer) + " is missing or has the wrong shape");
+      s.c_accu = s.c_accu.to(model_->device(), options_.accumulator_dtype);
+    }
+  }
+  std::lock_guard edit_lock(edit_mutex_);
+  std::unique_lock lock(state_mutex_);
+  state_ = std::move(state);
+  step_ = step;
+}
+
+void Editor::reset() {
+  auto fresh = initial_state();
+  std::lock_guard edit_lock(edit_mutex_);
+  std::unique_lock lock(state_mutex_);
+  state_ = std::move(fresh);
+  step_ = 0;
+}
+
+}  // namespace comeba

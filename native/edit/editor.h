@@ -1,0 +1,93 @@
+// The consecutive batch editor (paper §3, METHOD.md §4). Per edited layer it keeps ΔW = W_h − W0,
+// C_accu and α; W0 is never touched. A batch is computed entirely on copies and committed at the end
+// under an exclusive lock, so a batch that fails for any reason leaves the editor exactly as it was.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <shared_mutex>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "edit/request.h"
+#include "edit/values.h"
+#include "hooks/edit_hooks.h"
+
+namespace comeba {
+
+enum class EditMode { ComebaHk, ComebaWithoutHooks, Memit };
+
+EditMode parse_edit_mode(const std::string& name);
+const char* edit_mode_name(EditMode mode);
+
+struct EditorOptions {
+  EditMode mode = EditMode::ComebaHk;
+  std::vector<int64_t> layers;  // increasing; z lives at the output of the last one
+  double lambda = 15000;
+  double alpha_z = 2.2;
+  ValueOptions values;
+  torch::Dtype accumulator_dtype = torch::kFloat64;  // storage of C_accu
+};
+
+struct EditControl {
+  std::function<bool()> aborted;                                      // polled between steps
+  std::function<void(const std::string& phase, double done)> progress;  // may be empty
+  int64_t fail_after_layer = -1;  // testing: throw after this many layers were updated
+  bool capture = false;           // keep K, R and ΔW_batch per layer in the report
+};
+
+struct LayerReport {
+  int64_t layer = 0;
+  double residual_before = 0, residual_after = 0;  // ‖Z − cur_z‖ (Frobenius) before and after this layer's update
+  double alpha_before = 0, alpha_after = 0;
+  double jitter = 0;
+  torch::Tensor keys, residual, delta;  // only with capture: K (F, n), R (C, n), ΔW_batch (C, F), float64
+};
+
+struct EditReport {
+  std::vector<LayerReport> layers;
+  ValueResult values;
+  double seconds_values = 0, seconds_keys = 0, seconds_solves = 0, seconds_alpha = 0, seconds_total = 0;
+  int64_t step = 0;  // the editor's batch count after this one
+};
+
+struct LayerState {
+  int64_t layer = 0;
+  torch::Tensor delta;   // (C, F) float32
+  torch::Tensor c_accu;  // (F, F) accumulator dtype; λ·E[kkᵀ] plus every committed K Kᵀ
+  double alpha = 0;
+};
+
+class Editor {
+ public:
+  // `second_moments` are E[kkᵀ] (F, F) of the edited layers, in `options.layers` order.
+  Editor(std::shared_ptr<const CausalLM> model, EditorOptions options, std::vector<torch::Tensor> second_moments);
+
+  EditReport edit(const std::vector<EditRequest>& requests, const EditControl& control);
+
+  // Hooks that make a forward see the edited model (validated hooks, or in-place edits for the ablations).
+  std::unique_ptr<EditHooks> inference_hooks() const;
+
+  const EditorOptions& options() const { return options_; }
+  int64_t step() const;
+  std::vector<LayerState> state() const;
+  // Replaces the whole state (after load); shapes are checked first, so a bad state changes nothing.
+  void restore(std::vector<LayerState> state, int64_t step);
+  void reset();
+
+ private:
+  std::vector<HookLayer> hook_layers(HookMode mode) const;
+  std::vector<LayerState> initial_state() const;
+
+  std::shared_ptr<const CausalLM> model_;
+  EditorOptions options_;
+  std::vector<torch::Tensor> second_moments_;  // E[kkᵀ] (F, F) float64: memit's fixed C, and reset()
+  std::vector<LayerState> state_;
+  int64_t step_ = 0;
+  mutable std::shared_mutex state_mutex_;  // readers: inference; writer: commit, restore, reset
+  std::mutex edit_mutex_;                  // one batch at a time
+};
+
+}  // namespace comeba

@@ -1,0 +1,67 @@
+#include "hooks/edit_hooks.h"
+
+#include <limits>
+
+namespace comeba {
+
+torch::Tensor masked_zscores(const torch::Tensor& m, const torch::Tensor& real) {
+  auto mf = m.to(torch::kFloat64);
+  auto w = real.to(torch::kFloat64);                                  // (B, T)
+  auto n = w.sum(1, /*keepdim=*/true);                                // (B, 1)
+  auto mean = (mf * w).sum(1, true) / n.clamp_min(1);
+  auto var = ((mf - mean).pow(2) * w).sum(1, true) / (n - 1).clamp_min(1);
+  auto std = var.sqrt();
+  auto z = (mf - mean) / std;
+  const auto none = -std::numeric_limits<double>::infinity();
+  auto defined = (n >= 2) & (std > 0) & real;                        // (B, T)
+  return torch::where(defined, z, torch::full_like(z, none));
+}
+
+HookLayer* EditHooks::find(int64_t layer) {
+  for (auto& l : layers_)
+    if (l.layer == layer) return &l;
+  return nullptr;
+}
+
+torch::Tensor EditHooks::edited_module(int64_t layer, const torch::Tensor& x, const Linear& module,
+                                       const ForwardContext& ctx) {
+  if (input_capture_ && input_capture_->layer == layer)
+    input_capture_->value = x.index({input_capture_->sites.rows, input_capture_->sites.cols});  // (N, F)
+  auto p = module(x);                                                 // (B, T, C): W0 x + b
+  HookLayer* hl = find(layer);
+  if (!hl || hl->mode == HookMode::Off) return p;
+  auto d = torch::matmul(x.to(torch::kFloat32), hl->delta.t());       // (B, T, C): ΔW x
+  if (hl->mode == HookMode::Temporary) return p + d.to(p.scalar_type());
+  auto m = d.norm(2, -1).to(torch::kFloat64);                         // (B, T)
+  if (hl->mode == HookMode::Measure) {
+    measured_.emplace_back(layer, std::get<0>(masked_zscores(m, ctx.real).max(1)));  // (B)
+    return p;
+  }
+  torch::Tensor swap;                                                  // (B, T)
+  if (!track_) {
+    swap = masked_zscores(m, ctx.real) >= hl->alpha;
+  } else {
+    auto& h = history_[layer];
+    const int64_t past = h.m.defined() ? h.m.size(1) : 0;
+    auto m_all = past ? torch::cat({h.m, m}, 1) : m;                   // (B, S)
+    auto real_all = past ? torch::cat({h.real, ctx.real}, 1) : ctx.real;
+    auto swap_all = masked_zscores(m_all, real_all) >= hl->alpha;
+    if (past && !torch::equal(swap_all.narrow(1, 0, past), h.swap)) stale_ = true;
+    swap = swap_all.narrow(1, past, m.size(1));
+    h = {m_all, real_all, swap_all};
+  }
+  return torch::where(swap.unsqueeze(-1), p + d.to(p.scalar_type()), p);
+}
+
+torch::Tensor EditHooks::block_output(int64_t layer, const torch::Tensor& h, const ForwardContext&) {
+  torch::Tensor out = h;
+  if (injection_ && injection_->layer == layer) {
+    const auto& s = injection_->sites;
+    out = h.index_put({s.rows, s.cols}, h.index({s.rows, s.cols}) + injection_->values.to(h.scalar_type()));
+  }
+  if (output_capture_ && output_capture_->layer == layer)
+    output_capture_->value = out.index({output_capture_->sites.rows, output_capture_->sites.cols});  // (N, C)
+  return out;
+}
+
+}  // namespace comeba

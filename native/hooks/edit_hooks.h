@@ -1,0 +1,96 @@
+// The hook layers of COMEBA-HK (paper §3.1.2–3.1.3, METHOD.md §4–5) on the edited MLP projections.
+//   Temporary: output := W_h x + b at every token (also how `memit` / `comeba-wo-hk` edit "in place").
+//   Validated: output := W_h x + b only where the z-score of ‖ΔW x_t‖ over the sequence's real tokens
+//              reaches α; elsewhere W0 x + b.
+//   Measure:   output := W0 x + b, recording each sequence's largest z-score (for the α update).
+// W_h = W0 + ΔW is never materialised: only ΔW (C, F) is kept, O − P = ΔW x.
+// The same object also carries the editor's probes: captured activations, the δ added at the z-block,
+// and where the forward may stop.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "hooks/hooks.h"
+
+namespace comeba {
+
+enum class HookMode { Off, Temporary, Validated, Measure };
+
+struct HookLayer {
+  int64_t layer = 0;
+  HookMode mode = HookMode::Off;
+  torch::Tensor delta;    // (C, F) float32: ΔW = W_h − W0
+  double alpha = 0;
+};
+
+// Row/position pairs of a padded batch at which to capture or inject.
+struct TokenSites {
+  torch::Tensor rows, cols;  // (N) int64 each, on the model's device
+};
+
+// z-scores of m (B, T) over the real positions of each row (unbiased std). Rows with fewer than two real
+// tokens or no spread get −inf everywhere, so nothing in them ever counts as an outlier.
+torch::Tensor masked_zscores(const torch::Tensor& m, const torch::Tensor& real);
+
+class EditHooks final : public ForwardHooks {
+ public:
+  explicit EditHooks(std::vector<HookLayer> layers) : layers_(std::move(layers)) {}
+
+  HookLayer* find(int64_t layer);
+  std::vector<HookLayer>& layers() { return layers_; }
+
+  void capture_input(int64_t layer, TokenSites sites) { input_capture_ = Capture{layer, std::move(sites), {}}; }
+  void capture_block_output(int64_t layer, TokenSites sites) { output_capture_ = Capture{layer, std::move(sites), {}}; }
+  void inject(int64_t layer, TokenSites sites, torch::Tensor values) {
+    injection_ = Injection{layer, std::move(sites), std::move(values)};
+  }
+  void stop_after(int64_t layer) { stop_after_ = layer; }
+
+  torch::Tensor captured_input() const { return input_capture_ ? input_capture_->value : torch::Tensor(); }
+  torch::Tensor captured_block_output() const { return output_capture_ ? output_capture_->value : torch::Tensor(); }
+  // Per Measure layer, in layer order: each row's largest z-score (B), −inf where undefined.
+  const std::vector<std::pair<int64_t, torch::Tensor>>& measured() const { return measured_; }
+
+  torch::Tensor edited_module(int64_t layer, const torch::Tensor& x, const Linear& module,
+                              const ForwardContext& ctx) override;
+  torch::Tensor block_output(int64_t layer, const torch::Tensor& h, const ForwardContext& ctx) override;
+  int64_t last_layer() const override { return stop_after_; }
+
+  // Keep each sequence's ‖ΔW x‖ history across calls that extend a KV cache, so that z-scores cover the
+  // whole sequence, and report when an earlier position's swap decision flips.
+  void track_sequence() { track_ = true; }
+  bool cache_stale() const override { return stale_; }
+  void reset_sequence() override {
+    history_.clear();
+    stale_ = false;
+  }
+
+ private:
+  struct Capture {
+    int64_t layer;
+    TokenSites sites;
+    torch::Tensor value;
+  };
+  struct Injection {
+    int64_t layer;
+    TokenSites sites;
+    torch::Tensor values;  // (N, C)
+  };
+
+  std::vector<HookLayer> layers_;
+  std::optional<Capture> input_capture_, output_capture_;
+  std::optional<Injection> injection_;
+  int64_t stop_after_ = -1;
+  std::vector<std::pair<int64_t, torch::Tensor>> measured_;
+
+  struct History {
+    torch::Tensor m, real, swap;  // (B, S) of the positions already in the cache
+  };
+  bool track_ = false;
+  bool stale_ = false;
+  std::map<int64_t, History> history_;
+};
+
+}  // namespace comeba

@@ -1,0 +1,93 @@
+#include "stats/covariance.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+#include "io/safetensors.h"
+
+namespace comeba {
+namespace {
+
+// Adds the real tokens' inputs of the edited modules into the sums, and stops after the last one.
+class MomentHooks final : public ForwardHooks {
+ public:
+  MomentHooks(const std::vector<int64_t>& layers, std::vector<torch::Tensor>& sums) : layers_(layers), sums_(sums) {}
+
+  torch::Tensor edited_module(int64_t layer, const torch::Tensor& x, const Linear& module,
+                              const ForwardContext& ctx) override {
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      if (layers_[i] != layer) continue;
+      auto k = x.index({ctx.real}).to(sums_[i].scalar_type());  // (N, F)
+      sums_[i].addmm_(k.t(), k);
+    }
+    return module(x);
+  }
+  int64_t last_layer() const override { return layers_.back(); }
+
+ private:
+  const std::vector<int64_t>& layers_;
+  std::vector<torch::Tensor>& sums_;
+};
+
+}  // namespace
+
+SecondMomentAccumulator::SecondMomentAccumulator(std::vector<int64_t> layers, int64_t d_ff, torch::Dtype dtype,
+                                                 torch::Device device)
+    : layers_(std::move(layers)) {
+  if (layers_.empty()) fail(ErrorCode::InvalidArgument, "statistics need at least one layer");
+  if (dtype != torch::kFloat32 && dtype != torch::kFloat64)
+    fail(ErrorCode::InvalidArgument, "statistics accumulate in float32 or float64");
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    sums_.push_back(torch::zeros({d_ff, d_ff}, torch::TensorOptions().dtype(dtype).device(device)));
+  }
+}
+
+void SecondMomentAccumulator::add(const CausalLM& model, const TokenRows& rows) {
+  validate_tokens(model, rows);
+  c10::InferenceMode inference;
+  MomentHooks hooks(layers_, sums_);
+  const auto batch = TokenBatch::pack(rows, false, 0, model.device());
+  model.forward(batch, &hooks, nullptr);
+  for (const auto& r : rows) count_ += static_cast<int64_t>(r.size());
+}
+
+torch::Tensor SecondMomentAccumulator::mean(size_t i) const {
+  if (count_ == 0) fail(ErrorCode::InvalidArgument, "no tokens were accumulated");
+  return (sums_.at(i).to(torch::kCPU, torch::kFloat64) / static_cast<double>(count_));
+}
+
+void SecondMomentAccumulator::save(const std::string& path, const std::map<std::string, std::string>& metadata) const {
+  std::map<std::string, torch::Tensor> tensors;
+  for (size_t i = 0; i < layers_.size(); ++i) tensors["sum." + std::to_string(layers_[i])] = sums_[i];
+  tensors["count"] = torch::tensor({count_}, torch::kInt64);
+  write_safetensors(path, tensors, metadata);
+}
+
+SecondMomentAccumulator SecondMomentAccumulator::load(const std::string& path, torch::Device device) {
+  SafetensorsFile file(path);
+  std::vector<int64_t> layers;
+  std::vector<torch::Tensor> sums;
+  int64_t count = -1;
+  for (const auto& e : file.entries()) {
+    if (e.name == "count") {
+      count = file.load(e, torch::kCPU, torch::kInt64).item<int64_t>();
+    } else if (e.name.rfind("sum.", 0) == 0) {
+      layers.push_back(std::stoll(e.name.substr(4)));
+      sums.push_back(file.load(e, device, c10::nullopt));
+    }
+  }
+  if (count < 0 || layers.empty()) fail(ErrorCode::InvalidArgument, path + " is not a comeba statistics checkpoint");
+  // safetensors keeps names sorted as strings; order the layers numerically.
+  std::vector<size_t> order(layers.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return layers[a] < layers[b]; });
+  SecondMomentAccumulator acc;
+  for (size_t i : order) {
+    acc.layers_.push_back(layers[i]);
+    acc.sums_.push_back(sums[i]);
+  }
+  acc.count_ = count;
+  return acc;
+}
+
+}  // namespace comeba

@@ -1,0 +1,37 @@
+// E[kkᵀ] of the edited modules' inputs (METHOD.md §3): the uncentred second moment over every real token
+// of a corpus, accumulated batch by batch so a long collection can be checkpointed and resumed.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "models/inference.h"
+
+namespace comeba {
+
+class SecondMomentAccumulator {
+ public:
+  SecondMomentAccumulator(std::vector<int64_t> layers, int64_t d_ff, torch::Dtype dtype, torch::Device device);
+
+  // Runs the batch (right-padded) and adds x xᵀ of every real token's module input at every layer.
+  void add(const CausalLM& model, const TokenRows& rows);
+
+  int64_t count() const { return count_; }
+  const std::vector<int64_t>& layers() const { return layers_; }
+  // E[kkᵀ] of layer index i (not the layer number), float64 on the CPU.
+  torch::Tensor mean(size_t i) const;
+
+  // Sums and count as safetensors ("sum.<layer>", "count"), with `metadata`; `load` resumes from it.
+  void save(const std::string& path, const std::map<std::string, std::string>& metadata) const;
+  static SecondMomentAccumulator load(const std::string& path, torch::Device device);
+
+ private:
+  SecondMomentAccumulator() = default;
+
+  std::vector<int64_t> layers_;
+  std::vector<torch::Tensor> sums_;  // (F, F)
+  int64_t count_ = 0;
+};
+
+}  // namespace comeba
