@@ -4,6 +4,7 @@ import { callNative, DisposedError, InvalidArgumentError } from './errors.js';
 import { loadNative } from './native.js';
 import type { NativeHookedModel, NativeHookSpec, NativeModelInfo } from './nativeTypes.js';
 import { Tokenizer } from './Tokenizer.js';
+import { checkpointFingerprint } from './fingerprint.js';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
 export type Dtype = 'float32' | 'float16' | 'bfloat16';
@@ -52,6 +53,10 @@ export interface GenerateOptions {
   maxNewTokens?: number;
   /** Stop after the model emits its EOS token. Default true. */
   stopAtEos?: boolean;
+  /** Sample among the k most likely tokens instead of taking the argmax. Default 0 (greedy). */
+  topK?: number;
+  /** Seed of the sampler: the same seed gives the same tokens. Default 0. */
+  seed?: number;
 }
 
 export interface Generation {
@@ -64,6 +69,7 @@ export class HookedModel implements AsyncDisposable {
   readonly info: ModelInfo;
   readonly dir: string;
   #native: NativeHookedModel | null;
+  #fingerprint: string | undefined;
 
   private constructor(dir: string, native: NativeHookedModel, tokenizer: Tokenizer) {
     this.dir = dir;
@@ -87,6 +93,12 @@ export class HookedModel implements AsyncDisposable {
     }
   }
 
+  /** A digest of config.json and the weight files (sizes, headers, first MiB): saved state and cached statistics are tied to it. */
+  get fingerprint(): string {
+    this.#fingerprint ??= checkpointFingerprint(this.dir);
+    return this.#fingerprint;
+  }
+
   /** The HF name of the edited MLP projection of `layer`. */
   editedModule(layer: number): string {
     return this.info.editedModule.replace('{}', String(layer));
@@ -107,12 +119,17 @@ export class HookedModel implements AsyncDisposable {
     return { logits: { data: result.data, shape: result.shape }, records: result.records };
   }
 
-  /** Greedy decoding with a KV cache. */
+  /** Decoding with a KV cache: greedy, or top-k sampling with a seed. Goes through an attached editor's hooks. */
   async generate(prompt: string | readonly number[], options: GenerateOptions = {}): Promise<Generation> {
     const native = this.#require();
     const ids = typeof prompt === 'string' ? this.tokenizer.encode(prompt) : [...prompt];
     const tokens = await callNative(() =>
-      native.generate(ids, { maxNewTokens: options.maxNewTokens ?? 20, stopAtEos: options.stopAtEos ?? true }),
+      native.generate(ids, {
+        maxNewTokens: options.maxNewTokens ?? 20,
+        stopAtEos: options.stopAtEos ?? true,
+        topK: options.topK ?? 0,
+        seed: options.seed ?? 0,
+      }),
     );
     return { tokens, text: this.tokenizer.decode(tokens) };
   }

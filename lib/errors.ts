@@ -3,6 +3,9 @@
 
 export type ErrorCode =
   | 'INVALID_ARGUMENT'
+  | 'INVALID_REQUEST'
+  | 'MODEL_MISMATCH'
+  | 'NUMERICAL_FAILURE'
   | 'INVALID_CHECKPOINT'
   | 'UNSUPPORTED_ARCHITECTURE'
   | 'LIBTORCH_NOT_FOUND'
@@ -25,6 +28,22 @@ export class ComebaError extends Error {
 
 export class InvalidArgumentError extends ComebaError {
   constructor(message: string, options?: { cause?: unknown }) { super('INVALID_ARGUMENT', message, options); }
+}
+/** An edit request that cannot be used; `index` is its position in the batch. */
+export class InvalidRequestError extends ComebaError {
+  readonly index: number;
+  constructor(index: number, message: string) {
+    super('INVALID_REQUEST', `request ${index}: ${message}`);
+    this.index = index;
+  }
+}
+/** Saved state or statistics that belong to another model. */
+export class ModelMismatchError extends ComebaError {
+  constructor(message: string, options?: { cause?: unknown }) { super('MODEL_MISMATCH', message, options); }
+}
+/** NaN/Inf, or a Cholesky factorisation that failed even with the largest diagonal jitter. */
+export class NumericalFailureError extends ComebaError {
+  constructor(message: string, options?: { cause?: unknown }) { super('NUMERICAL_FAILURE', message, options); }
 }
 export class InvalidCheckpointError extends ComebaError {
   constructor(message: string, options?: { cause?: unknown }) { super('INVALID_CHECKPOINT', message, options); }
@@ -66,6 +85,8 @@ const byCode: Record<string, new (message: string, options?: { cause?: unknown }
   ADDON_NOT_FOUND: AddonNotFoundError,
   DEVICE_UNAVAILABLE: DeviceUnavailableError,
   ABORTED: AbortError,
+  MODEL_MISMATCH: ModelMismatchError,
+  NUMERICAL_FAILURE: NumericalFailureError,
   OUT_OF_MEMORY: OutOfMemoryError,
   INTERNAL: InternalError,
 };

@@ -5,3 +5,10 @@ export type {
 } from './HookedModel.js';
 export { Tokenizer } from './Tokenizer.js';
 export * from './errors.js';
+export { ConsecutiveEditor } from './ConsecutiveEditor.js';
+export type { EditorOptions, EditCallOptions, EditProgress, EditReport, LayerReport, StatisticsSource } from './ConsecutiveEditor.js';
+export type { EditRequest } from './requests.js';
+export { Statistics } from './statistics.js';
+export type { CollectOptions, StatisticsProgress, StatisticsProvenance } from './statistics.js';
+export { defaultLayers, editModes } from './options.js';
+export type { EditMode, EditorHyperparameters, ValueOptions } from './options.js';

@@ -139,12 +139,13 @@ function checkRuntimeVersion(addon: NativeAddon, torch: LibtorchInfo, path: stri
  * A source build (build/Release, found the way node-gyp-build finds it) wins when it fits; otherwise a
  * prebuild for this platform and runtime with the same torch minor and ABI. A CUDA libtorch prefers a
  * CUDA build but accepts a CPU one (both link only the generic libtorch API, and the CUDA backend
- * comes with the preloaded libtorch.so); a CPU libtorch takes CPU builds only.
+ * comes with the preloaded libtorch.so); a CPU libtorch takes CPU builds only. `root` is the package
+ * folder holding build/ and prebuilds/ (tests pass a temporary one).
  */
-export function chooseAddon(torch: LibtorchInfo): { choice?: AddonChoice; rejected: RejectedAddon[] } {
+export function chooseAddon(torch: LibtorchInfo, root: string = packageRoot): { choice?: AddonChoice; rejected: RejectedAddon[] } {
   const rejected: RejectedAddon[] = [];
   const fitting: AddonChoice[] = [];
-  for (const candidate of [...sourceBuilds(), ...prebuilds()]) {
+  for (const candidate of [...sourceBuilds(root), ...prebuilds(root)]) {
     const info = candidate.buildInfo;
     const reason = info ? incompatibility(info, torch) : `no build-info file ${buildInfoPath(candidate.path)}`;
     if (!reason) fitting.push(candidate as AddonChoice);
@@ -156,20 +157,20 @@ export function chooseAddon(torch: LibtorchInfo): { choice?: AddonChoice; reject
 
 type Candidate = Omit<AddonChoice, 'buildInfo'> & { buildInfo?: BuildInfo };
 
-function sourceBuilds(): Candidate[] {
+function sourceBuilds(root: string): Candidate[] {
   let path: string;
   try {
-    path = nodeGypBuild.resolve(packageRoot);
+    path = nodeGypBuild.resolve(root);
   } catch {
     return []; // node-gyp-build throws "No native build was found" when there is neither kind
   }
-  return relative(packageRoot, path).startsWith(`build${sep}`) ? [{ path, kind: 'source', buildInfo: readBuildInfo(path) }] : [];
+  return relative(root, path).startsWith(`build${sep}`) ? [{ path, kind: 'source', buildInfo: readBuildInfo(path) }] : [];
 }
 
 // node-gyp-build's tag rules select the files valid for this platform and runtime; it ignores our
 // own torch<maj>_<min> and cpu/cuda tags, which the build-info JSON answers instead.
-function prebuilds(): Candidate[] {
-  const dir = join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`);
+function prebuilds(root: string): Candidate[] {
+  const dir = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
   if (!existsSync(dir)) return [];
   return readdirSync(dir)
     .map((file) => nodeGypBuild.parseTags(file))
@@ -185,7 +186,8 @@ function incompatibility(info: BuildInfo, torch: LibtorchInfo): string | undefin
   return undefined;
 }
 
-function noAddonError(torch: LibtorchInfo, rejected: RejectedAddon[]): ComebaError {
+/** The error loadNative throws when chooseAddon found no fitting build: what was skipped, and the fix. */
+export function noAddonError(torch: LibtorchInfo, rejected: RejectedAddon[]): ComebaError {
   const listed = rejected.map((r) => `  - ${r.path}: ${r.reason}`).join('\n');
   const other = rejected.find((r) => r.torchVersion)?.torchVersion;
   if (other) {

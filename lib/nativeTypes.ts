@@ -39,7 +39,7 @@ export interface NativeModelInfo {
 export interface NativeHookedModel {
   info(): NativeModelInfo;
   forward(batch: number[][], options: { padding: 'left' | 'right'; hooks?: NativeHookSpec[] }): Promise<NativeForwardResult>;
-  generate(prompt: number[], options: { maxNewTokens: number; stopAtEos: boolean }): Promise<number[]>;
+  generate(prompt: number[], options: { maxNewTokens: number; stopAtEos: boolean; topK?: number; seed?: number }): Promise<number[]>;
   dispose(): void;
 }
 
@@ -51,4 +51,91 @@ export interface NativeAddon {
   NativeHookedModel: {
     load(dir: string, options: { device: string; dtype: string }): Promise<NativeHookedModel>;
   };
+  NativeSecondMoments: NativeSecondMomentsClass;
+  NativeConsecutiveEditor: NativeConsecutiveEditorClass;
+}
+
+export interface NativeSecondMoments {
+  add(batch: number[][]): Promise<number>;
+  save(path: string, metadata: Record<string, string>): Promise<void>;
+  mean(layer: number): Promise<{ data: Float64Array; shape: number[] }>;
+  count(): number;
+  layers(): number[];
+}
+
+export interface NativeSecondMomentsClass {
+  new (model: NativeHookedModel, options: { layers: number[]; dtype: 'float32' | 'float64' }): NativeSecondMoments;
+  load(path: string, model: NativeHookedModel): Promise<NativeSecondMoments>;
+}
+
+/** A request in token form: contexts[0] is the bare prompt; indices point at the subject's last token. */
+export interface NativeEditRequest {
+  contexts: number[][];
+  subjectLast: number[];
+  target: number[];
+  klRow: number[];
+  klSubjectLast: number;
+}
+
+export interface NativeEditorOptions {
+  mode: string;
+  layers: number[];
+  lambda: number;
+  alphaZ: number;
+  vSteps: number;
+  vLr: number;
+  vWeightDecay: number;
+  klFactor: number;
+  clampNormFactor: number;
+  earlyStopLoss: number;
+  accumulatorDtype: 'float32' | 'float64';
+}
+
+export interface NativeTensor64 {
+  data: Float64Array;
+  shape: number[];
+}
+
+export interface NativeLayerReport {
+  layer: number;
+  residualBefore: number;
+  residualAfter: number;
+  alphaBefore: number;
+  alphaAfter: number;
+  jitter: number;
+  keys?: NativeTensor64;
+  residual?: NativeTensor64;
+  delta?: NativeTensor64;
+}
+
+export interface NativeEditReport {
+  step: number;
+  layers: NativeLayerReport[];
+  values: { firstLoss: number[]; finalLoss: number[]; steps: number[] };
+  seconds: { values: number; keys: number; solves: number; alpha: number; total: number };
+}
+
+export interface NativeEditorState {
+  step: number;
+  layers: { layer: number; alpha: number; delta: NativeTensor; cAccu: NativeTensor64 | null }[];
+}
+
+export interface NativeConsecutiveEditor {
+  edit(
+    requests: NativeEditRequest[],
+    options: { capture?: boolean; failAfterLayer?: number },
+    onProgress?: (phase: string, done: number) => void,
+  ): Promise<NativeEditReport>;
+  abort(): void;
+  info(): { mode: string; layers: number[]; step: number; alphas: number[] };
+  state(): Promise<NativeEditorState>;
+  save(path: string): Promise<number>;
+  load(path: string): Promise<number>;
+  checksum(): Promise<string>;
+  reset(): Promise<void>;
+  dispose(): void;
+}
+
+export interface NativeConsecutiveEditorClass {
+  create(model: NativeHookedModel, stats: NativeSecondMoments, options: NativeEditorOptions): Promise<NativeConsecutiveEditor>;
 }

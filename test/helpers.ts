@@ -151,3 +151,78 @@ export function makeRandomGpt2(opts: { nLayer: number; nEmbd: number; nHead: num
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(tinyGpt2, f), join(dir, f));
   return dir;
 }
+
+// ---- editor tests: a corpus, and plain dense linear algebra in float64 to check the native solver ----
+
+/** A corpus of seeded random token sequences decoded to text: every token appears, so E[kkᵀ] is well conditioned. */
+export function makeRandomCorpus(decode: (ids: number[]) => string, vocab: number, lines: number, length: number, seed = 3): string {
+  const dir = tempDir('comeba-corpus-');
+  const r = randomFloats(lines * length, seed, 1);
+  const text = Array.from({ length: lines }, (_, i) =>
+    decode(Array.from({ length }, (_, j) => 1 + Math.floor(((r[i * length + j] + 1) / 2) * (vocab - 1)))).replaceAll('\n', ' '),
+  ).join('\n');
+  const path = join(dir, 'corpus.txt');
+  writeFileSync(path, text);
+  return path;
+}
+
+/** Row-major dense matrix. */
+export interface Mat { rows: number; cols: number; data: Float64Array }
+
+export const mat = (rows: number, cols: number, data?: ArrayLike<number>): Mat => ({ rows, cols, data: data ? Float64Array.from(data) : new Float64Array(rows * cols) });
+
+export function matmul(a: Mat, b: Mat): Mat {
+  const out = mat(a.rows, b.cols);
+  for (let i = 0; i < a.rows; i++) {
+    for (let k = 0; k < a.cols; k++) {
+      const v = a.data[i * a.cols + k];
+      if (v === 0) continue;
+      for (let j = 0; j < b.cols; j++) out.data[i * b.cols + j] += v * b.data[k * b.cols + j];
+    }
+  }
+  return out;
+}
+
+export function transpose(a: Mat): Mat {
+  const out = mat(a.cols, a.rows);
+  for (let i = 0; i < a.rows; i++) for (let j = 0; j < a.cols; j++) out.data[j * a.rows + i] = a.data[i * a.cols + j];
+  return out;
+}
+
+export function add(a: Mat, b: Mat, scaleB = 1): Mat {
+  return mat(a.rows, a.cols, a.data.map((v, i) => v + scaleB * b.data[i]));
+}
+
+export function frobenius(a: Mat): number {
+  return Math.sqrt(a.data.reduce((s, v) => s + v * v, 0));
+}
+
+/** X with A X = B, by Gaussian elimination with partial pivoting. */
+export function solve(a: Mat, b: Mat): Mat {
+  const n = a.rows;
+  const A = Float64Array.from(a.data);
+  const X = Float64Array.from(b.data);
+  const m = b.cols;
+  for (let c = 0; c < n; c++) {
+    let p = c;
+    for (let r = c + 1; r < n; r++) if (Math.abs(A[r * n + c]) > Math.abs(A[p * n + c])) p = r;
+    if (p !== c) {
+      for (let j = 0; j < n; j++) [A[c * n + j], A[p * n + j]] = [A[p * n + j], A[c * n + j]];
+      for (let j = 0; j < m; j++) [X[c * m + j], X[p * m + j]] = [X[p * m + j], X[c * m + j]];
+    }
+    for (let r = c + 1; r < n; r++) {
+      const f = A[r * n + c] / A[c * n + c];
+      if (f === 0) continue;
+      for (let j = c; j < n; j++) A[r * n + j] -= f * A[c * n + j];
+      for (let j = 0; j < m; j++) X[r * m + j] -= f * X[c * m + j];
+    }
+  }
+  for (let c = n - 1; c >= 0; c--) {
+    for (let j = 0; j < m; j++) {
+      let s = X[c * m + j];
+      for (let k = c + 1; k < n; k++) s -= A[c * n + k] * X[k * m + j];
+      X[c * m + j] = s / A[c * n + c];
+    }
+  }
+  return mat(n, m, X);
+}

@@ -219,7 +219,16 @@ Napi::Value EditorWrap::state(const Napi::CallbackInfo& info) {
   auto editor = require(info.Env());
   using State = std::pair<std::vector<LayerState>, int64_t>;
   return PromiseWorker<State>::start(
-      info.Env(), info.This().As<Napi::Object>(), [editor] { return State{editor->state(), editor->step()}; },
+      info.Env(), info.This().As<Napi::Object>(),
+      [editor] {
+        // Copies: the JS arrays must not alias tensors that later batches update in place.
+        auto layers = editor->state();
+        for (auto& s : layers) {
+          s.delta = s.delta.clone();
+          if (s.c_accu.defined()) s.c_accu = s.c_accu.clone();
+        }
+        return State{std::move(layers), editor->step()};
+      },
       [](Napi::Env env, State& state) -> Napi::Value {
         auto obj = Napi::Object::New(env);
         obj.Set("step", Napi::Number::New(env, static_cast<double>(state.second)));

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -189,7 +190,9 @@ void write_safetensors(const std::string& path, const std::map<std::string, torc
   header += "}";
   while ((8 + header.size()) % 8 != 0) header += ' ';  // keeps the data section 8-byte aligned
 
-  const std::string tmp = path + ".tmp";
+  // A name of our own: several writers (processes, or calls) may target the same file at once.
+  static std::atomic<uint64_t> counter{0};
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) fail(ErrorCode::InvalidArgument, "cannot write " + tmp);
@@ -201,7 +204,10 @@ void write_safetensors(const std::string& path, const std::map<std::string, torc
       out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.numel() * t.element_size()));
     if (!out.flush()) fail(ErrorCode::InvalidArgument, "failed writing " + tmp);
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) fail(ErrorCode::InvalidArgument, "cannot rename " + tmp + " to " + path);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    fail(ErrorCode::InvalidArgument, "cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
+  }
 }
 
 }  // namespace comeba

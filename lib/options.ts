@@ -1,0 +1,96 @@
+// Editor options and their defaults, in one place: the hyperparameter table of METHOD.md §7 and the rule
+// that picks edit layers for models without a preset.
+import { InvalidArgumentError } from './errors.js';
+import type { ModelInfo } from './HookedModel.js';
+
+export type EditMode = 'comeba-hk' | 'comeba-wo-hk' | 'memit';
+export const editModes: readonly EditMode[] = ['comeba-hk', 'comeba-wo-hk', 'memit'];
+
+export interface ValueOptions {
+  /** Adam steps of the value optimisation (MEMIT's v_num_grad_steps). */
+  vSteps: number;
+  vLr: number;
+  vWeightDecay: number;
+  klFactor: number;
+  clampNormFactor: number;
+  /** A request stops optimising once its loss is below this. */
+  earlyStopLoss: number;
+}
+
+export interface EditorHyperparameters extends ValueOptions {
+  mode: EditMode;
+  /** Edited layers, increasing; z lives at the output of the last one. */
+  layers: number[];
+  /** Weight of the pre-trained associations: C_accu starts at λ·E[kkᵀ]. */
+  lambda: number;
+  /** Initial threshold of the validated hooks' z-score test. */
+  alphaZ: number;
+  /** Storage of C_accu; solves always run in float64. */
+  accumulatorDtype: 'float32' | 'float64';
+}
+
+const valueDefaults: ValueOptions = {
+  vSteps: 20, vLr: 0.5, vWeightDecay: 0.5, klFactor: 0.0625, clampNormFactor: 0.75, earlyStopLoss: 5e-2,
+};
+
+/** λ per mode (consecutive editing); the paper uses 5000 for single-round COMEBA-HK. */
+const lambdaByMode: Record<EditMode, number> = { 'comeba-hk': 15000, 'comeba-wo-hk': 15000, memit: 20000 };
+
+interface Preset { layers: number[]; vSteps: number; memitLambda: number }
+
+// The reference models of the paper and MEMIT, recognised by shape.
+function presetFor(info: ModelInfo): Preset | undefined {
+  if (info.architecture === 'gpt2' && info.nLayer === 48 && info.dModel === 1600) {
+    return { layers: [13, 14, 15, 16, 17], vSteps: 20, memitLambda: 20000 };
+  }
+  if (info.architecture === 'gptj' && info.nLayer === 28 && info.dModel === 4096) {
+    return { layers: [3, 4, 5, 6, 7, 8], vSteps: 25, memitLambda: 15000 };
+  }
+  return undefined;
+}
+
+/**
+ * Edit layers for a model without a preset: the reference preset of its family (GPT2-XL 13–17 of 48,
+ * GPT-J 3–8 of 28) scaled to the same relative depth, keeping at least two layers.
+ */
+export function defaultLayers(info: ModelInfo): number[] {
+  const preset = presetFor(info);
+  if (preset) return preset.layers;
+  const [first, last, depth] = info.architecture === 'gptj' ? [3, 8, 28] : [13, 17, 48];
+  const start = Math.round((first / depth) * info.nLayer);
+  const end = Math.max(start + 1, Math.round((last / depth) * info.nLayer));
+  return Array.from({ length: Math.min(end, info.nLayer - 1) - start + 1 }, (_, i) => start + i);
+}
+
+/** Full hyperparameters: the preset (or the scaling rule) for this model and mode, overridden by `given`. */
+export function resolveHyperparameters(info: ModelInfo, given: Partial<EditorHyperparameters>): EditorHyperparameters {
+  const mode = given.mode ?? 'comeba-hk';
+  if (!editModes.includes(mode)) {
+    throw new InvalidArgumentError(`mode must be one of ${editModes.join(', ')}, not '${String(mode)}'`);
+  }
+  const preset = presetFor(info);
+  const lambda = mode === 'memit' && preset ? preset.memitLambda : lambdaByMode[mode];
+  const resolved: EditorHyperparameters = {
+    ...valueDefaults,
+    vSteps: preset?.vSteps ?? valueDefaults.vSteps,
+    mode,
+    layers: defaultLayers(info),
+    lambda,
+    alphaZ: 2.2,
+    accumulatorDtype: info.dFf > 8192 ? 'float32' : 'float64',
+    ...stripUndefined(given),
+  };
+  const layers = resolved.layers;
+  if (!Array.isArray(layers) || layers.length === 0 || layers.some((l, i) => !Number.isInteger(l) || l < 0 || l >= info.nLayer || (i > 0 && l <= layers[i - 1]))) {
+    throw new InvalidArgumentError(`layers must be strictly increasing integers in [0, ${info.nLayer}), not ${JSON.stringify(layers)}`);
+  }
+  for (const key of ['lambda', 'alphaZ', 'vLr', 'clampNormFactor'] as const) {
+    if (!(Number.isFinite(resolved[key]) && resolved[key] > 0)) throw new InvalidArgumentError(`${key} must be a positive number`);
+  }
+  if (!Number.isInteger(resolved.vSteps) || resolved.vSteps < 1) throw new InvalidArgumentError('vSteps must be a positive integer');
+  return resolved;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

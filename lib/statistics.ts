@@ -1,0 +1,183 @@
+// E[kkᵀ] of the edited modules' inputs over a text corpus (METHOD.md §3), computed natively batch by batch.
+// Results are cached on disk as safetensors with their provenance and reused when it matches; a long
+// collection reports progress, honours an AbortSignal and resumes from its last checkpoint.
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { AbortError, callNative, InvalidArgumentError, ModelMismatchError } from './errors.js';
+import type { HookedModel } from './HookedModel.js';
+import { loadNative } from './native.js';
+import type { NativeSecondMoments } from './nativeTypes.js';
+
+export interface StatisticsProvenance {
+  model: string;        // checkpoint fingerprint
+  layers: number[];
+  corpus: string;       // path as given
+  corpusHash: string;   // sha256 of the corpus file
+  tokens: number;       // tokens accumulated
+  dtype: 'float32' | 'float64';
+  maxLength: number;    // tokens per document kept (the rest is truncated)
+}
+
+export interface StatisticsProgress {
+  documents: number;
+  totalDocuments: number;
+  tokens: number;
+}
+
+export interface CollectOptions {
+  /** Plain text (documents separated by blank lines, or one per line) or JSONL with a `text` field. */
+  corpus: string;
+  layers: number[];
+  /** Accumulation precision. Default 'float64'. */
+  dtype?: 'float32' | 'float64';
+  /** Stop after this many tokens. Default: the whole corpus. */
+  maxTokens?: number;
+  /** Tokens kept per document. Default: the model's context length. */
+  maxLength?: number;
+  /** Documents per forward pass. Default 16. */
+  batchSize?: number;
+  /** Where finished and partial statistics are kept. Default ~/.cache/comeba/stats. */
+  cacheDir?: string;
+  signal?: AbortSignal;
+  onProgress?: (progress: StatisticsProgress) => void;
+}
+
+const checkpointEverySeconds = 30;
+
+export class Statistics {
+  /** @internal */
+  readonly native: NativeSecondMoments;
+  readonly provenance: StatisticsProvenance;
+  /** The safetensors file holding them. */
+  readonly file: string;
+
+  /** @internal */
+  constructor(native: NativeSecondMoments, provenance: StatisticsProvenance, file: string) {
+    this.native = native;
+    this.provenance = provenance;
+    this.file = file;
+  }
+
+  /** E[kkᵀ] of one layer, (d_ff, d_ff) in float64. */
+  async secondMoment(layer: number): Promise<{ data: Float64Array; shape: number[] }> {
+    return callNative(() => this.native.mean(layer));
+  }
+
+  /** Statistics saved by `collect` (or converted by the CLI), checked against the model. */
+  static async load(model: HookedModel, file: string): Promise<Statistics> {
+    if (!existsSync(file)) throw new InvalidArgumentError(`statistics file ${file} does not exist`);
+    const native = await callNative(() => loadNative().NativeSecondMoments.load(file, model.native));
+    const provenance = readProvenance(file);
+    if (provenance && provenance.model !== model.fingerprint) {
+      throw new ModelMismatchError(`statistics ${file} were collected on another model (fingerprint ${provenance.model}, this model ${model.fingerprint})`);
+    }
+    return new Statistics(native, provenance ?? { model: model.fingerprint, layers: native.layers(), corpus: file, corpusHash: '', tokens: native.count(), dtype: 'float64', maxLength: 0 }, file);
+  }
+
+  /** Computes the statistics, or reuses a cached result with the same provenance; resumes a partial one. */
+  static async collect(model: HookedModel, options: CollectOptions): Promise<Statistics> {
+    // Callers asking for the same statistics at once share one collection.
+    const key = JSON.stringify([model.fingerprint, options.corpus, options.layers, options.dtype, options.maxTokens, options.maxLength, options.cacheDir]);
+    let pending = inFlight.get(key);
+    if (!pending) {
+      pending = collectOnce(model, options).finally(() => inFlight.delete(key));
+      inFlight.set(key, pending);
+    }
+    return pending;
+  }
+}
+
+const inFlight = new Map<string, Promise<Statistics>>();
+
+async function collectOnce(model: HookedModel, options: CollectOptions): Promise<Statistics> {
+  const corpusBytes = readFileSync(options.corpus);
+  const corpusHash = createHash('sha256').update(corpusBytes).digest('hex');
+  const dtype = options.dtype ?? 'float64';
+  const maxLength = Math.min(options.maxLength ?? model.info.contextLength, model.info.contextLength);
+  const layers = [...options.layers];
+  const key = createHash('sha256')
+    .update(JSON.stringify([model.fingerprint, layers, corpusHash, dtype, maxLength, options.maxTokens ?? null]))
+    .digest('hex')
+    .slice(0, 24);
+  const dir = options.cacheDir ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'comeba', 'stats');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${key}.safetensors`);
+  const partial = join(dir, `${key}.partial.safetensors`);
+  if (existsSync(file)) return Statistics.load(model, file);
+
+  const documents = readDocuments(corpusBytes.toString('utf8'), options.corpus);
+  let native: NativeSecondMoments;
+  let done = 0;
+  if (existsSync(partial)) {
+    native = await callNative(() => loadNative().NativeSecondMoments.load(partial, model.native));
+    done = Number(readMetadata(partial).documentsDone ?? 0);
+  } else {
+    native = new (loadNative().NativeSecondMoments)(model.native, { layers, dtype });
+  }
+  const provenance = (): StatisticsProvenance => ({ model: model.fingerprint, layers, corpus: options.corpus, corpusHash, tokens: native.count(), dtype, maxLength });
+  const batchSize = options.batchSize ?? 16;
+  let lastCheckpoint = performance.now();
+  while (done < documents.length && (options.maxTokens === undefined || native.count() < options.maxTokens)) {
+    if (options.signal?.aborted) {
+      await callNative(() => native.save(partial, { ...metadataOf(provenance()), documentsDone: String(done) }));
+      throw new AbortError(`statistics collection aborted after ${done} of ${documents.length} documents; rerun to resume`);
+    }
+    const batch = documents.slice(done, done + batchSize).map((d) => model.tokenizer.encode(d).slice(0, maxLength)).filter((r) => r.length > 0);
+    if (batch.length > 0) await callNative(() => native.add(batch));
+    done = Math.min(done + batchSize, documents.length);
+    options.onProgress?.({ documents: done, totalDocuments: documents.length, tokens: native.count() });
+    if (performance.now() - lastCheckpoint > checkpointEverySeconds * 1000) {
+      await callNative(() => native.save(partial, { ...metadataOf(provenance()), documentsDone: String(done) }));
+      lastCheckpoint = performance.now();
+    }
+  }
+  if (native.count() === 0) throw new InvalidArgumentError(`the corpus ${options.corpus} has no tokens`);
+  await callNative(() => native.save(file, metadataOf(provenance())));  // written atomically
+  rmSync(partial, { force: true });
+  return new Statistics(native, provenance(), file);
+}
+
+/** Documents of a corpus file: JSONL `text` fields, else blank-line-separated paragraphs, else lines. */
+export function readDocuments(text: string, path: string): string[] {
+  if (path.endsWith('.jsonl')) {
+    return text.split('\n').filter((l) => l.trim() !== '').map((line, i) => {
+      let record: unknown;
+      try {
+        record = JSON.parse(line);
+      } catch {
+        throw new InvalidArgumentError(`${path}: line ${i + 1} is not valid JSON`);
+      }
+      const t = (record as { text?: unknown }).text;
+      if (typeof t !== 'string') throw new InvalidArgumentError(`${path}: line ${i + 1} has no string field "text"`);
+      return t;
+    });
+  }
+  const normalised = text.replace(/\r\n?/g, '\n');
+  const parts = /\n\s*\n/.test(normalised) ? normalised.split(/\n\s*\n/) : normalised.split('\n');
+  return parts.map((p) => p.trim()).filter((p) => p !== '');
+}
+
+function metadataOf(p: StatisticsProvenance): Record<string, string> {
+  return { format: 'comeba-second-moments/1', provenance: JSON.stringify(p) };
+}
+
+/** The __metadata__ of a safetensors file, read from its header only (the file may be gigabytes). */
+function readMetadata(file: string): Record<string, string> {
+  const fd = openSync(file, 'r');
+  try {
+    const len = Buffer.alloc(8);
+    readSync(fd, len, 0, 8, 0);
+    const header = Buffer.alloc(Number(len.readBigUInt64LE(0)));
+    readSync(fd, header, 0, header.length, 8);
+    return (JSON.parse(header.toString('utf8')) as { __metadata__?: Record<string, string> }).__metadata__ ?? {};
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readProvenance(file: string): StatisticsProvenance | undefined {
+  const raw = readMetadata(file).provenance;
+  return raw ? (JSON.parse(raw) as StatisticsProvenance) : undefined;
+}
