@@ -12,3 +12,5 @@ export { Statistics } from './statistics.js';
 export type { CollectOptions, StatisticsProgress, StatisticsProvenance } from './statistics.js';
 export { defaultLayers, editModes } from './options.js';
 export type { EditMode, EditorHyperparameters, ValueOptions } from './options.js';
+export { Evaluator } from './Evaluator.js';
+export type { EvalRecord, EvalResult, EvaluatorOptions, RecordScores, Snapshot } from './Evaluator.js';

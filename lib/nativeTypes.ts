@@ -39,6 +39,7 @@ export interface NativeModelInfo {
 export interface NativeHookedModel {
   info(): NativeModelInfo;
   forward(batch: number[][], options: { padding: 'left' | 'right'; hooks?: NativeHookSpec[] }): Promise<NativeForwardResult>;
+  scoreTargets(prompts: number[][], targets: number[][]): Promise<{ argmax: number[][]; meanNll: number[] }>;
   generate(prompt: number[], options: { maxNewTokens: number; stopAtEos: boolean; topK?: number; seed?: number }): Promise<number[]>;
   dispose(): void;
 }

@@ -3,6 +3,7 @@
 #include "binding/convert.h"
 #include "binding/worker.h"
 #include "common/device.h"
+#include "eval/metrics.h"
 #include "models/inference.h"
 
 namespace comeba::binding {
@@ -21,6 +22,7 @@ void HookedModelWrap::init(Napi::Env env, Napi::Object exports) {
                           InstanceMethod<&HookedModelWrap::info>("info"),
                           InstanceMethod<&HookedModelWrap::forward>("forward"),
                           InstanceMethod<&HookedModelWrap::generate>("generate"),
+                          InstanceMethod<&HookedModelWrap::score_targets>("scoreTargets"),
                           InstanceMethod<&HookedModelWrap::dispose>("dispose")});
   auto* data = new AddonData{Napi::Persistent(cls)};
   env.SetInstanceData<AddonData>(data);
@@ -140,6 +142,28 @@ Napi::Value HookedModelWrap::generate(const Napi::CallbackInfo& info) {
         return comeba::generate(*model, prompt, gen, hooks.get());
       },
       [](Napi::Env env, Tokens& tokens) -> Napi::Value { return to_js_ints(env, tokens); });
+}
+
+// scoreTargets(prompts, targets) → { argmax: number[][], meanNll: number[] }, through the attached editor.
+Napi::Value HookedModelWrap::score_targets(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto model = require_model(env);
+  auto prompts = to_token_rows(info[0], "prompts");
+  auto targets = to_token_rows(info[1], "targets");
+  return PromiseWorker<TargetScores>::start(
+      env, info.This().As<Napi::Object>(),
+      [model, editor = editor_, prompts = std::move(prompts), targets = std::move(targets)] {
+        auto hooks = editor ? editor->inference_hooks() : nullptr;
+        return comeba::score_targets(*model, prompts, targets, hooks.get());
+      },
+      [](Napi::Env env, TargetScores& scores) -> Napi::Value {
+        auto obj = Napi::Object::New(env);
+        auto argmax = Napi::Array::New(env, scores.argmax.size());
+        for (size_t i = 0; i < scores.argmax.size(); ++i) argmax.Set(i, to_js_ints(env, scores.argmax[i]));
+        obj.Set("argmax", argmax);
+        obj.Set("meanNll", to_js_doubles(env, scores.mean_nll));
+        return obj;
+      });
 }
 
 Napi::Value HookedModelWrap::dispose(const Napi::CallbackInfo& info) {

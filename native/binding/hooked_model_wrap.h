@@ -29,6 +29,7 @@ class HookedModelWrap final : public Napi::ObjectWrap<HookedModelWrap> {
   Napi::Value info(const Napi::CallbackInfo& info);
   Napi::Value forward(const Napi::CallbackInfo& info);
   Napi::Value generate(const Napi::CallbackInfo& info);
+  Napi::Value score_targets(const Napi::CallbackInfo& info);
   Napi::Value dispose(const Napi::CallbackInfo& info);
 
   std::shared_ptr<CausalLM> model_;

@@ -1,0 +1,150 @@
+// Evaluator: EasyEdit's metrics (METHOD.md §6), computed natively in batches by teacher forcing, on a
+// 0–100 scale. Reliability and generality are target-token accuracy on the edit and rephrased prompts;
+// locality is agreement with the unedited model's predictions, captured by `snapshot` before any edit.
+// Optionally MEMIT's CounterFact probability metrics, from mean per-token NLL of new vs true targets.
+import { callNative, InvalidArgumentError } from './errors.js';
+import type { HookedModel } from './HookedModel.js';
+
+export interface EvalRecord {
+  /** The edit prompt with its subject, as text. */
+  prompt: string;
+  /** The new target. */
+  target: string;
+  /** A rephrasing of the prompt (generality). */
+  rephrase?: string;
+  /** An unrelated fact the edit must not change (locality). */
+  locality?: { prompt: string; answer: string };
+  /** The original target, for the probability metrics. */
+  trueTarget?: string;
+}
+
+/** The unedited model's argmax at every locality answer position, per record (null without locality). */
+export interface Snapshot {
+  locality: (number[] | null)[];
+}
+
+export interface RecordScores {
+  reliability: number;
+  generality?: number;
+  locality?: number;
+  /** Probability metrics (0/1 per record): new target more likely than the true one on the prompt / rephrase; true still more likely on the locality prompt. */
+  efficacy?: number;
+  paraphrase?: number;
+  neighborhood?: number;
+}
+
+export interface EvalResult {
+  reliability: number;
+  generality: number;
+  locality: number;
+  /** Mean of the three (of those the records have). */
+  average: number;
+  /** With `probabilities`: MEMIT's efficacy, paraphrase and neighbourhood success, 0–100. */
+  probabilities?: { efficacy: number; paraphrase: number; neighborhood: number };
+  records: RecordScores[];
+}
+
+export interface EvaluatorOptions {
+  /** Rows per forward pass. Default 64. */
+  batchSize?: number;
+  /** Also compute MEMIT's probability metrics (needs `trueTarget`). Default false. */
+  probabilities?: boolean;
+}
+
+interface Query { prompt: number[]; target: number[] }
+interface Scored { argmax: number[]; meanNll: number }
+
+const withSpace = (s: string) => (s.startsWith(' ') ? s : ` ${s}`);
+
+export class Evaluator {
+  readonly model: HookedModel;
+  readonly batchSize: number;
+  readonly probabilities: boolean;
+
+  constructor(model: HookedModel, options: EvaluatorOptions = {}) {
+    this.model = model;
+    this.batchSize = options.batchSize ?? 64;
+    this.probabilities = options.probabilities ?? false;
+    if (!Number.isInteger(this.batchSize) || this.batchSize < 1) throw new InvalidArgumentError('batchSize must be a positive integer');
+  }
+
+  /** Captures the current (unedited) model's locality predictions. Call it before the first edit. */
+  async snapshot(records: readonly EvalRecord[]): Promise<Snapshot> {
+    const queries = records.map((r, i) => (r.locality ? this.#query(r.locality.prompt, r.locality.answer, i) : null));
+    const scored = await this.#score(queries);
+    return { locality: scored.map((s) => s?.argmax ?? null) };
+  }
+
+  /** Scores the model as it is now (through an attached editor's hooks) against `snapshot`. */
+  async evaluate(records: readonly EvalRecord[], snapshot: Snapshot): Promise<EvalResult> {
+    if (snapshot.locality.length !== records.length) {
+      throw new InvalidArgumentError(`the snapshot covers ${snapshot.locality.length} records, not ${records.length}`);
+    }
+    const q = (prompt: string | undefined, target: string | undefined, i: number) =>
+      prompt !== undefined && target !== undefined ? this.#query(prompt, target, i) : null;
+    const withTrue = this.probabilities;
+    // One after another: each batch already uses every core.
+    const rel = await this.#score(records.map((r, i) => q(r.prompt, r.target, i)));
+    const gen = await this.#score(records.map((r, i) => q(r.rephrase, r.target, i)));
+    const loc = await this.#score(records.map((r, i) => q(r.locality?.prompt, r.locality?.answer, i)));
+    const relTrue = await this.#score(records.map((r, i) => (withTrue ? q(r.prompt, r.trueTarget, i) : null)));
+    const genTrue = await this.#score(records.map((r, i) => (withTrue ? q(r.rephrase, r.trueTarget, i) : null)));
+    const locNew = await this.#score(records.map((r, i) => (withTrue ? q(r.locality?.prompt, r.target, i) : null)));
+    const scores: RecordScores[] = records.map((r, i) => {
+      const s: RecordScores = { reliability: accuracy(rel[i]!.argmax, this.#targetIds(r.target)) };
+      if (gen[i]) s.generality = accuracy(gen[i]!.argmax, this.#targetIds(r.target));
+      if (loc[i] && snapshot.locality[i]) s.locality = accuracy(loc[i]!.argmax, snapshot.locality[i]!);
+      if (withTrue && relTrue[i]) s.efficacy = Number(rel[i]!.meanNll < relTrue[i]!.meanNll);
+      if (withTrue && gen[i] && genTrue[i]) s.paraphrase = Number(gen[i]!.meanNll < genTrue[i]!.meanNll);
+      if (withTrue && loc[i] && locNew[i]) s.neighborhood = Number(loc[i]!.meanNll < locNew[i]!.meanNll);
+      return s;
+    });
+    const reliability = mean(scores.map((s) => s.reliability));
+    const generality = mean(scores.map((s) => s.generality));
+    const locality = mean(scores.map((s) => s.locality));
+    const present = [reliability, generality, locality].filter((v) => !Number.isNaN(v));
+    const result: EvalResult = { reliability, generality, locality, average: mean(present), records: scores };
+    if (withTrue) {
+      result.probabilities = {
+        efficacy: 100 * mean(scores.map((s) => s.efficacy)),
+        paraphrase: 100 * mean(scores.map((s) => s.paraphrase)),
+        neighborhood: 100 * mean(scores.map((s) => s.neighborhood)),
+      };
+    }
+    return result;
+  }
+
+  #targetIds(target: string): number[] {
+    return this.model.tokenizer.encode(withSpace(target));
+  }
+
+  #query(prompt: string, target: string, index: number): Query {
+    const q = { prompt: this.model.tokenizer.encode(prompt), target: this.#targetIds(target) };
+    if (q.prompt.length === 0 || q.target.length === 0) throw new InvalidArgumentError(`record ${index}: empty prompt or target`);
+    return q;
+  }
+
+  /** Scores the non-null queries in native batches; nulls stay null. */
+  async #score(queries: (Query | null)[]): Promise<(Scored | null)[]> {
+    const out: (Scored | null)[] = queries.map(() => null);
+    const todo = queries.flatMap((q, i) => (q ? [[q, i] as const] : []));
+    for (let start = 0; start < todo.length; start += this.batchSize) {
+      const chunk = todo.slice(start, start + this.batchSize);
+      const res = await callNative(() => this.model.native.scoreTargets(chunk.map(([q]) => q.prompt), chunk.map(([q]) => q.target)));
+      chunk.forEach(([, i], k) => { out[i] = { argmax: res.argmax[k], meanNll: res.meanNll[k] }; });
+    }
+    return out;
+  }
+}
+
+/** Fraction of positions where the prediction equals the expected token, 0–100. */
+function accuracy(predicted: readonly number[], expected: readonly number[]): number {
+  let hits = 0;
+  for (let i = 0; i < expected.length; i++) hits += Number(predicted[i] === expected[i]);
+  return (100 * hits) / expected.length;
+}
+
+function mean(values: (number | undefined)[]): number {
+  const v = values.filter((x): x is number => x !== undefined);
+  return v.length === 0 ? Number.NaN : v.reduce((a, b) => a + b, 0) / v.length;
+}
