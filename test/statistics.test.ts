@@ -1,0 +1,93 @@
+// E[kkᵀ] statistics: equal to a one-shot reference over recorded module inputs, cached with provenance,
+// resumable after an abort, and readable from JSONL.
+import test from 'ava';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AbortError, HookedModel, InvalidArgumentError, Statistics } from '../lib/index.js';
+import { readDocuments } from '../lib/statistics.js';
+import { makeRandomCorpus, tempDir, tinyGpt2 } from './helpers.js';
+
+const F = 256;
+
+/** Σ x xᵀ / N over every token's input of the edited module at `layer`, one document at a time. */
+async function reference(model: HookedModel, docs: string[], layer: number): Promise<Float64Array> {
+  const sum = new Float64Array(F * F);
+  let count = 0;
+  for (const doc of docs) {
+    const ids = model.tokenizer.encode(doc).slice(0, model.info.contextLength);
+    const { records: [x] } = await model.run([ids], { hooks: [{ at: model.editedModule(layer), record: 'input', positions: [ids.map((_, i) => i)] }] });
+    for (let t = 0; t < ids.length; t++) {
+      const row = x!.data.subarray(t * F, (t + 1) * F);
+      for (let i = 0; i < F; i++) for (let j = 0; j < F; j++) sum[i * F + j] += row[i] * row[j];
+    }
+    count += ids.length;
+  }
+  return sum.map((v) => v / count);
+}
+
+const maxRelDiff = (a: Float64Array, b: Float64Array) => {
+  const scale = Math.max(...b.map(Math.abs));
+  return a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0) / scale;
+};
+
+test('E[kkᵀ] equals a one-shot reference; cached with provenance; resumed after an abort', async (t) => {
+  await using model = await HookedModel.load(tinyGpt2);
+  const corpus = makeRandomCorpus((ids) => model.tokenizer.decode(ids), 512, 60, 40, 11);
+  const docs = readDocuments((await import('node:fs')).readFileSync(corpus, 'utf8'), corpus);
+  const expected = { 0: await reference(model, docs, 0), 2: await reference(model, docs, 2) };
+
+  const cacheDir = tempDir();
+  const stats = await Statistics.collect(model, { corpus, layers: [0, 2], cacheDir, batchSize: 7 });
+  for (const layer of [0, 2] as const) {
+    const m = await stats.secondMoment(layer);
+    t.deepEqual(m.shape, [F, F]);
+    t.true(maxRelDiff(m.data, expected[layer]) < 1e-6, `layer ${layer}`);
+  }
+  t.like(stats.provenance, { model: model.fingerprint, layers: [0, 2], corpus, dtype: 'float64' });
+  t.is(stats.provenance.tokens, docs.reduce((n, d) => n + model.tokenizer.encode(d).length, 0));
+
+  // Reused, not recomputed.
+  const mtime = statSync(stats.file).mtimeMs;
+  const again = await Statistics.collect(model, { corpus, layers: [0, 2], cacheDir, batchSize: 7 });
+  t.is(again.file, stats.file);
+  t.is(statSync(stats.file).mtimeMs, mtime);
+
+  // Abort after the first batch, then resume in another cache: the same result.
+  const resumeDir = tempDir();
+  const controller = new AbortController();
+  await t.throwsAsync(
+    Statistics.collect(model, { corpus, layers: [0, 2], cacheDir: resumeDir, batchSize: 7, signal: controller.signal, onProgress: () => controller.abort() }),
+    { instanceOf: AbortError },
+  );
+  t.true(readdirSync(resumeDir).some((f) => f.endsWith('.partial.safetensors')));
+  const seen: number[] = [];
+  const resumed = await Statistics.collect(model, { corpus, layers: [0, 2], cacheDir: resumeDir, batchSize: 7, onProgress: (p) => seen.push(p.documents) });
+  t.is(seen[0], 14, 'resumed after the first batch of 7 documents');
+  t.false(readdirSync(resumeDir).some((f) => f.endsWith('.partial.safetensors')));
+  t.true(maxRelDiff((await resumed.secondMoment(2)).data, expected[2]) < 1e-6);
+
+  // A loaded file is tied to its model.
+  t.true(existsSync(stats.file));
+  t.is((await Statistics.load(model, stats.file)).provenance.tokens, stats.provenance.tokens);
+});
+
+test('float32 accumulation is close to float64', async (t) => {
+  await using model = await HookedModel.load(tinyGpt2);
+  const corpus = makeRandomCorpus((ids) => model.tokenizer.decode(ids), 512, 30, 40, 5);
+  const cacheDir = tempDir();
+  const f64 = await Statistics.collect(model, { corpus, layers: [1], cacheDir });
+  const f32 = await Statistics.collect(model, { corpus, layers: [1], cacheDir, dtype: 'float32' });
+  t.not(f32.file, f64.file);
+  t.true(maxRelDiff((await f32.secondMoment(1)).data, (await f64.secondMoment(1)).data) < 1e-4);
+});
+
+test('JSONL corpora use the text field; malformed lines are named', (t) => {
+  const dir = tempDir();
+  const good = join(dir, 'c.jsonl');
+  writeFileSync(good, '{"text": "one"}\n\n{"text": "two", "id": 2}\n');
+  t.deepEqual(readDocuments('{"text": "one"}\n\n{"text": "two", "id": 2}\n', good), ['one', 'two']);
+  t.throws(() => readDocuments('{"text": "one"}\n{"title": "x"}\n', good), { instanceOf: InvalidArgumentError, message: /line 2 has no string field "text"/ });
+  t.throws(() => readDocuments('{"text": "one"}\n{oops\n', good), { instanceOf: InvalidArgumentError, message: /line 2 is not valid JSON/ });
+  t.deepEqual(readDocuments('a\nb\r\n\r\nc', 'x.txt'), ['a\nb', 'c']);
+  t.deepEqual(readDocuments('a\nb\nc', 'x.txt'), ['a', 'b', 'c']);
+});
