@@ -2,13 +2,14 @@
 // Results are cached on disk as safetensors with their provenance and reused when it matches; a long
 // collection reports progress, honours an AbortSignal and resumes from its last checkpoint.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { AbortError, callNative, InvalidArgumentError, ModelMismatchError } from './errors.js';
 import type { HookedModel } from './HookedModel.js';
 import { loadNative } from './native.js';
 import type { NativeSecondMoments } from './nativeTypes.js';
+import { readNpz } from './npz.js';
 
 export interface StatisticsProvenance {
   model: string;        // checkpoint fingerprint
@@ -76,6 +77,39 @@ export class Statistics {
     return new Statistics(native, provenance ?? { model: model.fingerprint, layers: native.layers(), corpus: file, corpusHash: '', tokens: native.count(), dtype: 'float64', maxLength: 0 }, file);
   }
 
+  /**
+   * MEMIT-format statistics (`np.savez` of its runningstats: `mom2.mom2` = Σ k kᵀ, `mom2.count`), one .npz
+   * per layer, converted once into a comeba statistics file in `cacheDir`.
+   */
+  static async fromMemitNpz(model: HookedModel, files: Record<number, string>, options: { cacheDir?: string } = {}): Promise<Statistics> {
+    const layers = Object.keys(files).map(Number).sort((a, b) => a - b);
+    if (layers.length === 0) throw new InvalidArgumentError('fromMemitNpz needs one .npz file per layer');
+    const key = createHash('sha256').update(JSON.stringify([model.fingerprint, layers.map((l) => [l, files[l], statSync(files[l]).size])])).digest('hex').slice(0, 24);
+    const dir = cacheDirOf(options.cacheDir);
+    const file = join(dir, `${key}.safetensors`);
+    if (existsSync(file)) return Statistics.load(model, file);
+    const F = model.info.dFf;
+    const sums: (Float32Array | Float64Array)[] = [];
+    let count = 0;
+    for (const layer of layers) {
+      const arrays = readNpz(files[layer], ['mom2.mom2', 'mom2.count']);
+      const mom2 = arrays.get('mom2.mom2');
+      const n = arrays.get('mom2.count');
+      if (!mom2 || !n) throw new InvalidArgumentError(`${files[layer]} has no mom2.mom2 and mom2.count (MEMIT's layer_stats format)`);
+      if (mom2.shape.join() !== `${F},${F}`) throw new InvalidArgumentError(`${files[layer]}: mom2 is ${mom2.shape.join('×')}, the model's d_ff is ${F}`);
+      const layerCount = Number(n.data[0]);
+      count ||= layerCount;
+      // One count for all layers: rescale sums so each layer keeps its own mean.
+      const scale = count / layerCount;
+      sums.push(scale === 1 ? (mom2.data as Float32Array) : (mom2.data as Float32Array).map((v) => v * scale));
+    }
+    const provenance: StatisticsProvenance = {
+      model: model.fingerprint, layers, corpus: layers.map((l) => files[l]).join(','), corpusHash: key, tokens: count, dtype: 'float32', maxLength: 0,
+    };
+    writeSums(file, layers, sums, count, metadataOf(provenance));
+    return Statistics.load(model, file);
+  }
+
   /** Computes the statistics, or reuses a cached result with the same provenance; resumes a partial one. */
   static async collect(model: HookedModel, options: CollectOptions): Promise<Statistics> {
     // Callers asking for the same statistics at once share one collection.
@@ -101,8 +135,7 @@ async function collectOnce(model: HookedModel, options: CollectOptions): Promise
     .update(JSON.stringify([model.fingerprint, layers, corpusHash, dtype, maxLength, options.maxTokens ?? null]))
     .digest('hex')
     .slice(0, 24);
-  const dir = options.cacheDir ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'comeba', 'stats');
-  mkdirSync(dir, { recursive: true });
+  const dir = cacheDirOf(options.cacheDir);
   const file = join(dir, `${key}.safetensors`);
   const partial = join(dir, `${key}.partial.safetensors`);
   if (existsSync(file)) return Statistics.load(model, file);
@@ -157,6 +190,40 @@ export function readDocuments(text: string, path: string): string[] {
   const normalised = text.replace(/\r\n?/g, '\n');
   const parts = /\n\s*\n/.test(normalised) ? normalised.split(/\n\s*\n/) : normalised.split('\n');
   return parts.map((p) => p.trim()).filter((p) => p !== '');
+}
+
+function cacheDirOf(given: string | undefined): string {
+  const dir = given ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'comeba', 'stats');
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+/** A statistics file in the accumulator's own layout ("sum.<layer>", "count"), written through a rename. */
+function writeSums(path: string, layers: number[], sums: (Float32Array | Float64Array)[], count: number, metadata: Record<string, string>): void {
+  const header: Record<string, unknown> = { __metadata__: metadata };
+  let offset = 0;
+  const n = Math.sqrt(sums[0].length);
+  layers.forEach((layer, i) => {
+    const bytes = sums[i].byteLength;
+    header[`sum.${layer}`] = { dtype: sums[i] instanceof Float64Array ? 'F64' : 'F32', shape: [n, n], data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  });
+  header.count = { dtype: 'I64', shape: [1], data_offsets: [offset, offset + 8] };
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - ((8 + json.length) % 8)) % 8);
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w');
+  try {
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+    writeSync(fd, len);
+    writeSync(fd, json);
+    for (const s of sums) writeSync(fd, new Uint8Array(s.buffer, s.byteOffset, s.byteLength));
+    writeSync(fd, new Uint8Array(new BigInt64Array([BigInt(count)]).buffer));
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
 }
 
 function metadataOf(p: StatisticsProvenance): Record<string, string> {

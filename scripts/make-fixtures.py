@@ -249,8 +249,25 @@ def summarize(out, stats):
     assert total < 2 * 1024 * 1024, f"{out} is too large"
 
 
+def make_memit_stats(layers=(1, 2), n_keys=2000, d_ff=256):
+    """MEMIT-format second-moment files (np.savez of runningstats' CombinedStat state: mom2.mom2 is the
+    sum of k kᵀ, mom2.count the number of keys), so the .npz loader is tested on numpy's own output."""
+    import numpy as np
+    out = ROOT / "memit-stats"
+    out.mkdir(exist_ok=True)
+    rng = np.random.default_rng(7)
+    for layer in layers:
+        keys = rng.standard_normal((n_keys, d_ff)).astype(np.float32)
+        np.savez(out / f"transformer.h.{layer}.mlp.c_proj_float32_mom2_{n_keys}.npz",
+                 constructor=np.array("util.runningstats.CombinedStat()"),
+                 **{"mom2.constructor": np.array("util.runningstats.SecondMoment()"),
+                    "mom2.count": np.array(n_keys + layer),
+                    "mom2.mom2": keys.T @ keys})
+
+
 def main():
     torch.use_deterministic_algorithms(True)
+    make_memit_stats()
     fast = train_tokenizer()
     for name, builder, shard in [("tiny-gpt2", build_gpt2, "50GB"),
                                  ("tiny-gptj", build_gptj, "400KB")]:

@@ -2,8 +2,10 @@
 // resumable after an abort, and readable from JSONL.
 import test from 'ava';
 import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { AbortError, HookedModel, InvalidArgumentError, Statistics } from '../lib/index.js';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AbortError, ConsecutiveEditor, HookedModel, InvalidArgumentError, Statistics } from '../lib/index.js';
+import { readNpz } from '../lib/npz.js';
 import { readDocuments } from '../lib/statistics.js';
 import { makeRandomCorpus, tempDir, tinyGpt2 } from './helpers.js';
 
@@ -90,4 +92,24 @@ test('JSONL corpora use the text field; malformed lines are named', (t) => {
   t.throws(() => readDocuments('{"text": "one"}\n{oops\n', good), { instanceOf: InvalidArgumentError, message: /line 2 is not valid JSON/ });
   t.deepEqual(readDocuments('a\nb\r\n\r\nc', 'x.txt'), ['a\nb', 'c']);
   t.deepEqual(readDocuments('a\nb\nc', 'x.txt'), ['a', 'b', 'c']);
+});
+
+test('MEMIT .npz statistics (numpy zip64 output) load as mom2 / count per layer', async (t) => {
+  await using model = await HookedModel.load(tinyGpt2);
+  const dir = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'memit-stats');
+  const files = { 1: join(dir, 'transformer.h.1.mlp.c_proj_float32_mom2_2000.npz'), 2: join(dir, 'transformer.h.2.mlp.c_proj_float32_mom2_2000.npz') };
+  const stats = await Statistics.fromMemitNpz(model, files, { cacheDir: tempDir() });
+  t.deepEqual(stats.native.layers(), [1, 2]);
+  for (const layer of [1, 2] as const) {
+    const raw = readNpz(files[layer], ['mom2.mom2', 'mom2.count']);
+    const mom2 = raw.get('mom2.mom2')!.data as Float32Array;
+    const count = Number(raw.get('mom2.count')!.data[0]);
+    t.is(count, 2000 + layer);  // the fixture gives each layer its own count
+    const mean = await stats.secondMoment(layer);
+    const diff = mean.data.reduce((m, v, i) => Math.max(m, Math.abs(v - mom2[i] / count)), 0);
+    t.true(diff < 1e-5, `layer ${layer}: max |E − mom2/count| = ${diff}`);
+  }
+  // Usable by an editor straight from the files.
+  await using editor = await ConsecutiveEditor.create(model, { stats: { npz: files }, layers: [1, 2], contextTemplates: ['{}'] });
+  t.is(editor.statistics.provenance.tokens, 2001);
 });
