@@ -247,6 +247,10 @@ test('a fitting source build in build/Release wins over a prebuild; an unfitting
   const prebuild = addBuild(root, `${platformDir}/node.napi.glibc.torch2_13.cpu.node`, buildInfo('2.13.0+cpu'));
   const source = addBuild(root, 'build/Release/comeba.node', buildInfo('2.13.0+cpu'));
   t.like(chooseAddon(torch('2.13.0+cpu'), root).choice, { path: source, kind: 'source' });
+  // Even a CUDA prebuild for a CUDA libtorch gives way to a fitting (CPU) source build: the user built it.
+  const cudaPrebuild = addBuild(root, `${platformDir}/node.napi.glibc.torch2_13.cuda.node`, buildInfo('2.13.0', { variant: 'cuda' }));
+  t.like(chooseAddon(torch('2.13.0', { variant: 'cuda' }), root).choice, { path: source, kind: 'source' });
+  rmSync(cudaPrebuild);
 
   writeFileSync(source.replace(/\.node$/, '.json'), JSON.stringify(buildInfo('2.12.1+cpu')));
   const { choice, rejected } = chooseAddon(torch('2.13.0+cpu'), root);
