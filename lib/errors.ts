@@ -15,7 +15,8 @@ export type ErrorCode =
   | 'DISPOSED'
   | 'ABORTED'
   | 'OUT_OF_MEMORY'
-  | 'INTERNAL';
+  | 'INTERNAL'
+  | 'INVALID_DATASET';
 
 export class ComebaError extends Error {
   readonly code: ErrorCode;
@@ -76,6 +77,24 @@ export class InternalError extends ComebaError {
   constructor(message: string, options?: { cause?: unknown }) { super('INTERNAL', message, options); }
 }
 
+/** A dataset file that cannot be read or holds a malformed record; the message names the file, the record's index and the field. */
+export class InvalidDatasetError extends ComebaError {
+  readonly file?: string;
+  readonly index?: number;
+  readonly field?: string;
+  constructor(message: string, options?: { cause?: unknown; file?: string; index?: number; field?: string }) {
+    const where = [
+      options?.file !== undefined ? options.file : '',
+      options?.index !== undefined ? `record ${options.index}` : '',
+      options?.field !== undefined ? `field ${JSON.stringify(options.field)}` : '',
+    ].filter((s) => s !== '').join(', ');
+    super('INVALID_DATASET', where ? `${where}: ${message}` : message, options);
+    this.file = options?.file;
+    this.index = options?.index;
+    this.field = options?.field;
+  }
+}
+
 const byCode: Record<string, new (message: string, options?: { cause?: unknown }) => ComebaError> = {
   INVALID_ARGUMENT: InvalidArgumentError,
   INVALID_CHECKPOINT: InvalidCheckpointError,
@@ -89,6 +108,7 @@ const byCode: Record<string, new (message: string, options?: { cause?: unknown }
   NUMERICAL_FAILURE: NumericalFailureError,
   OUT_OF_MEMORY: OutOfMemoryError,
   INTERNAL: InternalError,
+  INVALID_DATASET: InvalidDatasetError,
 };
 
 /** Converts an error thrown by the addon into the typed error for its code, stacked at the caller. */

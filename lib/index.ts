@@ -14,3 +14,7 @@ export { defaultLayers, editModes } from './options.js';
 export type { EditMode, EditorHyperparameters, ValueOptions } from './options.js';
 export { Evaluator } from './Evaluator.js';
 export type { EvalRecord, EvalResult, EvaluatorOptions, RecordScores, Snapshot } from './Evaluator.js';
+export { loadDataset, detectFormat, datasetFormats } from './datasets.js';
+export type { DatasetFormat, EditCase, LoadDatasetOptions } from './datasets.js';
+export { renderChart } from './chart.js';
+export type { ChartSeries, ChartPoint, ChartOptions } from './chart.js';

@@ -12,6 +12,7 @@ export interface Command {
 const commands: Record<string, () => Promise<Command>> = {
   inspect: () => import('./inspect.js'),
   generate: () => import('./generate.js'),
+  sweep: () => import('./sweep.js'),
   libtorch: () => import('./libtorch.js'),
   build: () => import('./build.js'),
 };

@@ -1,0 +1,137 @@
+// `comeba sweep`: the paper's editing protocol on a dataset for one or more modes, with a progress bar,
+// metrics.jsonl per checkpoint, summary.json, a table and a chart. Rerun the same command to resume.
+
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { DatasetFormat } from '../datasets.js';
+import { detectFormat } from '../datasets.js';
+import { packageRoot } from '../native.js';
+import { editModes, type EditMode } from '../options.js';
+import { runSweep, type Protocol, type SweepEvent, type SweepSummary } from '../sweep.js';
+import type { Device, Dtype } from '../HookedModel.js';
+
+export const summary = 'edit a dataset consecutively (or single-round) and report reliability, generality, locality';
+
+const testbed = join(packageRoot, 'testbed');
+
+const usage = `usage: comeba sweep [options]        (rerun the same command to resume after an interruption)
+
+  --model DIR          Hugging Face checkpoint folder        (default: the embedded testbed model)
+  --data FILE          dataset                               (default: the testbed's counterfact.json)
+  --format F           counterfact | zsre | memit | jsonl    (default: detected from the file)
+  --n N                number of edits                       (default 1000)
+  --batch B            edits per batch                       (default 10; 30 for single-round)
+  --mode M             comeba-hk | comeba-wo-hk | memit | all (default all)
+  --layers L           edited layers, e.g. 3,4,5 or 3-5      (default: preset / scaling rule)
+  --lambda X           λ                                     (default: per mode, METHOD.md §7)
+  --alpha-z X          initial α                             (default 2.2)
+  --stats-corpus FILE  text for E[kkᵀ]                       (default: <model>/stats-corpus.txt, else the dataset's own text)
+  --eval-every N       edits between evaluations             (default 200; a multiple of --batch)
+  --protocol P         consecutive | single-round            (default consecutive)
+  --out DIR            results and resumable state           (default ./comeba-sweep)
+  --device D, --dtype T`;
+
+function parseLayers(text: string): number[] {
+  return text.split(',').flatMap((part) => {
+    const [a, b] = part.split('-').map(Number);
+    return b === undefined ? [a] : Array.from({ length: b - a + 1 }, (_, i) => a + i);
+  });
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values: v } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string', default: join(testbed, 'model') },
+      data: { type: 'string', default: join(testbed, 'counterfact.json') },
+      format: { type: 'string' },
+      n: { type: 'string', default: '1000' },
+      batch: { type: 'string' },
+      mode: { type: 'string', default: 'all' },
+      layers: { type: 'string' },
+      lambda: { type: 'string' },
+      'alpha-z': { type: 'string' },
+      'stats-corpus': { type: 'string' },
+      'eval-every': { type: 'string', default: '200' },
+      protocol: { type: 'string', default: 'consecutive' },
+      out: { type: 'string', default: 'comeba-sweep' },
+      device: { type: 'string', default: 'cpu' },
+      dtype: { type: 'string', default: 'float32' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (v.help) {
+    console.log(usage);
+    return 0;
+  }
+  const protocol = v.protocol as Protocol;
+  if (protocol !== 'consecutive' && protocol !== 'single-round') throw new Error(`--protocol must be consecutive or single-round`);
+  const modes = (v.mode === 'all' ? editModes : [v.mode]) as EditMode[];
+  const batch = Number(v.batch ?? (protocol === 'single-round' ? 30 : 10));
+  const n = Number(v.n);
+  const progress = new ProgressBar(process.stdout.isTTY === true);
+  const summaries = await runSweep({
+    model: v.model!, data: v.data!, format: (v.format ?? detectFormat(v.data!)) as DatasetFormat, n, batch, modes, protocol,
+    evalEvery: Math.min(Number(v['eval-every']), Math.ceil(n / batch) * batch), out: v.out!,
+    layers: v.layers ? parseLayers(v.layers) : undefined,
+    lambda: v.lambda ? Number(v.lambda) : undefined,
+    alphaZ: v['alpha-z'] ? Number(v['alpha-z']) : undefined,
+    statsCorpus: v['stats-corpus'], device: v.device as Device, dtype: v.dtype as Dtype,
+    onEvent: (e) => progress.update(e),
+  });
+  progress.done();
+  console.log(formatTable(summaries));
+  console.log(`\nmetrics ${join(v.out!, 'metrics.jsonl')}\nsummary ${join(v.out!, 'summary.json')}\nchart   ${join(v.out!, 'chart.svg')}`);
+  return 0;
+}
+
+/** A one-line bar with edits/s and ETA on a terminal; plain lines at checkpoints otherwise. */
+class ProgressBar {
+  #tty: boolean;
+  #mode = '';
+  #startEdits = 0;
+  #startSeconds = 0;
+
+  constructor(tty: boolean) {
+    this.#tty = tty;
+  }
+
+  update(e: SweepEvent): void {
+    if (e.type === 'stats') return this.#line(`  ${e.message}`);
+    if (e.type === 'mode') {
+      this.#mode = e.mode;
+      this.#startEdits = e.resumedAt;
+      this.#startSeconds = -1;
+      return this.#line(`${e.mode}: ${e.resumedAt > 0 ? `resuming at ${e.resumedAt}` : 'starting'} of ${e.n} edits`);
+    }
+    if (e.type === 'checkpoint') {
+      const m = e.metrics;
+      return this.#line(`  ${m.mode} @ ${String(m.edits).padStart(5)} edits  rel ${m.reliability.toFixed(1)}  gen ${m.generality.toFixed(1)}  loc ${m.locality.toFixed(1)}  avg ${m.average.toFixed(1)}  (${m.seconds.toFixed(0)} s)`);
+    }
+    if (!this.#tty) return;
+    if (this.#startSeconds < 0) this.#startSeconds = e.seconds - 1e-9;
+    const rate = (e.edits - this.#startEdits) / Math.max(e.seconds - this.#startSeconds, 1e-9);
+    const eta = (e.n - e.edits) / Math.max(rate, 1e-9);
+    const width = 30;
+    const filled = Math.round((e.edits / e.n) * width);
+    process.stdout.write(`\r  ${this.#mode} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${e.edits}/${e.n}  ${rate.toFixed(1)} edits/s  ETA ${eta.toFixed(0)} s   `);
+  }
+
+  done(): void {
+    if (this.#tty) process.stdout.write('\r\x1b[K');
+  }
+
+  #line(text: string): void {
+    if (this.#tty) process.stdout.write('\r\x1b[K');
+    console.log(text);
+  }
+}
+
+function formatTable(rows: SweepSummary[]): string {
+  const header = ['mode', 'n', 'batch', 'reliability', 'generality', 'locality', 'average', 'seconds', 'edits/s'];
+  const body = rows.map((r) => [r.mode, r.n, r.batch, r.reliability, r.generality, r.locality, r.average, r.seconds, r.editsPerSecond]
+    .map((x) => (typeof x === 'number' && !Number.isInteger(x) ? x.toFixed(2) : String(x))));
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
+  const fmt = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  return ['', fmt(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(fmt)].join('\n');
+}
