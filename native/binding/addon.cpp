@@ -5,6 +5,7 @@
 
 #include <thread>
 
+#include "binding/addon_data.h"
 #include "binding/editor_wrap.h"
 #include "binding/hooked_model_wrap.h"
 #include "binding/stats_wrap.h"
@@ -51,6 +52,7 @@ Napi::Value get_threads(const Napi::CallbackInfo& info) {
 // NODE_API_MODULE pastes the function name into an identifier, so it must be an unqualified name.
 static Napi::Object register_addon(Napi::Env env, Napi::Object exports) {
   using namespace comeba::binding;
+  env.SetInstanceData<AddonData>(new AddonData());
   exports.Set("buildInfo", Napi::Function::New(env, build_info));
   exports.Set("cudaInfo", Napi::Function::New(env, cuda_info));
   exports.Set("setThreads", Napi::Function::New(env, set_threads));

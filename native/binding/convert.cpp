@@ -154,31 +154,6 @@ Napi::Object to_js_tensor64(Napi::Env env, const torch::Tensor& tensor) {
   return tensor_as<Napi::Float64Array>(env, tensor, torch::kFloat64);
 }
 
-torch::Tensor to_tensor(const Napi::Value& data, const std::vector<int64_t>& shape, const std::string& what) {
-  if (data.IsTypedArray() && data.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array) {
-    auto arr = data.As<Napi::Float64Array>();
-    int64_t numel = 1;
-    for (int64_t d : shape) numel *= d;
-    if (numel != static_cast<int64_t>(arr.ElementLength()))
-      throw_invalid(data.Env(), what + " has " + std::to_string(arr.ElementLength()) + " values but its shape needs " +
-                                    std::to_string(numel));
-    return torch::from_blob(arr.Data(), shape, torch::kFloat64).clone();
-  }
-  return to_float_tensor(data, shape, what);
-}
-
-std::vector<double> to_doubles(const Napi::Value& value, const std::string& what) {
-  if (!value.IsArray()) throw_invalid(value.Env(), "expected an array of numbers for " + what + " but received " + describe(value));
-  auto arr = value.As<Napi::Array>();
-  std::vector<double> out;
-  for (uint32_t i = 0; i < arr.Length(); ++i) {
-    auto v = arr.Get(i);
-    if (!v.IsNumber()) throw_invalid(value.Env(), "expected a number for " + what + "[" + std::to_string(i) + "]");
-    out.push_back(v.As<Napi::Number>().DoubleValue());
-  }
-  return out;
-}
-
 Napi::Array to_js_doubles(Napi::Env env, const std::vector<double>& values) {
   auto arr = Napi::Array::New(env, values.size());
   for (size_t i = 0; i < values.size(); ++i) arr.Set(i, Napi::Number::New(env, values[i]));

@@ -30,7 +30,6 @@ torch::Tensor to_float_tensor(const Napi::Value& data, const std::vector<int64_t
 
 std::vector<ProbeSpec> to_probe_specs(const Napi::Value& value);
 
-std::vector<double> to_doubles(const Napi::Value& value, const std::string& what);
 Napi::Array to_js_doubles(Napi::Env env, const std::vector<double>& values);
 
 // A float32 CPU tensor as { data: Float32Array, shape: number[] }; the array views the tensor's memory,
@@ -39,8 +38,6 @@ Napi::Object to_js_tensor(Napi::Env env, const torch::Tensor& tensor);
 // The same with a Float64Array, for values whose checks need double precision.
 Napi::Object to_js_tensor64(Napi::Env env, const torch::Tensor& tensor);
 
-// A Float32Array or Float64Array of the given shape copied into a CPU tensor of the same precision.
-torch::Tensor to_tensor(const Napi::Value& data, const std::vector<int64_t>& shape, const std::string& what);
 
 Napi::Array to_js_ints(Napi::Env env, const std::vector<int64_t>& values);
 

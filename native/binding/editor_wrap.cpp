@@ -1,5 +1,6 @@
 #include "binding/editor_wrap.h"
 
+#include "binding/addon_data.h"
 #include "binding/convert.h"
 #include "binding/hooked_model_wrap.h"
 #include "binding/stats_wrap.h"
@@ -10,10 +11,6 @@
 namespace comeba::binding {
 namespace {
 
-Napi::FunctionReference& constructor() {
-  static thread_local Napi::FunctionReference ref;
-  return ref;
-}
 
 double get_double(const Napi::Object& obj, const char* key, double fallback) {
   auto v = obj.Get(key);
@@ -114,7 +111,7 @@ void EditorWrap::init(Napi::Env env, Napi::Object exports) {
                           InstanceMethod<&EditorWrap::checksum>("checksum"),
                           InstanceMethod<&EditorWrap::reset>("reset"),
                           InstanceMethod<&EditorWrap::dispose>("dispose")});
-  constructor() = Napi::Persistent(cls);
+  addon_data(env).editor = Napi::Persistent(cls);
   exports.Set("NativeConsecutiveEditor", cls);
 }
 
@@ -162,7 +159,7 @@ Napi::Value EditorWrap::create(const Napi::CallbackInfo& info) {
           Napi::Env env, Ptr& editor) -> Napi::Value {
         if (model_wrap->attached()) throw_invalid(env, "this model already has an editor attached; dispose that editor first");
         model_wrap->attach(editor);
-        return constructor().New({Napi::External<Ptr>::New(env, &editor), model_ref->Value()});
+        return addon_data(env).editor.New({Napi::External<Ptr>::New(env, &editor), model_ref->Value()});
       });
 }
 

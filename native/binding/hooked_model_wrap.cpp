@@ -1,5 +1,6 @@
 #include "binding/hooked_model_wrap.h"
 
+#include "binding/addon_data.h"
 #include "binding/convert.h"
 #include "binding/worker.h"
 #include "common/device.h"
@@ -7,14 +8,6 @@
 #include "models/inference.h"
 
 namespace comeba::binding {
-namespace {
-
-// The constructor, kept per environment so worker threads' environments never share it.
-struct AddonData {
-  Napi::FunctionReference hooked_model;
-};
-
-}  // namespace
 
 void HookedModelWrap::init(Napi::Env env, Napi::Object exports) {
   auto cls = DefineClass(env, "NativeHookedModel",
@@ -24,8 +17,7 @@ void HookedModelWrap::init(Napi::Env env, Napi::Object exports) {
                           InstanceMethod<&HookedModelWrap::generate>("generate"),
                           InstanceMethod<&HookedModelWrap::score_targets>("scoreTargets"),
                           InstanceMethod<&HookedModelWrap::dispose>("dispose")});
-  auto* data = new AddonData{Napi::Persistent(cls)};
-  env.SetInstanceData<AddonData>(data);
+  addon_data(env).hooked_model = Napi::Persistent(cls);
   exports.Set("NativeHookedModel", cls);
 }
 
@@ -54,8 +46,7 @@ std::shared_ptr<CausalLM> HookedModelWrap::require_model(Napi::Env env) const {
 
 HookedModelWrap* HookedModelWrap::unwrap(const Napi::Value& value) {
   auto env = value.Env();
-  auto* data = env.GetInstanceData<AddonData>();
-  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(data->hooked_model.Value()))
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(addon_data(env).hooked_model.Value()))
     throw_invalid(env, "expected a NativeHookedModel");
   auto* wrap = Unwrap(value.As<Napi::Object>());
   wrap->require_model(env);
@@ -73,8 +64,7 @@ Napi::Value HookedModelWrap::load(const Napi::CallbackInfo& info) {
       env, Napi::Object(),
       [=]() -> Model { return load_causal_lm(dir, parse_device(device_name), parse_dtype(dtype_name)); },
       [](Napi::Env env, Model& model) -> Napi::Value {
-        auto* data = env.GetInstanceData<AddonData>();
-        return data->hooked_model.New({Napi::External<Model>::New(env, &model)});
+        return addon_data(env).hooked_model.New({Napi::External<Model>::New(env, &model)});
       });
 }
 

@@ -1,5 +1,6 @@
 #include "binding/stats_wrap.h"
 
+#include "binding/addon_data.h"
 #include "binding/convert.h"
 #include "binding/hooked_model_wrap.h"
 #include "binding/worker.h"
@@ -13,10 +14,6 @@ struct LoadedStats {
   std::shared_ptr<SecondMomentAccumulator> acc;
 };
 
-Napi::FunctionReference& constructor() {
-  static thread_local Napi::FunctionReference ref;  // one per JS thread that loads the addon
-  return ref;
-}
 
 }  // namespace
 
@@ -28,7 +25,7 @@ void SecondMomentsWrap::init(Napi::Env env, Napi::Object exports) {
                           InstanceMethod<&SecondMomentsWrap::mean>("mean"),
                           InstanceMethod<&SecondMomentsWrap::count>("count"),
                           InstanceMethod<&SecondMomentsWrap::layers>("layers")});
-  constructor() = Napi::Persistent(cls);
+  addon_data(env).second_moments = Napi::Persistent(cls);
   exports.Set("NativeSecondMoments", cls);
 }
 
@@ -53,7 +50,7 @@ SecondMomentsWrap::SecondMomentsWrap(const Napi::CallbackInfo& info) : Napi::Obj
 }
 
 std::shared_ptr<SecondMomentAccumulator> SecondMomentsWrap::unwrap(const Napi::Value& value) {
-  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(constructor().Value()))
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(addon_data(value.Env()).second_moments.Value()))
     throw_invalid(value.Env(), "expected a NativeSecondMoments");
   return Unwrap(value.As<Napi::Object>())->acc_;
 }
@@ -69,7 +66,7 @@ Napi::Value SecondMomentsWrap::load(const Napi::CallbackInfo& info) {
         return LoadedStats{model, acc};
       },
       [](Napi::Env env, LoadedStats& loaded) -> Napi::Value {
-        return constructor().New({Napi::External<LoadedStats>::New(env, &loaded)});
+        return addon_data(env).second_moments.New({Napi::External<LoadedStats>::New(env, &loaded)});
       });
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "hooks/hooks.h"
+#include "io/json.h"
 
 namespace comeba {
 
@@ -44,8 +45,12 @@ struct ModelInfo {
   int64_t n_layer = 0, d_model = 0, d_ff = 0, n_head = 0, vocab_size = 0, n_ctx = 0;
   int64_t eos_token_id = -1, bos_token_id = -1;
   std::string edited_module;  // HF name pattern of the edited projection, "{}" for the layer
-  bool edited_weight_transposed = false;  // true for Conv1D ([F, C], y = xW + b)
 };
+
+// The config.json fields GPT-2 and GPT-J share (n_layer, n_embd, n_head, vocab_size, n_positions, n_inner,
+// eos/bos ids), checked for consistency.
+ModelInfo read_model_info(const Json& config, const std::string& dir, const std::string& architecture,
+                          const std::string& edited_module);
 
 class CausalLM {
  public:

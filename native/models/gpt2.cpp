@@ -22,20 +22,7 @@ struct Gpt2Block {
 class Gpt2 final : public CausalLM {
  public:
   Gpt2(const std::string& dir, const Json& config, torch::Device device, torch::Dtype dtype)
-      : device_(device), dtype_(dtype) {
-    info_.architecture = "gpt2";
-    info_.n_layer = config_int(config, "n_layer", dir);
-    info_.d_model = config_int(config, "n_embd", dir);
-    info_.n_head = config_int(config, "n_head", dir);
-    info_.vocab_size = config_int(config, "vocab_size", dir);
-    info_.n_ctx = config_int(config, "n_positions", dir);
-    info_.d_ff = config_int_or(config, "n_inner", 4 * info_.d_model);
-    info_.eos_token_id = config_int_or(config, "eos_token_id", -1);
-    info_.bos_token_id = config_int_or(config, "bos_token_id", -1);
-    info_.edited_module = "transformer.h.{}.mlp.c_proj";
-    info_.edited_weight_transposed = true;
-    if (info_.d_model % info_.n_head != 0)
-      fail(ErrorCode::InvalidCheckpoint, "n_embd is not a multiple of n_head in " + dir + "/config.json");
+      : info_(read_model_info(config, dir, "gpt2", "transformer.h.{}.mlp.c_proj")), device_(device), dtype_(dtype) {
     act_ = parse_activation(config_string_or(config, "activation_function", "gelu_new"), dir);
     const double eps = config_double_or(config, "layer_norm_epsilon", 1e-5);
     const Json* inverse_idx = config.find("scale_attn_by_inverse_layer_idx");

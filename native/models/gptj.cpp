@@ -29,19 +29,7 @@ torch::Tensor rotate_every_two(const torch::Tensor& x) {
 class GptJ final : public CausalLM {
  public:
   GptJ(const std::string& dir, const Json& config, torch::Device device, torch::Dtype dtype)
-      : device_(device), dtype_(dtype) {
-    info_.architecture = "gptj";
-    info_.n_layer = config_int(config, "n_layer", dir);
-    info_.d_model = config_int(config, "n_embd", dir);
-    info_.n_head = config_int(config, "n_head", dir);
-    info_.vocab_size = config_int(config, "vocab_size", dir);
-    info_.n_ctx = config_int(config, "n_positions", dir);
-    info_.d_ff = config_int_or(config, "n_inner", 4 * info_.d_model);
-    info_.eos_token_id = config_int_or(config, "eos_token_id", -1);
-    info_.bos_token_id = config_int_or(config, "bos_token_id", -1);
-    info_.edited_module = "transformer.h.{}.mlp.fc_out";
-    if (info_.d_model % info_.n_head != 0)
-      fail(ErrorCode::InvalidCheckpoint, "n_embd is not a multiple of n_head in " + dir + "/config.json");
+      : info_(read_model_info(config, dir, "gptj", "transformer.h.{}.mlp.fc_out")), device_(device), dtype_(dtype) {
     const int64_t head_dim = info_.d_model / info_.n_head;
     rotary_dim_ = config_int_or(config, "rotary_dim", head_dim);
     if (rotary_dim_ <= 0 || rotary_dim_ > head_dim || rotary_dim_ % 2 != 0)
