@@ -7,7 +7,7 @@ import { AbortError, callNative, DisposedError, InvalidArgumentError, ModelMisma
 import type { HookedModel } from './HookedModel.js';
 import { loadNative } from './native.js';
 import type { NativeConsecutiveEditor, NativeEditorState, NativeLayerReport } from './nativeTypes.js';
-import { resolveHyperparameters, type EditorHyperparameters } from './options.js';
+import { readCheckpointDefaults, resolveHyperparameters, type EditorHyperparameters } from './options.js';
 import { generateContextTemplates, prepareRequest, type EditRequest } from './requests.js';
 import { Statistics, type CollectOptions } from './statistics.js';
 
@@ -80,10 +80,13 @@ export class ConsecutiveEditor implements AsyncDisposable {
     this.statistics = statistics;
   }
 
-  /** An editor for `model` with the presets of METHOD.md §7 (or the layer rule), overridden by `options`. */
+  /**
+   * An editor for `model`: the presets of METHOD.md §7 (or the layer rule for other sizes), then the
+   * checkpoint's own `comeba.json` defaults if it has one, then `options`.
+   */
   static async create(model: HookedModel, options: EditorOptions): Promise<ConsecutiveEditor> {
     const { stats, contextTemplates, seed, ...given } = options ?? ({} as EditorOptions);
-    const hyper = resolveHyperparameters(model.info, given);
+    const hyper = resolveHyperparameters(model.info, given, readCheckpointDefaults(model.dir));
     const statistics = await resolveStatistics(model, stats, hyper.layers);
     const templates = contextTemplates ?? (await generateContextTemplates(model, seed ?? 0));
     if (templates[0] !== '{}' || templates.some((t) => (t.match(/\{\}/g) ?? []).length !== 1)) {

@@ -1,5 +1,7 @@
 // Editor options and their defaults, in one place: the hyperparameter table of METHOD.md §7 and the rule
 // that picks edit layers for models without a preset.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { InvalidArgumentError } from './errors.js';
 import type { ModelInfo } from './HookedModel.js';
 
@@ -62,21 +64,42 @@ export function defaultLayers(info: ModelInfo): number[] {
   return Array.from({ length: Math.min(end, info.nLayer - 1) - start + 1 }, (_, i) => start + i);
 }
 
-/** Full hyperparameters: the preset (or the scaling rule) for this model and mode, overridden by `given`. */
-export function resolveHyperparameters(info: ModelInfo, given: Partial<EditorHyperparameters>): EditorHyperparameters {
+/**
+ * Editor defaults a checkpoint may carry in `comeba.json` beside its config.json (the embedded testbed does):
+ * `{ "layers": [...], "lambda": { "comeba-hk": …, "memit": … }, "alphaZ": … }`. They override the presets and
+ * the scaling rule; explicit options override them.
+ */
+export interface CheckpointDefaults {
+  layers?: number[];
+  lambda?: Partial<Record<EditMode, number>>;
+  alphaZ?: number;
+}
+
+export function readCheckpointDefaults(dir: string): CheckpointDefaults {
+  const path = join(dir, 'comeba.json');
+  if (!existsSync(path)) return {};
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as CheckpointDefaults;
+  } catch (err) {
+    throw new InvalidArgumentError(`${path} is not valid JSON`, { cause: err });
+  }
+}
+
+/** Full hyperparameters: the preset (or the scaling rule), then the checkpoint's defaults, then `given`. */
+export function resolveHyperparameters(info: ModelInfo, given: Partial<EditorHyperparameters>, defaults: CheckpointDefaults = {}): EditorHyperparameters {
   const mode = given.mode ?? 'comeba-hk';
   if (!editModes.includes(mode)) {
     throw new InvalidArgumentError(`mode must be one of ${editModes.join(', ')}, not '${String(mode)}'`);
   }
   const preset = presetFor(info);
-  const lambda = mode === 'memit' && preset ? preset.memitLambda : lambdaByMode[mode];
+  const lambda = defaults.lambda?.[mode] ?? (mode === 'memit' && preset ? preset.memitLambda : lambdaByMode[mode]);
   const resolved: EditorHyperparameters = {
     ...valueDefaults,
     vSteps: preset?.vSteps ?? valueDefaults.vSteps,
     mode,
-    layers: defaultLayers(info),
+    layers: defaults.layers ?? defaultLayers(info),
     lambda,
-    alphaZ: 2.2,
+    alphaZ: defaults.alphaZ ?? 2.2,
     accumulatorDtype: info.dFf > 8192 ? 'float32' : 'float64',
     ...stripUndefined(given),
   };

@@ -12,7 +12,7 @@ import { loadDataset, type DatasetFormat, type EditCase } from './datasets.js';
 import { InvalidArgumentError } from './errors.js';
 import { Evaluator, type EvalResult, type RecordScores, type Snapshot } from './Evaluator.js';
 import { HookedModel, type Device, type Dtype } from './HookedModel.js';
-import { defaultLayers, type EditMode } from './options.js';
+import { defaultLayers, readCheckpointDefaults, type EditMode } from './options.js';
 import { Statistics } from './statistics.js';
 
 export type Protocol = 'consecutive' | 'single-round';
@@ -148,7 +148,7 @@ async function runMode(options: SweepOptions, cases: EditCase[], mode: EditMode)
 }
 
 async function statistics(model: HookedModel, options: SweepOptions, cases: EditCase[]): Promise<Statistics> {
-  const layers = options.layers ?? defaultLayers(model.info);
+  const layers = options.layers ?? readCheckpointDefaults(options.model).layers ?? defaultLayers(model.info);
   let corpus = options.statsCorpus ?? join(options.model, 'stats-corpus.txt');
   if (!existsSync(corpus)) {
     // No corpus given: text in the dataset's own distribution — every prompt completed with its true answer.
