@@ -129,8 +129,10 @@ class ProgressBar {
 
 function formatTable(rows: SweepSummary[]): string {
   const header = ['mode', 'n', 'batch', 'reliability', 'generality', 'locality', 'average', 'seconds', 'edits/s'];
-  const body = rows.map((r) => [r.mode, r.n, r.batch, r.reliability, r.generality, r.locality, r.average, r.seconds, r.editsPerSecond]
-    .map((x) => (typeof x === 'number' && !Number.isInteger(x) ? x.toFixed(2) : String(x))));
+  const body = rows.map((r) => [
+    r.mode, String(r.n), String(r.batch),
+    ...[r.reliability, r.generality, r.locality, r.average, r.seconds, r.editsPerSecond].map((x) => x.toFixed(2)),
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
   const fmt = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   return ['', fmt(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(fmt)].join('\n');

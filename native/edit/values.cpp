@@ -12,7 +12,7 @@ struct ValueBatch {
   TokenBatch tokens;
   TokenSites lookup;            // subject-last position of every row
   torch::Tensor row_request;    // (N) which request each row belongs to
-  torch::Tensor target_rows, target_cols, target_ids, target_request;  // one entry per target token
+  torch::Tensor target_rows, target_cols, target_ids;  // one entry per target token
   std::vector<int64_t> rows_per_request;
   TokenSites init_sites;        // subject-last of each request's first (bare) row: z_init
   int64_t n_rewrite_rows = 0;
@@ -21,7 +21,7 @@ struct ValueBatch {
 ValueBatch build_batch(const CausalLM& model, const std::vector<EditRequest>& requests) {
   ValueBatch vb;
   TokenRows rows;
-  std::vector<int64_t> look_rows, look_cols, row_req, t_rows, t_cols, t_ids, t_req, init_rows, init_cols;
+  std::vector<int64_t> look_rows, look_cols, row_req, t_rows, t_cols, t_ids, init_rows, init_cols;
   for (size_t r = 0; r < requests.size(); ++r) {
     const auto& req = requests[r];
     for (size_t j = 0; j < req.contexts.size(); ++j) {
@@ -37,7 +37,6 @@ ValueBatch build_batch(const CausalLM& model, const std::vector<EditRequest>& re
         t_rows.push_back(index);
         t_cols.push_back(prompt_len - 1 + static_cast<int64_t>(t));  // the logit that predicts target[t]
         t_ids.push_back(req.target[t]);
-        t_req.push_back(static_cast<int64_t>(r));
       }
       rows.push_back(std::move(row));
     }
@@ -58,9 +57,17 @@ ValueBatch build_batch(const CausalLM& model, const std::vector<EditRequest>& re
   vb.target_rows = ints(t_rows);
   vb.target_cols = ints(t_cols);
   vb.target_ids = ints(t_ids);
-  vb.target_request = ints(t_req);
   vb.init_sites = {ints(init_rows), ints(init_cols)};
   return vb;
+}
+
+// The rows `rows` of a padded batch (lengths and offsets are not needed past the embedding).
+TokenBatch select_rows(const TokenBatch& batch, const torch::Tensor& rows) {
+  TokenBatch sub;
+  sub.ids = batch.ids.index_select(0, rows);
+  sub.real = batch.real.index_select(0, rows);
+  sub.positions = batch.positions.index_select(0, rows);
+  return sub;
 }
 
 }  // namespace
@@ -68,63 +75,81 @@ ValueBatch build_batch(const CausalLM& model, const std::vector<EditRequest>& re
 ValueResult compute_values(const CausalLM& model, const std::vector<HookLayer>& state, int64_t z_layer,
                            const std::vector<EditRequest>& requests, const ValueOptions& options,
                            const std::function<void()>& check_abort) {
-  EditHooks hooks(state);
   const int64_t n = static_cast<int64_t>(requests.size());
   const auto vb = build_batch(model, requests);
   const auto dev = model.device();
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(dev);
-  const int64_t n_kl = n;
-  auto kl_rows = torch::arange(vb.n_rewrite_rows, vb.n_rewrite_rows + n_kl, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+  const auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(dev);
+  const int64_t N = vb.tokens.ids.size(0);
 
-  // z_init: the z-block output at each request's bare prompt, before any δ.
-  torch::Tensor z_init;
+  // Nothing up to the z-block depends on δ: run it once, under the current hooks, and start every step
+  // from its output. z_init is that output at each request's bare prompt.
+  torch::Tensor h_z;  // (N, T, C)
   {
     torch::NoGradGuard no_grad;
-    hooks.capture_block_output(z_layer, vb.init_sites);
+    EditHooks hooks(state);
+    hooks.keep_block_output(z_layer);
     hooks.stop_after(z_layer);
     model.forward(vb.tokens, &hooks, nullptr);
-    z_init = hooks.captured_block_output().to(torch::kFloat32);     // (n, C)
-    hooks.stop_after(-1);
+    h_z = hooks.kept_block_output();
   }
-  auto max_norm = options.clamp_norm_factor * z_init.norm(2, 1);      // (n)
-  auto init_norm_sq = z_init.norm(2, 1).pow(2);                       // (n)
+  const auto z_init = h_z.index({vb.init_sites.rows, vb.init_sites.cols}).to(torch::kFloat32);  // (n, C)
+  const auto max_norm = options.clamp_norm_factor * z_init.norm(2, 1);  // (n)
+  const auto init_norm_sq = z_init.norm(2, 1).pow(2);                   // (n)
+  const auto is_kl_row = torch::arange(N, i64) >= vb.n_rewrite_rows;    // (N)
+  const auto rows_per_request = torch::tensor(vb.rows_per_request, torch::kFloat32).to(dev);  // (n)
 
   auto delta = torch::zeros({n, model.info().d_model}, f32).requires_grad_(true);
   torch::optim::Adam adam({delta}, torch::optim::AdamOptions(options.lr));
-  torch::Tensor kl_init;  // (n, V) log-probabilities before any step
+  torch::Tensor kl_init;  // (n, V): log-probabilities before any step
   auto done = torch::zeros({n}, torch::TensorOptions().dtype(torch::kBool).device(dev));
   ValueResult result;
   result.steps.assign(n, 0);
-  const auto row_counts = torch::tensor(vb.rows_per_request, torch::kFloat64).to(dev);
+  result.final_loss.assign(n, 0);
 
   for (int64_t step = 0; step < options.steps; ++step) {
     check_abort();
-    hooks.inject(z_layer, vb.lookup, delta.index_select(0, vb.row_request));
-    auto logits = model.forward(vb.tokens, &hooks, nullptr);                      // (N, T, V)
+    // Only the rows of requests still optimising take part.
+    const auto rows = (~done).index_select(0, vb.row_request).nonzero().squeeze(1);                  // (A)
+    const auto local = torch::arange(rows.size(0), i64);
+    const auto owner = vb.row_request.index_select(0, rows);                                         // (A)
+    const auto look = vb.lookup.cols.index_select(0, rows);                                          // (A)
+    auto h = h_z.index_select(0, rows);                                                              // (A, T, C)
+    h = h.index_put({local, look}, h.index({local, look}) + delta.index_select(0, owner).to(h.scalar_type()));
+    auto out = model.blocks_from(z_layer + 1, h, select_rows(vb.tokens, rows), nullptr, nullptr);     // (A, T, C)
 
     // NLL of the target tokens: mean over a prompt's target tokens, then mean over the request's prompts.
-    auto target_logp = torch::log_softmax(logits.index({vb.target_rows, vb.target_cols}).to(torch::kFloat32), -1)
-                           .gather(1, vb.target_ids.unsqueeze(1)).squeeze(1);     // (M)
-    auto tokens_per_row = torch::zeros({vb.n_rewrite_rows}, f32).index_add_(0, vb.target_rows, torch::ones_like(target_logp));
-    auto row_nll = torch::zeros({vb.n_rewrite_rows}, f32).index_add_(0, vb.target_rows, -target_logp) / tokens_per_row;
-    auto nll = torch::zeros({n}, f32).index_add_(0, vb.row_request.narrow(0, 0, vb.n_rewrite_rows), row_nll) /
-               row_counts.to(torch::kFloat32);                                    // (n)
+    auto to_local = torch::full({N}, -1, i64).index_put_({rows}, local);
+    auto t_row = to_local.index_select(0, vb.target_rows);
+    auto kept = (t_row >= 0).nonzero().squeeze(1);
+    t_row = t_row.index_select(0, kept);
+    // The head only where a loss reads it: the target positions and the KL positions.
+    auto logp = torch::log_softmax(model.head(out.index({t_row, vb.target_cols.index_select(0, kept)})).to(torch::kFloat32), -1)
+                    .gather(1, vb.target_ids.index_select(0, kept).unsqueeze(1)).squeeze(1);      // (M)
+    auto per_row = torch::zeros({rows.size(0)}, f32);
+    auto row_nll = per_row.index_add(0, t_row, -logp) / per_row.index_add(0, t_row, torch::ones_like(logp)).clamp_min(1);
+    auto rewrite = (~is_kl_row.index_select(0, rows)).to(torch::kFloat32);
+    auto nll = torch::zeros({n}, f32).index_add(0, owner, row_nll * rewrite) / rows_per_request;      // (n)
 
     // KL term at the subject of "{subject} is a", as MEMIT's kl_div(init, current, log_target=True).
-    auto kl_logp = torch::log_softmax(logits.index({kl_rows, vb.lookup.cols.narrow(0, vb.n_rewrite_rows, n_kl)})
-                                          .to(torch::kFloat32), -1);              // (n, V)
-    if (!kl_init.defined()) kl_init = kl_logp.detach();
-    auto kl = (kl_logp.exp() * (kl_logp - kl_init)).sum(1);                       // (n)
+    auto kl_local = is_kl_row.index_select(0, rows).nonzero().squeeze(1);
+    auto kl_logp = torch::log_softmax(model.head(out.index({kl_local, look.index_select(0, kl_local)})).to(torch::kFloat32), -1);
+    auto kl_owner = owner.index_select(0, kl_local);
+    if (!kl_init.defined()) kl_init = torch::zeros({n, kl_logp.size(1)}, f32).index_copy(0, kl_owner, kl_logp.detach());
+    auto kl = torch::zeros({n}, f32).index_add(0, kl_owner, (kl_logp.exp() * (kl_logp - kl_init.index_select(0, kl_owner))).sum(1));
 
     auto decay = options.weight_decay * delta.norm(2, 1) / init_norm_sq;          // (n)
-    auto loss = nll + options.kl_factor * kl + decay;                             // (n)
-    if (!torch::isfinite(loss).all().item<bool>())
+    auto loss = nll + options.kl_factor * kl + decay;                             // (n); meaningful where active
+    auto active = ~done;
+    if (!torch::isfinite(loss.masked_select(active)).all().item<bool>())
       fail(ErrorCode::NumericalFailure, "the value optimisation produced a NaN or Inf loss at step " + std::to_string(step));
 
     auto loss_cpu = loss.detach().to(torch::kCPU, torch::kFloat64);
-    if (step == 0) result.first_loss.assign(loss_cpu.data_ptr<double>(), loss_cpu.data_ptr<double>() + n);
-    result.final_loss.assign(loss_cpu.data_ptr<double>(), loss_cpu.data_ptr<double>() + n);
-    done = done | (loss.detach() < options.early_stop_loss);
+    auto active_cpu = active.to(torch::kCPU);
+    for (int64_t r = 0; r < n; ++r)
+      if (active_cpu[r].item<bool>()) result.final_loss[r] = loss_cpu[r].item<double>();
+    if (step == 0) result.first_loss = result.final_loss;
+    done = done | (active & (loss.detach() < options.early_stop_loss));
     if (done.all().item<bool>() || step == options.steps - 1) break;
 
     adam.zero_grad();
@@ -133,14 +158,13 @@ ValueResult compute_values(const CausalLM& model, const std::vector<HookLayer>& 
     adam.step();
     {
       torch::NoGradGuard no_grad;
-      auto keep = done.unsqueeze(1);
-      delta.copy_(torch::where(keep, frozen, delta));                             // finished requests stay put
+      delta.copy_(torch::where(done.unsqueeze(1), frozen, delta));                // finished requests stay put
       auto norms = delta.norm(2, 1);
       auto scale = torch::where(norms > max_norm, max_norm / norms, torch::ones_like(norms));
       delta.mul_(scale.unsqueeze(1));                                             // ‖δ‖ ≤ clamp · ‖z_init‖
     }
-    auto active = (~done).to(torch::kCPU);
-    for (int64_t r = 0; r < n; ++r) result.steps[r] += active[r].item<bool>() ? 1 : 0;
+    auto still = (~done).to(torch::kCPU);
+    for (int64_t r = 0; r < n; ++r) result.steps[r] += still[r].item<bool>() ? 1 : 0;
   }
   result.z = (z_init + delta.detach()).to(torch::kFloat64);
   return result;

@@ -54,14 +54,10 @@ torch::Tensor EditHooks::edited_module(int64_t layer, const torch::Tensor& x, co
 }
 
 torch::Tensor EditHooks::block_output(int64_t layer, const torch::Tensor& h, const ForwardContext&) {
-  torch::Tensor out = h;
-  if (injection_ && injection_->layer == layer) {
-    const auto& s = injection_->sites;
-    out = h.index_put({s.rows, s.cols}, h.index({s.rows, s.cols}) + injection_->values.to(h.scalar_type()));
-  }
+  if (kept_ && kept_->layer == layer) kept_->value = h;
   if (output_capture_ && output_capture_->layer == layer)
-    output_capture_->value = out.index({output_capture_->sites.rows, output_capture_->sites.cols});  // (N, C)
-  return out;
+    output_capture_->value = h.index({output_capture_->sites.rows, output_capture_->sites.cols});  // (N, C)
+  return h;
 }
 
 }  // namespace comeba

@@ -4,8 +4,7 @@
 //              reaches α; elsewhere W0 x + b.
 //   Measure:   output := W0 x + b, recording each sequence's largest z-score (for the α update).
 // W_h = W0 + ΔW is never materialised: only ΔW (C, F) is kept, O − P = ΔW x.
-// The same object also carries the editor's probes: captured activations, the δ added at the z-block,
-// and where the forward may stop.
+// The same object also carries the editor's probes: captured activations and where the forward may stop.
 #pragma once
 
 #include <map>
@@ -25,7 +24,7 @@ struct HookLayer {
   double alpha = 0;
 };
 
-// Row/position pairs of a padded batch at which to capture or inject.
+// Row/position pairs of a padded batch at which to capture.
 struct TokenSites {
   torch::Tensor rows, cols;  // (N) int64 each, on the model's device
 };
@@ -43,10 +42,10 @@ class EditHooks final : public ForwardHooks {
 
   void capture_input(int64_t layer, TokenSites sites) { input_capture_ = Capture{layer, std::move(sites), {}}; }
   void capture_block_output(int64_t layer, TokenSites sites) { output_capture_ = Capture{layer, std::move(sites), {}}; }
-  void inject(int64_t layer, TokenSites sites, torch::Tensor values) {
-    injection_ = Injection{layer, std::move(sites), std::move(values)};
-  }
   void stop_after(int64_t layer) { stop_after_ = layer; }
+  // Keep the whole residual stream after block `layer` (B, T, C).
+  void keep_block_output(int64_t layer) { kept_ = Capture{layer, {}, {}}; }
+  torch::Tensor kept_block_output() const { return kept_ ? kept_->value : torch::Tensor(); }
 
   torch::Tensor captured_input() const { return input_capture_ ? input_capture_->value : torch::Tensor(); }
   torch::Tensor captured_block_output() const { return output_capture_ ? output_capture_->value : torch::Tensor(); }
@@ -73,15 +72,9 @@ class EditHooks final : public ForwardHooks {
     TokenSites sites;
     torch::Tensor value;
   };
-  struct Injection {
-    int64_t layer;
-    TokenSites sites;
-    torch::Tensor values;  // (N, C)
-  };
 
   std::vector<HookLayer> layers_;
-  std::optional<Capture> input_capture_, output_capture_;
-  std::optional<Injection> injection_;
+  std::optional<Capture> input_capture_, output_capture_, kept_;
   int64_t stop_after_ = -1;
   std::vector<std::pair<int64_t, torch::Tensor>> measured_;
 

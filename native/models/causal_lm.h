@@ -60,9 +60,23 @@ class CausalLM {
   virtual torch::Device device() const = 0;
   virtual torch::Dtype dtype() const = 0;
 
-  // Logits (B, T, V) in the model's dtype, or an undefined tensor when hooks->last_layer() stopped the pass
-  // early. `hooks` may be null; `cache` (may be null) is read and extended.
-  virtual torch::Tensor forward(const TokenBatch& batch, ForwardHooks* hooks, KvCache* cache) const = 0;
+  // The residual stream entering block 0 (B, T, C).
+  virtual torch::Tensor embed(const TokenBatch& batch) const = 0;
+
+  // Blocks first_layer … n_layer − 1 on the residual stream `h` entering first_layer: the final residual
+  // stream (B, T, C), or an undefined tensor when hooks->last_layer() stopped the pass early. `hooks` may
+  // be null; `cache` (may be null, only with first_layer 0) is read and extended.
+  virtual torch::Tensor blocks_from(int64_t first_layer, torch::Tensor h, const TokenBatch& batch, ForwardHooks* hooks,
+                                    KvCache* cache) const = 0;
+
+  // Final norm and LM head: (…, C) → logits (…, V) in the model's dtype.
+  virtual torch::Tensor head(const torch::Tensor& h) const = 0;
+
+  // Logits (B, T, V), or an undefined tensor when hooks->last_layer() stopped the pass early.
+  torch::Tensor forward(const TokenBatch& batch, ForwardHooks* hooks, KvCache* cache) const {
+    auto h = blocks_from(0, embed(batch), batch, hooks, cache);
+    return h.defined() ? head(h) : h;
+  }
 
   // The edited MLP projection of `layer` (GPT-2 mlp.c_proj, GPT-J mlp.fc_out).
   virtual const Linear& edited_module(int64_t layer) const = 0;

@@ -55,16 +55,20 @@ class Gpt2 final : public CausalLM {
   torch::Dtype dtype() const override { return dtype_; }
   const Linear& edited_module(int64_t layer) const override { return blocks_.at(layer).c_proj; }
 
-  torch::Tensor forward(const TokenBatch& batch, ForwardHooks* hooks, KvCache* cache) const override {
+  torch::Tensor embed(const TokenBatch& batch) const override {
+    const auto B = batch.ids.size(0), T = batch.ids.size(1), C = info_.d_model;
+    return wte_.index_select(0, batch.ids.flatten()).view({B, T, C}) +
+           wpe_.index_select(0, batch.positions.flatten()).view({B, T, C});  // (B, T, C)
+  }
+
+  torch::Tensor blocks_from(int64_t first_layer, torch::Tensor h, const TokenBatch& batch, ForwardHooks* hooks,
+                            KvCache* cache) const override {
     ForwardHooks no_hooks;
     ForwardHooks& hook = hooks ? *hooks : no_hooks;
     const ForwardContext ctx{batch.real};
     const int64_t C = info_.d_model;
     const auto mask = attention_mask(batch, cache);                     // (B, 1, T, S)
-
-    auto h = wte_.index_select(0, batch.ids.flatten()).view({batch.ids.size(0), batch.ids.size(1), C}) +
-             wpe_.index_select(0, batch.positions.flatten()).view({batch.ids.size(0), batch.ids.size(1), C});  // (B, T, C)
-    for (int64_t l = 0; l < info_.n_layer; ++l) {
+    for (int64_t l = first_layer; l < info_.n_layer; ++l) {
       const auto& b = blocks_[l];
       auto qkv = b.c_attn(b.ln_1(h)).split(C, -1);                      // 3 × (B, T, C)
       auto q = split_heads(qkv[0], info_.n_head);                       // (B, H, T, D)
@@ -78,7 +82,11 @@ class Gpt2 final : public CausalLM {
       if (l == hook.last_layer()) return {};  // the caller only wanted activations up to here
     }
     commit_cache(cache, batch);
-    return torch::matmul(ln_f_(h), wte_.t());                           // (B, T, V)
+    return h;                                                           // (B, T, C)
+  }
+
+  torch::Tensor head(const torch::Tensor& h) const override {
+    return torch::matmul(ln_f_(h), wte_.t());                           // (…, V): tied to wte
   }
 
  private:

@@ -69,7 +69,12 @@ class GptJ final : public CausalLM {
   torch::Dtype dtype() const override { return dtype_; }
   const Linear& edited_module(int64_t layer) const override { return blocks_.at(layer).fc_out; }
 
-  torch::Tensor forward(const TokenBatch& batch, ForwardHooks* hooks, KvCache* cache) const override {
+  torch::Tensor embed(const TokenBatch& batch) const override {
+    return wte_.index_select(0, batch.ids.flatten()).view({batch.ids.size(0), batch.ids.size(1), info_.d_model});  // (B, T, C)
+  }
+
+  torch::Tensor blocks_from(int64_t first_layer, torch::Tensor h, const TokenBatch& batch, ForwardHooks* hooks,
+                            KvCache* cache) const override {
     ForwardHooks no_hooks;
     ForwardHooks& hook = hooks ? *hooks : no_hooks;
     const ForwardContext ctx{batch.real};
@@ -84,8 +89,7 @@ class GptJ final : public CausalLM {
       return torch::cat({rotated, x.narrow(-1, rotary_dim_, D - rotary_dim_)}, -1).transpose(1, 2);  // (B, H, T, D)
     };
 
-    auto h = wte_.index_select(0, batch.ids.flatten()).view({B, T, info_.d_model});  // (B, T, C)
-    for (int64_t l = 0; l < info_.n_layer; ++l) {
+    for (int64_t l = first_layer; l < info_.n_layer; ++l) {
       const auto& b = blocks_[l];
       auto a = b.ln_1(h);                                                        // (B, T, C)
       auto q = rotary(b.q_proj(a).view({B, T, H, D}));                           // (B, H, T, D)
@@ -98,7 +102,11 @@ class GptJ final : public CausalLM {
       if (l == hook.last_layer()) return {};  // the caller only wanted activations up to here
     }
     commit_cache(cache, batch);
-    return lm_head_(ln_f_(h));                                                   // (B, T, V)
+    return h;                                                                    // (B, T, C)
+  }
+
+  torch::Tensor head(const torch::Tensor& h) const override {
+    return lm_head_(ln_f_(h));                                                   // (…, V)
   }
 
  private:
