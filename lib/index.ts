@@ -18,3 +18,5 @@ export { loadDataset, detectFormat, datasetFormats } from './datasets.js';
 export type { DatasetFormat, EditCase, LoadDatasetOptions } from './datasets.js';
 export { renderChart } from './chart.js';
 export type { ChartSeries, ChartPoint, ChartOptions } from './chart.js';
+export { runSweep } from './sweep.js';
+export type { Protocol, SweepEvent, SweepOptions, SweepSummary, MetricsLine } from './sweep.js';
