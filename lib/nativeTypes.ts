@@ -1,3 +1,5 @@
+import type { EditorHyperparameters } from './options.js';
+
 // The whole native surface of the addon, as TypeScript sees it. Only lib/ talks to these objects; the public
 // classes wrap them with validation, typed errors and disposal.
 
@@ -78,19 +80,8 @@ export interface NativeEditRequest {
   klSubjectLast: number;
 }
 
-export interface NativeEditorOptions {
-  mode: string;
-  layers: number[];
-  lambda: number;
-  alphaZ: number;
-  vSteps: number;
-  vLr: number;
-  vWeightDecay: number;
-  klFactor: number;
-  clampNormFactor: number;
-  earlyStopLoss: number;
-  accumulatorDtype: 'float32' | 'float64';
-}
+/** The editor's options cross the boundary as resolved in options.ts. */
+export type NativeEditorOptions = EditorHyperparameters;
 
 export interface NativeTensor64 {
   data: Float64Array;
