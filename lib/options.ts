@@ -66,13 +66,15 @@ export function defaultLayers(info: ModelInfo): number[] {
 
 /**
  * Editor defaults a checkpoint may carry in `comeba.json` beside its config.json (the embedded testbed does):
- * `{ "layers": [...], "lambda": { "comeba-hk": …, "memit": … }, "alphaZ": … }`. They override the presets and
- * the scaling rule; explicit options override them.
+ * `{ "layers": [...], "lambda": { "comeba-hk": …, "memit": … }, "alphaZ": …, "values": { "vSteps": …, … } }`. They
+ * override the presets and the scaling rule; explicit options override them.
  */
 export interface CheckpointDefaults {
   layers?: number[];
   lambda?: Partial<Record<EditMode, number>>;
   alphaZ?: number;
+  /** Value-optimisation settings for this checkpoint (a small model's z may need more steps than GPT2-XL's). */
+  values?: Partial<ValueOptions>;
 }
 
 export function readCheckpointDefaults(dir: string): CheckpointDefaults {
@@ -96,6 +98,7 @@ export function resolveHyperparameters(info: ModelInfo, given: Partial<EditorHyp
   const resolved: EditorHyperparameters = {
     ...valueDefaults,
     vSteps: preset?.vSteps ?? valueDefaults.vSteps,
+    ...pickValueOptions(defaults.values),
     mode,
     layers: defaults.layers ?? defaultLayers(info),
     lambda,
@@ -112,6 +115,10 @@ export function resolveHyperparameters(info: ModelInfo, given: Partial<EditorHyp
   }
   if (!Number.isInteger(resolved.vSteps) || resolved.vSteps < 1) throw new InvalidArgumentError('vSteps must be a positive integer');
   return resolved;
+}
+
+function pickValueOptions(values: Partial<ValueOptions> = {}): Partial<ValueOptions> {
+  return Object.fromEntries(Object.entries(values).filter(([k]) => k in valueDefaults)) as Partial<ValueOptions>;
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
