@@ -25,6 +25,16 @@ than memorised as prompt -> answer at the last token):
     subject is named once and later facts use a pronoun ("She speaks ..."),
     which forces attributes to be enriched into the subject's tokens.
 
+What the committed model does (measured): it recalls 100 %, and answers follow the subject (swapping in
+another subject gives that subject's answer 100 %), but it identifies a subject from its FIRST tokens:
+replacing the subject's last token by another name's leaves 59 of 60 answers unchanged. Name designs tried
+to move identity to the last token (6 layers, 1,500 steps, 1 thread, one-batch memit on records 0-9):
+  * ordered pairs of words from one pool of 14 (both orders used): 16 % recall - not learned;
+  * a shared first name (pool of 14) + a surname that is one token of its own: 30 % recall (rare tokens);
+  * a shared first name + a surname of 2-3 shared syllables: 98 % recall, MLP effect at the subject's last
+    token 0.053 at layer 0 (4x the committed model's), but one batch realised only 10-20 % (z reached its
+    targets, the weight update did not carry them: residual after the last layer 54 % of the start).
+
 Deterministic (seeded, CPU, fixed step count). Run:
     python3 scripts/make-testbed.py            # ~20-25 min on 2 CPU cores
 Environment: TESTBED_STEPS (training steps), TESTBED_THREADS (torch threads,
