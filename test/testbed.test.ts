@@ -31,7 +31,7 @@ const corpus = join(work, 'corpus.txt');
 writeFileSync(corpus, cases.map(({ record: r }) => `${r.prompt} ${r.trueTarget}`).join('\n'));
 
 // The value optimisation runs longer than the checkpoint's defaults here (which keep the 3 × 1,000-edit default
-// sweep within 15 minutes): 60 steps and a tighter stop, as measured on batches 100–199 before these were tried.
+// sweep within 15 minutes): 60 steps and a tighter stop, chosen on single batches of records 100–199, not on these.
 // With METHOD.md's GPT2-XL settings (20 steps, lr 0.5, clamp 0.75) this model realises 50 % of batch 0.
 const valueOptimisation = { vSteps: 60, earlyStopLoss: 0.01 };
 
