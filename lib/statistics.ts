@@ -3,9 +3,9 @@
 // collection reports progress, honours an AbortSignal and resumes from its last checkpoint.
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { AbortError, callNative, InvalidArgumentError, ModelMismatchError } from './errors.js';
+import { comebaCacheDir } from './files.js';
 import type { HookedModel } from './HookedModel.js';
 import { loadNative } from './native.js';
 import type { NativeSecondMoments } from './nativeTypes.js';
@@ -130,7 +130,7 @@ async function collectOnce(model: HookedModel, options: CollectOptions): Promise
   const corpusHash = createHash('sha256').update(corpusBytes).digest('hex');
   const dtype = options.dtype ?? 'float64';
   const maxLength = Math.min(options.maxLength ?? model.info.contextLength, model.info.contextLength);
-  const layers = [...options.layers];
+  const layers = [...options.layers].sort((x, y) => x - y); // as the native accumulator keeps them
   const key = createHash('sha256')
     .update(JSON.stringify([model.fingerprint, layers, corpusHash, dtype, maxLength, options.maxTokens ?? null]))
     .digest('hex')
@@ -147,7 +147,7 @@ async function collectOnce(model: HookedModel, options: CollectOptions): Promise
     native = await callNative(() => loadNative().NativeSecondMoments.load(partial, model.native));
     done = Number(readMetadata(partial).documentsDone ?? 0);
   } else {
-    native = new (loadNative().NativeSecondMoments)(model.native, { layers, dtype });
+    native = await callNative(async () => new (loadNative().NativeSecondMoments)(model.native, { layers, dtype }));
   }
   const provenance = (): StatisticsProvenance => ({ model: model.fingerprint, layers, corpus: options.corpus, corpusHash, tokens: native.count(), dtype, maxLength });
   const batchSize = options.batchSize ?? 16;
@@ -193,7 +193,7 @@ export function readDocuments(text: string, path: string): string[] {
 }
 
 function cacheDirOf(given: string | undefined): string {
-  const dir = given ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'comeba', 'stats');
+  const dir = given ?? comebaCacheDir('stats');
   mkdirSync(dir, { recursive: true });
   return dir;
 }

@@ -68,6 +68,12 @@ test('E[kkᵀ] equals a one-shot reference; cached with provenance; resumed afte
   t.false(readdirSync(resumeDir).some((f) => f.endsWith('.partial.safetensors')));
   t.true(maxRelDiff((await resumed.secondMoment(2)).data, expected[2]) < 1e-6);
 
+  // Layers in any order: each still gets its own statistics (the forward runs up to the deepest one).
+  const unordered = await Statistics.collect(model, { corpus, layers: [2, 0], cacheDir: tempDir(), batchSize: 7 });
+  for (const layer of [0, 2] as const) t.true(maxRelDiff((await unordered.secondMoment(layer)).data, expected[layer]) < 1e-6, `layer ${layer} of [2, 0]`);
+  await t.throwsAsync(Statistics.collect(model, { corpus, layers: [1, 1], cacheDir: tempDir() }), { instanceOf: InvalidArgumentError, message: /repeat/ });
+  await t.throwsAsync(Statistics.collect(model, { corpus, layers: [model.info.nLayer], cacheDir: tempDir() }), { instanceOf: InvalidArgumentError });
+
   // A loaded file is tied to its model.
   t.true(existsSync(stats.file));
   t.is((await Statistics.load(model, stats.file)).provenance.tokens, stats.provenance.tokens);

@@ -8,6 +8,12 @@ void throw_invalid(Napi::Env env, const std::string& message) {
   throw error;
 }
 
+void throw_disposed(Napi::Env env, const std::string& what) {
+  auto error = Napi::Error::New(env, "the " + what + " has been disposed");
+  error.Set("code", Napi::String::New(env, "DISPOSED"));
+  throw error;
+}
+
 namespace {
 
 std::string describe(const Napi::Value& v) {
@@ -51,6 +57,19 @@ std::string get_string(const Napi::Object& obj, const char* key, const std::stri
 int64_t get_int(const Napi::Object& obj, const char* key, int64_t fallback) {
   auto v = obj.Get(key);
   return v.IsUndefined() ? fallback : to_int(v, key);
+}
+
+double get_double(const Napi::Object& obj, const char* key, double fallback) {
+  auto v = obj.Get(key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsNumber()) throw_invalid(obj.Env(), std::string("expected a number for ") + key + " but received " + describe(v));
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+torch::Dtype get_accumulator_dtype(const Napi::Object& obj, const char* key) {
+  const std::string name = get_string(obj, key, "float64");
+  if (name != "float32" && name != "float64") throw_invalid(obj.Env(), std::string(key) + " must be 'float32' or 'float64'");
+  return name == "float64" ? torch::kFloat64 : torch::kFloat32;
 }
 
 bool get_bool(const Napi::Object& obj, const char* key, bool fallback) {

@@ -15,12 +15,17 @@ namespace comeba::binding {
 
 // Throws a JS Error with code INVALID_ARGUMENT.
 [[noreturn]] void throw_invalid(Napi::Env env, const std::string& message);
+// Throws a JS Error with code DISPOSED: "the <what> has been disposed".
+[[noreturn]] void throw_disposed(Napi::Env env, const std::string& what);
 
 std::string to_string(const Napi::Value& value, const std::string& what);
 Napi::Object to_object(const Napi::Value& value, const std::string& what);  // undefined → {}
 std::string get_string(const Napi::Object& obj, const char* key, const std::string& fallback);
 int64_t get_int(const Napi::Object& obj, const char* key, int64_t fallback);
 bool get_bool(const Napi::Object& obj, const char* key, bool fallback);
+double get_double(const Napi::Object& obj, const char* key, double fallback);
+// "float32" | "float64" (statistics and C_accu storage).
+torch::Dtype get_accumulator_dtype(const Napi::Object& obj, const char* key);
 
 std::vector<int64_t> to_token_list(const Napi::Value& value, const std::string& what);
 TokenRows to_token_rows(const Napi::Value& value, const std::string& what);
@@ -37,7 +42,6 @@ Napi::Array to_js_doubles(Napi::Env env, const std::vector<double>& values);
 Napi::Object to_js_tensor(Napi::Env env, const torch::Tensor& tensor);
 // The same with a Float64Array, for values whose checks need double precision.
 Napi::Object to_js_tensor64(Napi::Env env, const torch::Tensor& tensor);
-
 
 Napi::Array to_js_ints(Napi::Env env, const std::vector<int64_t>& values);
 

@@ -11,14 +11,6 @@
 namespace comeba::binding {
 namespace {
 
-
-double get_double(const Napi::Object& obj, const char* key, double fallback) {
-  auto v = obj.Get(key);
-  if (v.IsUndefined()) return fallback;
-  if (!v.IsNumber()) throw_invalid(obj.Env(), std::string("expected a number for ") + key);
-  return v.As<Napi::Number>().DoubleValue();
-}
-
 EditorOptions to_editor_options(const Napi::Object& o) {
   EditorOptions opts;
   opts.mode = run_sync(o.Env(), [&] { return parse_edit_mode(get_string(o, "mode", "comeba-hk")); });
@@ -31,9 +23,7 @@ EditorOptions to_editor_options(const Napi::Object& o) {
   opts.values.kl_factor = get_double(o, "klFactor", opts.values.kl_factor);
   opts.values.clamp_norm_factor = get_double(o, "clampNormFactor", opts.values.clamp_norm_factor);
   opts.values.early_stop_loss = get_double(o, "earlyStopLoss", opts.values.early_stop_loss);
-  const std::string acc = get_string(o, "accumulatorDtype", "float64");
-  if (acc != "float32" && acc != "float64") throw_invalid(o.Env(), "accumulatorDtype must be 'float32' or 'float64'");
-  opts.accumulator_dtype = acc == "float64" ? torch::kFloat64 : torch::kFloat32;
+  opts.accumulator_dtype = get_accumulator_dtype(o, "accumulatorDtype");
   return opts;
 }
 
@@ -123,11 +113,7 @@ EditorWrap::EditorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Editor
 }
 
 std::shared_ptr<Editor> EditorWrap::require(Napi::Env env) const {
-  if (!editor_) {
-    auto error = Napi::Error::New(env, "the editor has been disposed");
-    error.Set("code", Napi::String::New(env, "DISPOSED"));
-    throw error;
-  }
+  if (!editor_) throw_disposed(env, "editor");
   return editor_;
 }
 
@@ -146,13 +132,7 @@ Napi::Value EditorWrap::create(const Napi::CallbackInfo& info) {
       env, model_obj,
       [model, stats, options] {
         std::vector<torch::Tensor> moments;
-        for (int64_t layer : options.layers) {
-          const auto& have = stats->layers();
-          auto it = std::find(have.begin(), have.end(), layer);
-          if (it == have.end())
-            fail(ErrorCode::InvalidArgument, "the statistics have no layer " + std::to_string(layer));
-          moments.push_back(stats->mean(static_cast<size_t>(it - have.begin())));
-        }
+        for (int64_t layer : options.layers) moments.push_back(stats->mean_of_layer(layer));
         return std::make_shared<Editor>(model, options, std::move(moments));
       },
       [model_wrap, model_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(model_obj))](

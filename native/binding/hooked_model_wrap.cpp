@@ -36,11 +36,7 @@ HookedModelWrap::HookedModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectW
 }
 
 std::shared_ptr<CausalLM> HookedModelWrap::require_model(Napi::Env env) const {
-  if (!model_) {
-    auto error = Napi::Error::New(env, "the model has been disposed");
-    error.Set("code", Napi::String::New(env, "DISPOSED"));
-    throw error;
-  }
+  if (!model_) throw_disposed(env, "model");
   return model_;
 }
 

@@ -40,13 +40,8 @@ SecondMomentsWrap::SecondMomentsWrap(const Napi::CallbackInfo& info) : Napi::Obj
   model_ = HookedModelWrap::unwrap(info[0])->require_model(env);
   auto options = to_object(info[1], "options");
   auto layers = to_token_list(options.Get("layers"), "layers");
-  const std::string dtype = get_string(options, "dtype", "float64");
-  if (dtype != "float32" && dtype != "float64") throw_invalid(env, "dtype must be 'float32' or 'float64'");
-  acc_ = run_sync(env, [&] {
-    return std::make_shared<SecondMomentAccumulator>(layers, model_->info().d_ff,
-                                                     dtype == "float64" ? torch::kFloat64 : torch::kFloat32, model_->device());
-  });
-  for (int64_t l : layers) run_sync(env, [&] { return model_->parse_hook_point("transformer.h." + std::to_string(l)); });
+  const auto dtype = get_accumulator_dtype(options, "dtype");
+  acc_ = run_sync(env, [&] { return std::make_shared<SecondMomentAccumulator>(layers, model_->info(), dtype, model_->device()); });
 }
 
 std::shared_ptr<SecondMomentAccumulator> SecondMomentsWrap::unwrap(const Napi::Value& value) {
@@ -105,12 +100,7 @@ Napi::Value SecondMomentsWrap::mean(const Napi::CallbackInfo& info) {
   const int64_t layer = info[0].As<Napi::Number>().Int64Value();
   return PromiseWorker<torch::Tensor>::start(
       env, info.This().As<Napi::Object>(),
-      [acc = acc_, layer] {
-        const auto& layers = acc->layers();
-        for (size_t i = 0; i < layers.size(); ++i)
-          if (layers[i] == layer) return acc->mean(i);
-        fail(ErrorCode::InvalidArgument, "no statistics for layer " + std::to_string(layer));
-      },
+      [acc = acc_, layer] { return acc->mean_of_layer(layer); },
       [](Napi::Env env, torch::Tensor& t) -> Napi::Value { return to_js_tensor64(env, t); });
 }
 

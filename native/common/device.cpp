@@ -38,4 +38,8 @@ std::string dtype_name(torch::Dtype dtype) {
   }
 }
 
+torch::Tensor device_ints(const std::vector<int64_t>& values, torch::Device device) {
+  return torch::tensor(values, torch::kInt64).to(device);
+}
+
 }  // namespace comeba

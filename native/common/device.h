@@ -5,11 +5,15 @@
 #include <torch/torch.h>
 
 #include <string>
+#include <vector>
 
 namespace comeba {
 
 torch::Device parse_device(const std::string& name);
 torch::Dtype parse_dtype(const std::string& name);
 std::string dtype_name(torch::Dtype dtype);
+
+// Indices (row numbers, positions, token ids) as an int64 tensor on `device`.
+torch::Tensor device_ints(const std::vector<int64_t>& values, torch::Device device);
 
 }  // namespace comeba

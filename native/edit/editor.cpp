@@ -4,6 +4,7 @@
 #include <chrono>
 #include <limits>
 
+#include "common/device.h"
 #include "common/error.h"
 #include "edit/solve.h"
 #include "models/inference.h"
@@ -26,22 +27,20 @@ struct KeysAndOutputs {
 KeysAndOutputs keys_and_outputs(const CausalLM& model, const std::vector<HookLayer>& state, int64_t layer,
                                 int64_t z_layer, const std::vector<EditRequest>& requests) {
   TokenRows rows;
-  std::vector<int64_t> rows_idx, cols, bare_rows, bare_cols, owner;
+  std::vector<int64_t> rows_idx, cols, bare_rows, bare_cols;
   for (size_t r = 0; r < requests.size(); ++r) {
     for (size_t j = 0; j < requests[r].contexts.size(); ++j) {
       if (j == 0) { bare_rows.push_back(rows.size()); bare_cols.push_back(requests[r].subject_last[0]); }
       rows_idx.push_back(rows.size());
       cols.push_back(requests[r].subject_last[j]);
-      owner.push_back(r);
       rows.push_back(requests[r].contexts[j]);
     }
   }
   const auto dev = model.device();
-  auto ints = [&](const std::vector<int64_t>& v) { return torch::tensor(v, torch::kInt64).to(dev); };
   EditHooks hooks(state);
-  hooks.capture_input(layer, {ints(rows_idx), ints(cols)});
-  hooks.capture_block_output(z_layer, {ints(bare_rows), ints(bare_cols)});
-  hooks.stop_after(std::max(layer, z_layer));
+  hooks.capture_input(layer, {device_ints(rows_idx, dev), device_ints(cols, dev)});
+  hooks.capture_block_output(z_layer, {device_ints(bare_rows, dev), device_ints(bare_cols, dev)});
+  hooks.stop_after(z_layer);  // layer ≤ z_layer: z lives at the last edited layer
   torch::NoGradGuard no_grad;
   model.forward(TokenBatch::pack(rows, false, 0, dev), &hooks, nullptr);
 
@@ -95,7 +94,8 @@ Editor::Editor(std::shared_ptr<const CausalLM> model, EditorOptions options, std
                                            std::to_string(info.d_ff) + " × " + std::to_string(info.d_ff));
     if (!torch::isfinite(m).all().item<bool>())
       fail(ErrorCode::InvalidArgument, "statistics for layer " + std::to_string(options_.layers[i]) + " contain NaN or Inf");
-    second_moments_.push_back(m.to(model_->device(), torch::kFloat64));
+    auto prior = options_.lambda * m.to(torch::kCPU, torch::kFloat64);
+    prior_.push_back(options_.mode == EditMode::Memit ? prior.to(model_->device()) : prior);
   }
   state_ = initial_state();
 }
@@ -108,7 +108,8 @@ std::vector<LayerState> Editor::initial_state() const {
     s.layer = options_.layers[i];
     s.delta = torch::zeros({info.d_model, info.d_ff}, torch::TensorOptions().dtype(torch::kFloat32).device(model_->device()));
     // memit keeps C fixed at λ·E[kkᵀ] and never accumulates: no copy needed.
-    if (options_.mode != EditMode::Memit) s.c_accu = (options_.lambda * second_moments_[i]).to(options_.accumulator_dtype);
+    if (options_.mode != EditMode::Memit)
+      s.c_accu = prior_[i].to(model_->device(), options_.accumulator_dtype, /*non_blocking=*/false, /*copy=*/true);
     s.alpha = options_.alpha_z;
     state.push_back(std::move(s));
   }
@@ -176,9 +177,8 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
     auto K = keys.t().contiguous();                                           // (F, n)
     auto residual = z - cur_z;                                                // (n, C)
     auto R = (residual / static_cast<double>(L - i)).t();                     // (C, n)
-    auto C = options_.mode == EditMode::Memit ? options_.lambda * second_moments_[i]
-                                              : state[i].c_accu.to(torch::kFloat64);
-    auto solved = solve_spd(C + K.mm(K.t()), K);                              // X (F, n)
+    auto C = options_.mode == EditMode::Memit ? prior_[i] : state[i].c_accu.to(torch::kFloat64);
+    auto solved = solve_spd(torch::addmm(C, K, K.t()), K);                    // X (F, n)
     auto delta = R.mm(solved.x.t());                                          // (C, F), eq. 13
     if (!torch::isfinite(delta).all().item<bool>())
       fail(ErrorCode::NumericalFailure, "the update of layer " + std::to_string(options_.layers[i]) + " contains NaN or Inf");

@@ -83,7 +83,9 @@ class Editor {
 
   std::shared_ptr<const CausalLM> model_;
   EditorOptions options_;
-  std::vector<torch::Tensor> second_moments_;  // E[kkᵀ] (F, F) float64: memit's fixed C, and reset()
+  // λ·E[kkᵀ] (F, F) float64 per layer: memit's fixed C (on the model's device), or where C_accu starts after
+  // reset() (kept on the CPU: it is read only then, and GPU memory goes to C_accu).
+  std::vector<torch::Tensor> prior_;
   std::vector<LayerState> state_;
   int64_t step_ = 0;
   mutable std::shared_mutex state_mutex_;  // readers: inference; writer: commit, restore, reset

@@ -1,5 +1,6 @@
 #include "edit/values.h"
 
+#include "common/device.h"
 #include "common/error.h"
 #include "models/inference.h"
 
@@ -50,7 +51,7 @@ ValueBatch build_batch(const CausalLM& model, const std::vector<EditRequest>& re
     rows.push_back(requests[r].kl_row);
   }
   const auto dev = model.device();
-  auto ints = [&](const std::vector<int64_t>& v) { return torch::tensor(v, torch::kInt64).to(dev); };
+  auto ints = [&](const std::vector<int64_t>& v) { return device_ints(v, dev); };
   vb.tokens = TokenBatch::pack(rows, /*left_pad=*/false, 0, dev);
   vb.lookup = {ints(look_rows), ints(look_cols)};
   vb.row_request = ints(row_req);

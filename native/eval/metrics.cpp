@@ -1,5 +1,6 @@
 #include "eval/metrics.h"
 
+#include "common/device.h"
 #include "common/error.h"
 
 namespace comeba {
@@ -22,11 +23,11 @@ TargetScores score_targets(const CausalLM& model, const TokenRows& prompts, cons
   validate_tokens(model, rows);
   c10::InferenceMode inference;
   const auto dev = model.device();
-  auto ints = [&](const std::vector<int64_t>& v) { return torch::tensor(v, torch::kInt64).to(dev); };
-  auto logits = model.forward(TokenBatch::pack(rows, false, 0, dev), hooks, nullptr);
-  auto picked = logits.index({ints(pos_rows), ints(pos_cols)}).to(torch::kFloat32);        // (M, V)
+  auto h = model.hidden(TokenBatch::pack(rows, false, 0, dev), hooks, nullptr);           // (B, T, C)
+  // The head only where a target is scored: (M, V) instead of (B, T, V).
+  auto picked = model.head(h.index({device_ints(pos_rows, dev), device_ints(pos_cols, dev)})).to(torch::kFloat32);
   auto argmax = picked.argmax(-1).to(torch::kCPU);                                           // (M)
-  auto nll = (-torch::log_softmax(picked, -1).gather(1, ints(ids).unsqueeze(1)).squeeze(1)).to(torch::kCPU, torch::kFloat64);
+  auto nll = (-torch::log_softmax(picked, -1).gather(1, device_ints(ids, dev).unsqueeze(1)).squeeze(1)).to(torch::kCPU, torch::kFloat64);
 
   TargetScores scores;
   const auto* a = argmax.data_ptr<int64_t>();

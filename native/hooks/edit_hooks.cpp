@@ -14,7 +14,7 @@ torch::Tensor masked_zscores(const torch::Tensor& m, const torch::Tensor& real) 
   auto z = (mf - mean) / std;
   const auto none = -std::numeric_limits<double>::infinity();
   auto defined = (n >= 2) & (std > 0) & real;                        // (B, T)
-  return torch::where(defined, z, torch::full_like(z, none));
+  return torch::where(defined, z, none);
 }
 
 HookLayer* EditHooks::find(int64_t layer) {

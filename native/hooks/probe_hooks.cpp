@@ -1,5 +1,6 @@
 #include "hooks/probe_hooks.h"
 
+#include "common/device.h"
 #include "common/error.h"
 
 namespace comeba {
@@ -54,8 +55,8 @@ ProbeHooks::ProbeHooks(const CausalLM& model, std::vector<ProbeSpec> specs, cons
           cols.push_back(batch.offsets[r] + p);
         }
       }
-      b.rows = torch::tensor(rows, torch::kInt64).to(model.device());
-      b.cols = torch::tensor(cols, torch::kInt64).to(model.device());
+      b.rows = device_ints(rows, model.device());
+      b.cols = device_ints(cols, model.device());
     }
     bound_.push_back(std::move(b));
   }

@@ -72,9 +72,15 @@ class CausalLM {
   // Final norm and LM head: (…, C) → logits (…, V) in the model's dtype.
   virtual torch::Tensor head(const torch::Tensor& h) const = 0;
 
+  // The final residual stream (B, T, C) of the whole model; callers that read only some positions run
+  // head() on those alone.
+  torch::Tensor hidden(const TokenBatch& batch, ForwardHooks* hooks, KvCache* cache) const {
+    return blocks_from(0, embed(batch), batch, hooks, cache);
+  }
+
   // Logits (B, T, V), or an undefined tensor when hooks->last_layer() stopped the pass early.
   torch::Tensor forward(const TokenBatch& batch, ForwardHooks* hooks, KvCache* cache) const {
-    auto h = blocks_from(0, embed(batch), batch, hooks, cache);
+    auto h = hidden(batch, hooks, cache);
     return h.defined() ? head(h) : h;
   }
 

@@ -45,7 +45,7 @@ std::vector<int64_t> generate(const CausalLM& model, const std::vector<int64_t>&
   auto batch = TokenBatch::pack({prompt}, false, 0, model.device());
   std::vector<int64_t> generated;
   for (int64_t step = 0; step < max_new_tokens; ++step) {
-    auto logits = model.forward(batch, hooks, &cache);                   // (1, T, V)
+    auto h = model.hidden(batch, hooks, &cache);                         // (1, T, C)
     if (hooks && hooks->cache_stale()) {
       // A hook decision at an earlier position changed: recompute the whole sequence, as without a cache.
       std::vector<int64_t> sequence = prompt;
@@ -53,9 +53,10 @@ std::vector<int64_t> generate(const CausalLM& model, const std::vector<int64_t>&
       hooks->reset_sequence();
       cache = KvCache();
       batch = TokenBatch::pack({sequence}, false, 0, model.device());
-      logits = model.forward(batch, hooks, &cache);
+      h = model.hidden(batch, hooks, &cache);
     }
-    auto last = logits.select(1, logits.size(1) - 1).squeeze(0).to(torch::kCPU, torch::kFloat32);  // (V)
+    // The head only at the last position: the one generation reads.
+    auto last = model.head(h.select(1, h.size(1) - 1)).squeeze(0).to(torch::kCPU, torch::kFloat32);  // (V)
     int64_t next = last.argmax().item<int64_t>();
     if (options.top_k > 0) {
       auto [values, ids] = last.topk(std::min(options.top_k, last.size(0)));

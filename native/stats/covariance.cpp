@@ -31,10 +31,18 @@ class MomentHooks final : public ForwardHooks {
 
 }  // namespace
 
-SecondMomentAccumulator::SecondMomentAccumulator(std::vector<int64_t> layers, int64_t d_ff, torch::Dtype dtype,
+SecondMomentAccumulator::SecondMomentAccumulator(std::vector<int64_t> layers, const ModelInfo& info, torch::Dtype dtype,
                                                  torch::Device device)
     : layers_(std::move(layers)) {
   if (layers_.empty()) fail(ErrorCode::InvalidArgument, "statistics need at least one layer");
+  // Sorted: the forward stops after the last one (MomentHooks::last_layer).
+  std::sort(layers_.begin(), layers_.end());
+  if (std::adjacent_find(layers_.begin(), layers_.end()) != layers_.end())
+    fail(ErrorCode::InvalidArgument, "statistics layers must not repeat");
+  for (int64_t l : layers_)
+    if (l < 0 || l >= info.n_layer)
+      fail(ErrorCode::InvalidArgument, "layer " + std::to_string(l) + " is outside 0…" + std::to_string(info.n_layer - 1));
+  const int64_t d_ff = info.d_ff;
   if (dtype != torch::kFloat32 && dtype != torch::kFloat64)
     fail(ErrorCode::InvalidArgument, "statistics accumulate in float32 or float64");
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -51,9 +59,11 @@ void SecondMomentAccumulator::add(const CausalLM& model, const TokenRows& rows) 
   for (const auto& r : rows) count_ += static_cast<int64_t>(r.size());
 }
 
-torch::Tensor SecondMomentAccumulator::mean(size_t i) const {
+torch::Tensor SecondMomentAccumulator::mean_of_layer(int64_t layer) const {
+  auto it = std::find(layers_.begin(), layers_.end(), layer);
+  if (it == layers_.end()) fail(ErrorCode::InvalidArgument, "the statistics have no layer " + std::to_string(layer));
   if (count_ == 0) fail(ErrorCode::InvalidArgument, "no tokens were accumulated");
-  return (sums_.at(i).to(torch::kCPU, torch::kFloat64) / static_cast<double>(count_));
+  return sums_[static_cast<size_t>(it - layers_.begin())].to(torch::kCPU, torch::kFloat64) / static_cast<double>(count_);
 }
 
 void SecondMomentAccumulator::save(const std::string& path, const std::map<std::string, std::string>& metadata) const {

@@ -12,15 +12,16 @@ namespace comeba {
 
 class SecondMomentAccumulator {
  public:
-  SecondMomentAccumulator(std::vector<int64_t> layers, int64_t d_ff, torch::Dtype dtype, torch::Device device);
+  // `layers` are layer numbers of a model with `info`'s shape, in any order (kept sorted).
+  SecondMomentAccumulator(std::vector<int64_t> layers, const ModelInfo& info, torch::Dtype dtype, torch::Device device);
 
   // Runs the batch (right-padded) and adds x xᵀ of every real token's module input at every layer.
   void add(const CausalLM& model, const TokenRows& rows);
 
   int64_t count() const { return count_; }
   const std::vector<int64_t>& layers() const { return layers_; }
-  // E[kkᵀ] of layer index i (not the layer number), float64 on the CPU.
-  torch::Tensor mean(size_t i) const;
+  // E[kkᵀ] of layer number `layer`, float64 on the CPU.
+  torch::Tensor mean_of_layer(int64_t layer) const;
 
   // Sums and count as safetensors ("sum.<layer>", "count"), with `metadata`; `load` resumes from it.
   void save(const std::string& path, const std::map<std::string, std::string>& metadata) const;
