@@ -1,8 +1,9 @@
 // ConsecutiveEditor: COMEBA-HK consecutive batch editing (and the MEMIT / without-hooks ablations) on a
 // HookedModel. Creating one attaches its hook layers to the model: from then on the model's logits and
 // generations are those of the edited model. All heavy work runs natively off the JS thread.
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeAtomically } from './files.js';
 import { AbortError, callNative, DisposedError, InvalidArgumentError, ModelMismatchError } from './errors.js';
 import type { HookedModel } from './HookedModel.js';
 import { loadNative } from './native.js';
@@ -171,8 +172,7 @@ export class ConsecutiveEditor implements AsyncDisposable {
         statistics: { file: this.statistics.file, provenance: this.statistics.provenance },
         savedAt: new Date().toISOString(),
       };
-      writeFileSync(join(dir, 'editor.json.tmp'), JSON.stringify(saved, null, 2));
-      renameSync(join(dir, 'editor.json.tmp'), join(dir, 'editor.json'));
+      writeAtomically(join(dir, 'editor.json'), JSON.stringify(saved, null, 2));
       for (const f of readdirSync(dir)) {
         if (/^state-\d+\.safetensors$/.test(f) && f !== stateFile) rmSync(join(dir, f), { force: true });
       }

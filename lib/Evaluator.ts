@@ -4,6 +4,7 @@
 // Optionally MEMIT's CounterFact probability metrics, from mean per-token NLL of new vs true targets.
 import { callNative, InvalidArgumentError } from './errors.js';
 import type { HookedModel } from './HookedModel.js';
+import { withLeadingSpace } from './requests.js';
 
 export interface EvalRecord {
   /** The edit prompt with its subject, as text. */
@@ -54,12 +55,11 @@ export interface EvaluatorOptions {
 interface Query { prompt: number[]; target: number[] }
 interface Scored { argmax: number[]; meanNll: number }
 
-const withSpace = (s: string) => (s.startsWith(' ') ? s : ` ${s}`);
-
 export class Evaluator {
   readonly model: HookedModel;
   readonly batchSize: number;
   readonly probabilities: boolean;
+  #ids = new Map<string, number[]>();
 
   constructor(model: HookedModel, options: EvaluatorOptions = {}) {
     this.model = model;
@@ -99,11 +99,7 @@ export class Evaluator {
       if (withTrue && loc[i] && locNew[i]) s.neighborhood = Number(loc[i]!.meanNll < locNew[i]!.meanNll);
       return s;
     });
-    const reliability = mean(scores.map((s) => s.reliability));
-    const generality = mean(scores.map((s) => s.generality));
-    const locality = mean(scores.map((s) => s.locality));
-    const present = [reliability, generality, locality].filter((v) => !Number.isNaN(v));
-    const result: EvalResult = { reliability, generality, locality, average: mean(present), records: scores };
+    const result = summarise(scores);
     if (withTrue) {
       result.probabilities = {
         efficacy: 100 * mean(scores.map((s) => s.efficacy)),
@@ -115,11 +111,18 @@ export class Evaluator {
   }
 
   #targetIds(target: string): number[] {
-    return this.model.tokenizer.encode(withSpace(target));
+    return this.#encode(withLeadingSpace(target));
+  }
+
+  /** Token ids, each text encoded once per Evaluator: a sweep scores the same records at every checkpoint. */
+  #encode(text: string): number[] {
+    let ids = this.#ids.get(text);
+    if (!ids) this.#ids.set(text, (ids = this.model.tokenizer.encode(text)));
+    return ids;
   }
 
   #query(prompt: string, target: string, index: number): Query {
-    const q = { prompt: this.model.tokenizer.encode(prompt), target: this.#targetIds(target) };
+    const q = { prompt: this.#encode(prompt), target: this.#targetIds(target) };
     if (q.prompt.length === 0 || q.target.length === 0) throw new InvalidArgumentError(`record ${index}: empty prompt or target`);
     return q;
   }
@@ -142,6 +145,15 @@ function accuracy(predicted: readonly number[], expected: readonly number[]): nu
   let hits = 0;
   for (let i = 0; i < expected.length; i++) hits += Number(predicted[i] === expected[i]);
   return (100 * hits) / expected.length;
+}
+
+/** The three metrics' means over `scores` (NaN where no record has one) and their average. */
+export function summarise(scores: RecordScores[]): EvalResult {
+  const reliability = mean(scores.map((s) => s.reliability));
+  const generality = mean(scores.map((s) => s.generality));
+  const locality = mean(scores.map((s) => s.locality));
+  const present = [reliability, generality, locality].filter((v) => !Number.isNaN(v));
+  return { reliability, generality, locality, average: mean(present), records: scores };
 }
 
 function mean(values: (number | undefined)[]): number {

@@ -18,8 +18,8 @@ export interface ChartOptions {
   title?: string;
 }
 
-export const chartMetrics = ['reliability', 'generality', 'locality'] as const;
-export type ChartMetric = (typeof chartMetrics)[number];
+const chartMetrics = ['reliability', 'generality', 'locality'] as const;
+type ChartMetric = (typeof chartMetrics)[number];
 
 /** The chart's geometry, exported for tests: size, and each panel's plot area in SVG units. */
 export const chartLayout = {
@@ -38,7 +38,7 @@ export const chartLayout = {
 const colours = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#7f7f7f', '#bcbd22'];
 
 /** Escapes text for XML content and attribute values. */
-export function escapeXml(text: string): string {
+function escapeXml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!);
 }
 

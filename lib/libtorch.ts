@@ -4,9 +4,9 @@
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { LibtorchNotFoundError } from './errors.js';
+import { comebaCacheDir } from './files.js';
 
 export type LibtorchVariant = 'cpu' | 'cuda';
 export type LibtorchSource = 'env' | 'python' | 'cache';
@@ -186,8 +186,7 @@ function detectCxx11Abi(libc10: string): boolean {
 }
 
 export function libtorchCacheRoot(): string {
-  const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
-  return join(base, 'comeba', 'libtorch');
+  return comebaCacheDir('libtorch');
 }
 
 function readManifest(entry: string): CacheManifest | undefined {

@@ -34,6 +34,11 @@ export async function generateContextTemplates(model: HookedModel, seed = 0): Pr
 }
 
 /** The prompt with `{}` in place of the subject. */
+/** Targets are scored and edited as a continuation after a space, as EasyEdit and MEMIT do. */
+export function withLeadingSpace(target: string): string {
+  return target.startsWith(' ') ? target : ` ${target}`;
+}
+
 function promptTemplate(request: EditRequest, index: number): string {
   if (request.prompt.includes('{}')) return request.prompt;
   const at = request.prompt.indexOf(request.subject);
@@ -52,7 +57,7 @@ function subjectRow(tokenizer: Tokenizer, prefix: string, subject: string, suffi
   return [row, last];
 }
 
-export function checkRequest(request: unknown, index: number): EditRequest {
+function checkRequest(request: unknown, index: number): EditRequest {
   const r = request as Partial<EditRequest> | null;
   for (const key of ['prompt', 'subject', 'target'] as const) {
     if (typeof r?.[key] !== 'string') throw new InvalidRequestError(index, `${key} must be a string`);
@@ -75,7 +80,7 @@ export function prepareRequest(tokenizer: Tokenizer, request: EditRequest, templ
     contexts.push(row);
     subjectLast.push(last);
   }
-  const target = tokenizer.encode(request.target.startsWith(' ') ? request.target : ` ${request.target}`);
+  const target = tokenizer.encode(withLeadingSpace(request.target));
   if (target.length === 0) throw new InvalidRequestError(index, 'the target has no tokens');
   const [klRow, klSubjectLast] = subjectRow(tokenizer, '', request.subject, ' is a', index);
   return { contexts, subjectLast, target, klRow, klSubjectLast };

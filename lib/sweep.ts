@@ -4,15 +4,16 @@
 //   single-round: edit each batch, evaluate it, roll back (the paper's Table 1 protocol).
 // Layout of `out`: metrics.jsonl (one line per checkpoint), summary.json, chart.svg, and per mode a folder
 // with the editor state (consecutive) or the scores so far (single-round) as of the last checkpoint.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderChart } from './chart.js';
 import { ConsecutiveEditor } from './ConsecutiveEditor.js';
 import { loadDataset, type DatasetFormat, type EditCase } from './datasets.js';
 import { InvalidArgumentError } from './errors.js';
-import { Evaluator, type EvalResult, type RecordScores, type Snapshot } from './Evaluator.js';
+import { Evaluator, summarise, type EvalResult, type RecordScores, type Snapshot } from './Evaluator.js';
+import { writeAtomically } from './files.js';
 import { HookedModel, type Device, type Dtype } from './HookedModel.js';
-import { defaultLayers, readCheckpointDefaults, type EditMode } from './options.js';
+import { readCheckpointDefaults, resolveHyperparameters, type EditMode } from './options.js';
 import { Statistics } from './statistics.js';
 
 export type Protocol = 'consecutive' | 'single-round';
@@ -71,22 +72,25 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary[]> {
   const cases = loadDataset(options.data, options.format, { limit: options.n, skipEmptyTargets: true });
   if (cases.length < options.n) throw new InvalidArgumentError(`${options.data} holds ${cases.length} cases, fewer than --n ${options.n}`);
   mkdirSync(options.out, { recursive: true });
+  // One model, snapshot and E[kkᵀ] for every mode: disposing a mode's editor leaves the model unedited.
+  await using model = await HookedModel.load(options.model, { device: options.device, dtype: options.dtype });
+  const evaluator = new Evaluator(model);
+  const snapshot = await evaluator.snapshot(cases.map((c) => c.record));  // before any editor attaches
+  const shared: SharedSetup = { model, evaluator, snapshot, stats: await statistics(model, options, cases) };
   const summaries: SweepSummary[] = [];
-  for (const mode of options.modes) summaries.push(await runMode(options, cases, mode));
+  for (const mode of options.modes) summaries.push(await runMode(options, cases, mode, shared));
   writeAtomically(join(options.out, 'summary.json'), JSON.stringify(summaries, null, 2));
   const series = options.modes.map((mode) => ({ label: mode, points: readMetrics(options.out).filter((m) => m.mode === mode && m.protocol === options.protocol) }));
   writeAtomically(join(options.out, 'chart.svg'), renderChart(series, { title: `${options.protocol} editing, batch ${options.batch}` }));
   return summaries;
 }
 
-async function runMode(options: SweepOptions, cases: EditCase[], mode: EditMode): Promise<SweepSummary> {
+interface SharedSetup { model: HookedModel; evaluator: Evaluator; snapshot: Snapshot; stats: Statistics }
+
+async function runMode(options: SweepOptions, cases: EditCase[], mode: EditMode, { model, evaluator, snapshot, stats }: SharedSetup): Promise<SweepSummary> {
   const dir = join(options.out, mode);
   mkdirSync(dir, { recursive: true });
-  await using model = await HookedModel.load(options.model, { device: options.device, dtype: options.dtype });
-  const evaluator = new Evaluator(model);
   const records = cases.map((c) => c.record);
-  const snapshot = await evaluator.snapshot(records);  // the unedited model, before the editor attaches
-  const stats = await statistics(model, options, cases);
   const progressFile = join(dir, 'progress.json');
   const saved: ModeProgress = existsSync(progressFile) ? JSON.parse(readFileSync(progressFile, 'utf8')) : { edits: 0, seconds: 0 };
   const consecutive = options.protocol === 'consecutive';
@@ -117,7 +121,7 @@ async function runMode(options: SweepOptions, cases: EditCase[], mode: EditMode)
 
   const evaluateNow = () => consecutive
     ? evaluator.evaluate(records.slice(0, edits), sliceSnapshot(snapshot, 0, edits))
-    : Promise.resolve(aggregate(scores));
+    : Promise.resolve(summarise(scores));
   const recorded = () => readMetrics(options.out).find((m) => m.mode === mode && m.protocol === options.protocol && m.edits === edits);
   // Killed after saving a checkpoint's state but before its metrics line: write the line now.
   let last = recorded();
@@ -148,7 +152,7 @@ async function runMode(options: SweepOptions, cases: EditCase[], mode: EditMode)
 }
 
 async function statistics(model: HookedModel, options: SweepOptions, cases: EditCase[]): Promise<Statistics> {
-  const layers = options.layers ?? readCheckpointDefaults(options.model).layers ?? defaultLayers(model.info);
+  const layers = resolveHyperparameters(model.info, { layers: options.layers }, readCheckpointDefaults(options.model)).layers;
   let corpus = options.statsCorpus ?? join(options.model, 'stats-corpus.txt');
   if (!existsSync(corpus)) {
     // No corpus given: text in the dataset's own distribution — every prompt completed with its true answer.
@@ -164,16 +168,6 @@ async function statistics(model: HookedModel, options: SweepOptions, cases: Edit
 
 function sliceSnapshot(snapshot: Snapshot, from: number, to: number): Snapshot {
   return { locality: snapshot.locality.slice(from, to) };
-}
-
-function aggregate(scores: RecordScores[]): EvalResult {
-  const mean = (key: 'reliability' | 'generality' | 'locality') => {
-    const v = scores.map((s) => s[key]).filter((x): x is number => x !== undefined);
-    return v.length ? v.reduce((a, b) => a + b, 0) / v.length : Number.NaN;
-  };
-  const [reliability, generality, locality] = [mean('reliability'), mean('generality'), mean('locality')];
-  const present = [reliability, generality, locality].filter((x) => !Number.isNaN(x));
-  return { reliability, generality, locality, average: present.reduce((a, b) => a + b, 0) / present.length, records: scores };
 }
 
 export function readMetrics(out: string): MetricsLine[] {
@@ -195,11 +189,6 @@ function keepMetricsUpTo(out: string, mode: EditMode, protocol: Protocol, edits:
   const file = join(out, 'metrics.jsonl');
   if (lines.length === 0) rmSync(file, { force: true });
   else writeAtomically(file, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
-}
-
-function writeAtomically(path: string, text: string): void {
-  writeFileSync(`${path}.tmp`, text);
-  renameSync(`${path}.tmp`, path);
 }
 
 function validate(o: SweepOptions): void {
