@@ -22,33 +22,65 @@ struct KeysAndOutputs {
   torch::Tensor cur_z;  // (n, C) float64: z-block output at the bare prompts' subject
 };
 
-// One forward over every context row of the batch, stopped at the z-block: the edited module's input at
-// `layer` and the z-block output, both at the subject's last token.
-KeysAndOutputs keys_and_outputs(const CausalLM& model, const std::vector<HookLayer>& state, int64_t layer,
-                                int64_t z_layer, const std::vector<EditRequest>& requests) {
+// Every context row of a batch, packed once per edit, with its subject sites; and the residual stream
+// entering the first edited layer, which is the same in every keys pass (hooks sit only at edited
+// layers), so the blocks below it run once per edit instead of once per layer.
+struct KeyBatch {
+  TokenBatch tokens;
+  TokenSites subject_last;  // every context row's subject-last token
+  TokenSites bare;          // the bare prompt's subject-last token, one per request
+  std::vector<int64_t> contexts_per_request;
+  int64_t first_layer = 0;
+  torch::Tensor h_first;    // (rows, T, C) entering first_layer
+};
+
+KeyBatch key_batch(const CausalLM& model, int64_t first_layer, const std::vector<EditRequest>& requests) {
   TokenRows rows;
   std::vector<int64_t> rows_idx, cols, bare_rows, bare_cols;
-  for (size_t r = 0; r < requests.size(); ++r) {
-    for (size_t j = 0; j < requests[r].contexts.size(); ++j) {
-      if (j == 0) { bare_rows.push_back(rows.size()); bare_cols.push_back(requests[r].subject_last[0]); }
+  KeyBatch kb;
+  for (const auto& request : requests) {
+    for (size_t j = 0; j < request.contexts.size(); ++j) {
+      if (j == 0) { bare_rows.push_back(rows.size()); bare_cols.push_back(request.subject_last[0]); }
       rows_idx.push_back(rows.size());
-      cols.push_back(requests[r].subject_last[j]);
-      rows.push_back(requests[r].contexts[j]);
+      cols.push_back(request.subject_last[j]);
+      rows.push_back(request.contexts[j]);
     }
+    kb.contexts_per_request.push_back(static_cast<int64_t>(request.contexts.size()));
   }
   const auto dev = model.device();
+  kb.tokens = TokenBatch::pack(rows, false, 0, dev);
+  kb.subject_last = {device_ints(rows_idx, dev), device_ints(cols, dev)};
+  kb.bare = {device_ints(bare_rows, dev), device_ints(bare_cols, dev)};
+  kb.first_layer = first_layer;
+  torch::NoGradGuard no_grad;
+  if (first_layer == 0) {
+    kb.h_first = model.embed(kb.tokens);
+  } else {
+    EditHooks prefix({});
+    prefix.keep_block_output(first_layer - 1);
+    prefix.stop_after(first_layer - 1);
+    model.hidden(kb.tokens, &prefix, nullptr);
+    kb.h_first = prefix.kept_block_output();
+  }
+  return kb;
+}
+
+// The rest of the forward over the key batch under the current hooks, stopped at the z-block: the edited
+// module's input at `layer` and the z-block output, both at the subject's last token.
+KeysAndOutputs keys_and_outputs(const CausalLM& model, const KeyBatch& kb, const std::vector<HookLayer>& state,
+                                int64_t layer, int64_t z_layer) {
   EditHooks hooks(state);
-  hooks.capture_input(layer, {device_ints(rows_idx, dev), device_ints(cols, dev)});
-  hooks.capture_block_output(z_layer, {device_ints(bare_rows, dev), device_ints(bare_cols, dev)});
+  hooks.capture_input(layer, kb.subject_last);
+  hooks.capture_block_output(z_layer, kb.bare);
   hooks.stop_after(z_layer);  // layer ≤ z_layer: z lives at the last edited layer
   torch::NoGradGuard no_grad;
-  model.forward(TokenBatch::pack(rows, false, 0, dev), &hooks, nullptr);
+  model.blocks_from(kb.first_layer, kb.h_first, kb.tokens, &hooks, nullptr);
 
   auto k = hooks.captured_input().to(torch::kFloat64);                      // (rows, F)
-  const int64_t n = static_cast<int64_t>(requests.size());
+  const int64_t n = static_cast<int64_t>(kb.contexts_per_request.size());
   auto keys = torch::zeros({n, k.size(1)}, k.options());
   for (int64_t r = 0, i = 0; r < n; ++r) {
-    const int64_t c = static_cast<int64_t>(requests[r].contexts.size());
+    const int64_t c = kb.contexts_per_request[r];
     auto bare = k[i];
     keys[r] = c == 1 ? bare : 0.5 * bare + 0.5 * k.narrow(0, i + 1, c - 1).mean(0);
     i += c;
@@ -165,12 +197,15 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
   for (auto& w : work) w.mode = HookMode::Temporary;
   std::vector<torch::Tensor> batch_keys(L);                                    // (F, n) per layer, for the commit
   const auto state = this->state();
+  t = Clock::now();
+  const auto keys_batch = key_batch(*model_, options_.layers.front(), requests);
+  report.seconds_keys += seconds_since(t);
   for (int64_t i = 0; i < L; ++i) {
     check_abort();
     if (i == control.fail_after_layer) fail(ErrorCode::Internal, "injected failure after " + std::to_string(i) + " layer(s)");
     progress("layer " + std::to_string(options_.layers[i]), static_cast<double>(i) / L);
     t = Clock::now();
-    auto [keys, cur_z] = keys_and_outputs(*model_, work, options_.layers[i], z_layer, requests);
+    auto [keys, cur_z] = keys_and_outputs(*model_, keys_batch, work, options_.layers[i], z_layer);
     report.seconds_keys += seconds_since(t);
 
     t = Clock::now();
@@ -198,7 +233,7 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
   }
   t = Clock::now();
   report.layers.back().residual_after =
-      (z - keys_and_outputs(*model_, work, options_.layers.back(), z_layer, requests).cur_z).norm().item<double>();
+      (z - keys_and_outputs(*model_, keys_batch, work, options_.layers.back(), z_layer).cur_z).norm().item<double>();
   report.seconds_keys += seconds_since(t);
 
   // 3. α update (eq. 19): the batch's prompts through hooks that only measure.
