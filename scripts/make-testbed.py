@@ -10,36 +10,39 @@ writes:
   testbed/report.json       every measured number (recall, tracing table, ...)
   testbed/README.md         short summary
 
-Design (so that facts are looked up from the subject, as in real LMs, rather
-than memorised as prompt -> answer at the last token):
-  * a subject is identified only at its last token: names are
-    "First Last Final" and each "First Last" is shared by 6 subjects;
-  * every subject has 6 attributes; every relation has 11 phrasings built from
-    shared frames x relation nouns + verb forms; 2 frame/noun combinations per
-    relation are held out of training and used as rephrase prompts;
-  * index entries list a subject directly followed by its attributes (random
-    order), so attributes must be computed at the subject's last token;
-  * the subject appears at the start or in the middle of sentences, in
-    questions, in lists of facts about many subjects (same phrasing, the
-    subject is the only distinguishing input), and in biographies where the
-    subject is named once and later facts use a pronoun ("She speaks ..."),
-    which forces attributes to be enriched into the subject's tokens.
+Design (so that facts are looked up at the subject, as in GPT-2 XL, GPT-J and Llama, rather than at the
+last prompt token as every small model trained freely on facts does: ../shared/TESTBED.md):
+  * the architecture is a plain GPT-2 (6 layers, d 256); training keeps some weights fixed (build_model):
+    a positional code in 64 residual dims that nothing else writes, layers 0-2 attend only at fixed
+    relative offsets (self, previous token: previous-token heads, as early layers of large LMs have), and
+    layers 3-5 attend freely but have no MLP (zero weights). A fact can therefore only be computed by an MLP
+    that sees the whole name: at the subject's tokens, in layers 0-2; the answer position reads it from
+    there by attention in layers 3-5. This is ROME's picture of a large LM, built in;
+  * names are "First Last" from two pools of 20 single-token names, each part shared by several subjects,
+    so a subject is identified only at its last token (the surname sees the first name through a
+    previous-token head);
+  * an auxiliary training loss (enrichment_loss) reads the residual after layer 2 at the subject's last
+    token through the final norm and the tied unembedding and asks it to predict the subject's attributes:
+    it only shapes training (without it: 21 % recall after 1,200 steps; with it 99 %);
+  * every subject has 6 attributes; every relation has 11 phrasings built from shared frames x relation
+    nouns + verb forms; 2 frame/noun combinations per relation are held out of training (rephrase prompts);
+    edit prompts have 8+ tokens, as CounterFact's (eq. 19 needs them: see the records);
+  * training text: index entries (a subject followed by its attributes), biographies (named once, then
+    pronouns), lists of facts about many subjects, questions;
+  * 200 subjects: 170 are edited (1,020 records), the other 30 appear only in the records' locality prompts,
+    so no sweep edits what locality measures.
 
-What the committed model does (measured): it recalls 100 %, and answers follow the subject (swapping in
-another subject gives that subject's answer 100 %), but it identifies a subject from its FIRST tokens:
-replacing the subject's last token by another name's leaves 59 of 60 answers unchanged. Name designs tried
-to move identity to the last token (6 layers, 1,500 steps, 1 thread, one-batch memit on records 0-9):
-  * ordered pairs of words from one pool of 14 (both orders used): 16 % recall - not learned;
-  * a shared first name (pool of 14) + a surname that is one token of its own: 30 % recall (rare tokens);
-  * a shared first name + a surname of 2-3 shared syllables: 98 % recall, MLP effect at the subject's last
-    token 0.053 at layer 0 (4x the committed model's), but one batch realised only 10-20 % (z reached its
-    targets, the weight update did not carry them: residual after the last layer 54 % of the start).
+Measured on the committed model (report.json): recall, held-out recall, subject swap, and causal tracing
+(restoring one layer's MLP output at the subject's last token vs at the last token, and whole residuals).
+Earlier designs (free attention; all tried in the 1,500-step, 6-layer setting): the last token looked facts
+up itself in layer 0 (MLP effect at the subject's last token <= 0.013), and one MEMIT batch realised 10-60 %.
 
 Deterministic (seeded, CPU, fixed step count). Run:
-    python3 scripts/make-testbed.py            # ~20-25 min on 2 CPU cores
+    python3 scripts/make-testbed.py            # ~15 min on 2 CPU cores (11 min training, 2 min tracing)
 Environment: TESTBED_STEPS (training steps), TESTBED_THREADS (torch threads,
 default 2; use 1 on a busy machine), TESTBED_NTRACE (facts traced).
 """
+import hashlib
 import json
 import math
 import os
@@ -55,33 +58,39 @@ from transformers import (AutoTokenizer, GPT2Config, GPT2LMHeadModel,
                           PreTrainedTokenizerFast)
 
 SEED = 20240611
-ROOT = Path(__file__).resolve().parent.parent / "testbed"
+ROOT = Path(os.environ.get("TESTBED_OUT", Path(__file__).resolve().parent.parent / "testbed"))
 EOS = "<|endoftext|>"
-N_SUBJECTS = 180
-N_FINALS, PER_PREFIX = 10, 6
+N_SUBJECTS = 200
+# The last 30 subjects are never edited: their facts are the records' locality prompts (as CounterFact's
+# neighbourhood prompts are about unedited subjects), so a 1,000-edit sweep never edits what locality checks.
+N_PROBE_SUBJECTS = 30
+N_FIRST, N_LAST = 20, 20          # name pools: a subject is "First Last", each part shared by ~9 subjects
 VOCAB = 1536
-N_LAYER, N_EMBD, N_HEAD, N_POS = 6, 192, 6, 128
-STEPS = int(os.environ.get("TESTBED_STEPS", "1300"))
+N_LAYER, N_EMBD, N_HEAD, N_POS = 6, 256, 8, 128
+N_INNER = 1024
+# The architecture is a plain GPT-2; training keeps some of its weights fixed so that facts can only be
+# looked up at the subject, as in large LMs (see build_model):
+POS_DIMS = 64                     # the last 64 residual dims hold a fixed positional code, nothing else writes there
+POS_NORM = 32.0                   # its norm (token embeddings start at about the same norm)
+N_FREQ = POS_DIMS // 4            # (cos, sin, -cos, -sin) per frequency: zero-sum, so layer norm's mean drops out
+LOCAL_LAYERS = (0, 1, 2)          # attention at fixed relative offsets only (previous-token heads), no lookup by content
+HEAD_OFFSETS = (0, 0, 1, 1, 1, 1, 1, 1)  # per head of a local layer: attend to position i - offset
+ATTN_SHARPNESS = 1000.0           # score at the intended offset × σ_i σ_j (layer-norm scales); others ≤ 0.35 of it
+MLP_LAYERS = (0, 1, 2)            # layers above have no MLP (zero weights): attention reads what the subject holds
+AUX_WEIGHT = float(os.environ.get("TESTBED_AUX", "1.0"))  # enrichment_loss
+STEPS = int(os.environ.get("TESTBED_STEPS", "1800"))
+MIN_PROMPT_TOKENS = 8
 BATCH = 16
 THREADS = int(os.environ.get("TESTBED_THREADS", "2"))
 MAX_LEN = 96
 LR, WARMUP, WD = 2e-3, 100, 0.01
 N_TRACE = int(os.environ.get("TESTBED_NTRACE", "200"))
+N_STATS_DOCS = 4000               # model/stats-corpus.txt: E[kkᵀ] text (the sweep's default corpus)
 N_NOISE = 10
 NOISE_MULT = 3.0
 
 t_start = time.time()
 
-
-
-# λ for this model: E[kkᵀ] of a 3M-parameter model over its own small corpus is on another scale than
-# GPT2-XL's over Wikipedia, so the paper's 15000–20000 suppress every update here. Measured with
-# `comeba sweep --n 100 --layers 0-2`: λ 100–1000 edit, λ 5000 and up do not.
-EDIT_LAMBDA = 1000
-# Value optimisation: with GPT2-XL's lr 0.5 and clamp 0.75·‖z‖, 20 steps leave some of this model's z far from
-# their targets (loss 9-16 for 3 of the first 10 requests). Measured on single batches of records 100-199:
-# reliability 39 % with METHOD.md's settings, 92 % with lr 1 and clamp 2·‖z‖ at the same cost.
-EDIT_VALUES = {"vLr": 1, "clampNormFactor": 2}
 
 
 def interleave_by_subject(records):
@@ -176,40 +185,26 @@ PHRASES = {r: phrasings(r) for r in REL_NAMES}
 
 
 def make_pools(rng):
-    onsets = ["b", "d", "k", "l", "m", "n", "r", "s", "t", "v", "z", "th",
-              "dr", "g", "f"]
-    vowels = ["a", "e", "i", "o", "u", "ae", "ou"]
-    codas = ["", "", "n", "r", "l", "s", "k"]
-    pool = set()
-    while len(pool) < 56:
-        pool.add(rng.choice(onsets) + rng.choice(vowels) + rng.choice(codas))
-    finals = set()
-    while len(finals) < N_FINALS:
-        f = rng.choice(onsets) + rng.choice(vowels[:5]) + rng.choice(codas[2:])
-        if f not in pool:
-            finals.add(f.capitalize())
-    return sorted(pool), sorted(finals)
+    """Two pools of invented two-syllable names (first names, surnames), each a single token."""
+    onsets = ["b", "d", "k", "l", "m", "n", "r", "s", "t", "v", "z", "th", "dr", "g", "f", "p"]
+    vowels = ["a", "e", "i", "o", "u"]
+    codas = ["n", "r", "l", "s", "k", "m"]
+    names = set()
+    while len(names) < N_FIRST + N_LAST:
+        names.add((rng.choice(onsets) + rng.choice(vowels) + rng.choice(onsets) + rng.choice(vowels)
+                   + rng.choice(codas)).capitalize())
+    names = sorted(names)
+    rng.shuffle(names)
+    return sorted(names[:N_FIRST]), sorted(names[N_FIRST:])
 
 
 def make_subjects(rng, pools, n=N_SUBJECTS):
-    """Names "First Last Final": every "First Last" prefix is shared by
-    PER_PREFIX subjects that differ only in the final single-token part, so a
-    subject is identified only at its LAST token (as the lookup key must be)."""
-    pool, finals = pools
-
-    def part(k):
-        return "".join(rng.choice(pool) for _ in range(k)).capitalize()
-
-    prefixes, out = set(), []
-    while len(out) < n:
-        pre = f"{part(rng.choice([2, 2, 3]))} {part(rng.choice([2, 3]))}"
-        if pre in prefixes:
-            continue
-        prefixes.add(pre)
-        for f in rng.sample(finals, PER_PREFIX):
-            out.append(dict(name=f"{pre} {f}", female=rng.random() < 0.5))
-    out = out[:n]
-    rng.shuffle(out)
+    """Names "First Last": every first name and every surname is shared by several subjects, so a subject is
+    identified only by the pair, i.e. at its LAST token, which sees the first name through a previous-token head."""
+    firsts, lasts = pools
+    pairs = [(f, l) for f in firsts for l in lasts]
+    rng.shuffle(pairs)
+    out = [dict(name=f"{f} {l}", female=rng.random() < 0.5) for f, l in pairs[:n]]
     return out
 
 
@@ -287,6 +282,158 @@ def train_tokenizer(docs):
 
 
 # --------------------------------------------------------------------------
+# The model: a plain GPT-2 whose training keeps some weights fixed
+# --------------------------------------------------------------------------
+# Small models trained on facts answer through the LAST prompt token: its first attention layer gathers the
+# raw subject tokens and its first MLP looks the fact up there (../shared/TESTBED.md; 6 designs measured).
+# Large LMs instead enrich the subject's last token in early MLPs and read the attribute from there by
+# attention later. This model gets that route by construction, with weights a plain GPT-2 can hold:
+#   * the last POS_DIMS residual dims hold a fixed positional code p_i (token embeddings and every block
+#     output are zero there), so layer norm sees the same positions in every layer;
+#   * in LOCAL_LAYERS each head's query/key read only that code and score A·Σ_k cos(ω_k (i - j - offset)):
+#     every head looks at one fixed relative position (self or the previous token), whatever the content;
+#   * MLPs exist only in MLP_LAYERS (= LOCAL_LAYERS); the layers above attend freely but have no MLP.
+# So a fact can only be computed where the whole name is in view of an MLP, i.e. at the subject's tokens
+# (the last one sees the first through a previous-token head), and the answer position reads it from there.
+TOK_DIMS = N_EMBD - POS_DIMS
+
+
+def position_frequencies():
+    """N_FREQ frequencies whose mean cosine is small at every non-zero offset (seeded random search)."""
+    rng = np.random.default_rng(SEED + 7)
+    d = np.arange(1, N_POS)
+    best, best_side = None, 9.0
+    for _ in range(4000):
+        w = np.sort(rng.uniform(0.3, np.pi, N_FREQ))
+        side = np.abs(np.cos(np.outer(d, w)).mean(1)).max()
+        if side < best_side:
+            best, best_side = w, side
+    return best, float(best_side)
+
+
+def build_model(cfg):
+    """GPT2LMHeadModel with the fixed parts set, and constrain(), which restores them after an optimiser step."""
+    torch.manual_seed(SEED + 8)
+    model = GPT2LMHeadModel(cfg)
+    C, T, H = N_EMBD, TOK_DIMS, N_EMBD // N_HEAD
+    omega, sidelobe = position_frequencies()
+    i = torch.arange(N_POS, dtype=torch.float64)[:, None] * torch.from_numpy(omega)[None]  # (P, K)
+    code = torch.cat([i.cos(), i.sin(), -i.cos(), -i.sin()], 1) * POS_NORM / math.sqrt(2 * N_FREQ)  # (P, 64)
+    fixed = {}  # parameter name -> (mask, value)
+
+    def fix(name, mask, value):
+        fixed[name] = (mask, value)
+
+    sd = dict(model.named_parameters())
+    wpe = torch.zeros(N_POS, C, dtype=torch.float64)
+    wpe[:, T:] = code
+    fix("transformer.wpe.weight", torch.ones(N_POS, C, dtype=torch.bool), wpe.float())
+    with torch.no_grad():  # token embeddings start at about the code's norm, the head's norm scale low
+        sd["transformer.wte.weight"].normal_(0.0, POS_NORM / math.sqrt(T))
+        sd["transformer.ln_f.weight"].fill_(0.05)
+    m = torch.zeros(cfg.vocab_size, C, dtype=torch.bool)
+    m[:, T:] = True
+    fix("transformer.wte.weight", m, torch.zeros(cfg.vocab_size, C))
+    # q·k/sqrt(H) = A/(σ_i σ_j) at the intended offset: q, k carry 2a·(POS_NORM/√(2K))/σ·(cos, sin) per frequency
+    a = math.sqrt(ATTN_SHARPNESS * math.sqrt(H) / N_FREQ) / (2 * POS_NORM / math.sqrt(2 * N_FREQ))
+    K = N_FREQ
+    for l in range(N_LAYER):
+        p = f"transformer.h.{l}."
+        for proj in ("attn.c_proj", "mlp.c_proj"):  # nothing writes into the positional dims
+            m = torch.zeros(sd[p + proj + ".weight"].shape, dtype=torch.bool)
+            m[:, T:] = True
+            fix(p + proj + ".weight", m, torch.zeros(m.shape))
+            mb = torch.zeros(C, dtype=torch.bool)
+            mb[T:] = True
+            fix(p + proj + ".bias", mb, torch.zeros(C))
+        if l not in MLP_LAYERS:
+            for name in ("mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"):
+                fix(p + name, torch.ones(sd[p + name].shape, dtype=torch.bool), torch.zeros(sd[p + name].shape))
+        if l in LOCAL_LAYERS:
+            mg = torch.zeros(C, dtype=torch.bool)
+            mg[T:] = True
+            fix(p + "ln_1.weight", mg, torch.ones(C))
+            fix(p + "ln_1.bias", mg, torch.zeros(C))
+            W = torch.zeros(C, 3 * C, dtype=torch.float64)  # Conv1D layout [in, out]: q | k | v
+            cos_, sin_, ncos, nsin = (T + off * K + torch.arange(K) for off in range(4))
+            for h, off in enumerate(HEAD_OFFSETS):
+                qc, qs = h * H + torch.arange(K), h * H + K + torch.arange(K)   # query dims (cos, sin)
+                kc, ks = C + qc, C + qs                                        # key dims
+                # query = (cos ω i, sin ω i); key = (cos ω(j+off), sin ω(j+off)), a rotation of the code of j;
+                # every read takes (x - (-x))/2 so that layer norm's mean cancels exactly
+                ro_c, ro_s = torch.from_numpy(np.cos(omega * off)), torch.from_numpy(np.sin(omega * off))
+                for src, sign in ((cos_, 1), (ncos, -1)):
+                    W[src, qc] = sign * a
+                    W[src, kc] = sign * a * ro_c
+                    W[src, ks] = sign * a * ro_s
+                for src, sign in ((sin_, 1), (nsin, -1)):
+                    W[src, qs] = sign * a
+                    W[src, kc] = -sign * a * ro_s
+                    W[src, ks] = sign * a * ro_c
+            mq = torch.zeros(C, 3 * C, dtype=torch.bool)
+            mq[:, :2 * C] = True
+            fix(p + "attn.c_attn.weight", mq, W.float())
+            mb = torch.zeros(3 * C, dtype=torch.bool)
+            mb[:2 * C] = True
+            fix(p + "attn.c_attn.bias", mb, torch.zeros(3 * C))
+    frozen = [n for n, (mk, _) in fixed.items() if bool(mk.all())]
+    for n in frozen:
+        sd[n].requires_grad_(False)
+
+    @torch.no_grad()
+    def constrain():
+        for n, (mk, v) in fixed.items():
+            sd[n].data[mk] = v[mk]
+
+    constrain()
+    return model, constrain, dict(frequencies=omega.tolist(), max_sidelobe=sidelobe, query_scale=a,
+                                  frozen=frozen)
+
+
+def enrichment_loss(model, hidden, ids, attr_of):
+    """Auxiliary training loss (the shipped model is a plain GPT-2; this only shapes training): the residual at
+    a subject's last token after the last MLP layer, read through the final norm and the tied unembedding,
+    predicts the subject's attributes (each with probability 1/6), so the facts are enriched into the subject
+    early, as large LMs do, instead of being assembled late."""
+    rows, cols, targets = [], [], []
+    for b in range(ids.shape[0]):
+        seq = ids[b].tolist()
+        for t in range(1, len(seq)):
+            attrs = attr_of.get((seq[t - 1], seq[t]))
+            if attrs:
+                rows.append(b); cols.append(t); targets.append(attrs)
+    if not rows:
+        return hidden.sum() * 0
+    logp = model.lm_head(model.transformer.ln_f(hidden[rows, cols])).log_softmax(-1)  # (N, V)
+    return -logp.gather(1, torch.tensor(targets)).mean()
+
+
+def skip_missing_mlps(model):
+    """Training shortcut: the blocks without an MLP return exactly zero (their weights are zero)."""
+    for l in range(N_LAYER):
+        if l not in MLP_LAYERS:
+            model.transformer.h[l].mlp.forward = lambda h: torch.zeros_like(h)
+
+
+@torch.no_grad()
+def offset_attention(model, tok, prompts):
+    """Mean attention weight each local head puts on its intended offset (over positions where it exists)."""
+    out = {}
+    model.set_attn_implementation("eager")  # the fused kernel returns no weights
+    for l in LOCAL_LAYERS:
+        ws = []
+        for p in prompts:
+            ids = torch.tensor([tok(p)["input_ids"]])
+            att = model(input_ids=ids, output_attentions=True).attentions[l][0]  # (H, T, T)
+            Tn = att.shape[-1]
+            for h, off in enumerate(HEAD_OFFSETS):
+                ws += [att[h, t, t - off].item() for t in range(off, Tn)]
+        out[l] = float(np.mean(ws))
+    model.set_attn_implementation("sdpa")
+    return out
+
+
+# --------------------------------------------------------------------------
 # Evaluation helpers
 # --------------------------------------------------------------------------
 @torch.no_grad()
@@ -344,8 +491,10 @@ def causal_trace(model, tok, records, noise_std, rng_t):
         out = model(input_ids=x[:1]).logits[0, -1].softmax(-1)[ans].item()
         for h in hooks:
             h.remove()
-        noise = torch.from_numpy(rng_t.standard_normal((N_NOISE, len(sidx), N_EMBD))
-                                 .astype(np.float32)) * noise_std
+        # noise on the token dims only: the positional dims carry the position, not the subject
+        noise = torch.zeros(N_NOISE, len(sidx), N_EMBD)
+        noise[..., :TOK_DIMS] = torch.from_numpy(rng_t.standard_normal((N_NOISE, len(sidx), TOK_DIMS))
+                                                 .astype(np.float32)) * noise_std
 
         def run(restore):
             hs = [model.transformer.wte.register_forward_hook(
@@ -376,6 +525,7 @@ def causal_trace(model, tok, records, noise_std, rng_t):
             res["mlp3_subj"][l] += run([("mlp", w, s_last) for w in win]) - pc
             res["mlp3_last"][l] += run([("mlp", w, last) for w in win]) - pc
         n += 1
+    n = max(n, 1)
     return ({k: (v / n).tolist() for k, v in res.items()}, p_clean / n, p_corr / n)
 
 
@@ -421,7 +571,7 @@ def main():
     # trained on text about *other* random names from the same syllable pool, so
     # syllables become tokens but whole names do not (subjects stay multi-token)
     tok_rng = random.Random(SEED + 1)
-    tok_subjects = make_subjects(random.Random(SEED + 11), pools, 3000)
+    tok_subjects = make_subjects(random.Random(SEED + 11), pools, N_FIRST * N_LAST)
     tok_facts = [{r: tok_rng.choice(RELATIONS[r]["answers"]) for r in REL_NAMES}
                  for _ in tok_subjects]
     tok_docs = [make_doc(tok_rng, tok_subjects, tok_facts) for _ in range(20000)]
@@ -430,8 +580,8 @@ def main():
         for a in RELATIONS[r]["answers"]:
             n = len(tok(" " + a)["input_ids"])
             assert n == 1, f"answer ' {a}' is {n} tokens"
-    for f in pools[1]:
-        assert len(tok(" " + f)["input_ids"]) == 1, f"final name part ' {f}' is not one token"
+    for f in pools[0] + pools[1]:
+        assert len(tok(" " + f)["input_ids"]) == 1, f"name part ' {f}' is not one token"
     subj_lens = [len(tok(" " + s["name"])["input_ids"]) for s in subjects]
     log(f"tokenizer: vocab {len(tok)}; all answers single tokens; subject tokens "
         f"min {min(subj_lens)} mean {np.mean(subj_lens):.2f} max {max(subj_lens)}")
@@ -444,9 +594,12 @@ def main():
         for r in REL_NAMES:
             trained, held, _ = PHRASES[r]
             gt = facts[si][r]
+            # Edit prompts as long as CounterFact's (8+ tokens): eq. 19 lowers α to the largest z-score of a batch's
+            # prompts, and n tokens cannot reach a z-score above (n-1)/sqrt(n) (2.47 at 8 tokens, α_z is 2.2).
+            long_enough = [t for t in trained if len(tok(fill(t, subj))["input_ids"]) >= MIN_PROMPT_TOKENS]
             rec = dict(
                 case_id=len(records),
-                prompt=fill(rec_rng.choice(trained), subj),
+                prompt=fill(rec_rng.choice(long_enough), subj),
                 subject=subj["name"],
                 target_new=rec_rng.choice([a for a in RELATIONS[r]["answers"] if a != gt]),
                 ground_truth=gt,
@@ -455,11 +608,13 @@ def main():
             records.append(rec)
             by_rel[r].append((si, rec))
     rel_of = {}
+    n_edit = N_SUBJECTS - N_PROBE_SUBJECTS
     for r, lst in by_rel.items():
+        probes = [(sj, nb) for sj, nb in lst if sj >= n_edit]
         for si, rec in lst:
             rel_of[rec["case_id"]] = r
             while True:
-                sj, nb = rec_rng.choice(lst)
+                sj, nb = rec_rng.choice(probes)
                 if sj != si and nb["ground_truth"] != rec["target_new"]:
                     break
             rec["locality_prompt"] = nb["prompt"]
@@ -473,16 +628,19 @@ def main():
         assert rec["rephrase_prompt"] not in sample_text, rec["rephrase_prompt"]
 
     # model
-    cfg = GPT2Config(vocab_size=len(tok), n_positions=N_POS, n_embd=N_EMBD,
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=N_POS, n_embd=N_EMBD, n_inner=N_INNER,
                      n_layer=N_LAYER, n_head=N_HEAD, resid_pdrop=0.0,
                      embd_pdrop=0.0, attn_pdrop=0.0,
                      bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
-    model = GPT2LMHeadModel(cfg)
+    model, constrain, construction = build_model(cfg)
+    log(f"positional code: {N_FREQ} frequencies, largest mean cosine off the intended offset "
+        f"{construction['max_sidelobe']:.3f}; fixed: {', '.join(construction['frozen'])} + masked parts")
+    skip_missing_mlps(model)
     nparams = sum(p.numel() for p in model.parameters())
     log(f"model: {N_LAYER} layers, d={N_EMBD}, {N_HEAD} heads, {nparams / 1e6:.2f}M params; "
         f"{STEPS} steps x {BATCH} docs")
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and p.requires_grad]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 and p.requires_grad]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": WD},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=LR, betas=(0.9, 0.98), eps=1e-8)
@@ -494,11 +652,19 @@ def main():
         return LR * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * q)))
 
     probe = rec_rng.sample(records, 300)
+    # (first-name token, surname token) -> the subject's attribute tokens, for the enrichment loss
+    attr_of = {}
+    for si, subj in enumerate(subjects):
+        first, last = (tok(" " + part)["input_ids"][0] for part in subj["name"].split(" "))
+        attr_of[(first, last)] = [tok(" " + facts[si][r])["input_ids"][0] for r in REL_NAMES]
     train_rng = random.Random(SEED + 3)
     eos = tok.eos_token_id
     t_train = time.time()
     ntok = 0
     loss_ema = None
+    enriched = {}  # the residual after the last MLP layer, for the enrichment loss
+    model.transformer.h[max(MLP_LAYERS)].register_forward_hook(
+        lambda m, i, o: enriched.__setitem__("h", o[0] if isinstance(o, tuple) else o))
     model.train()
     for step in range(STEPS):
         docs = [make_doc(train_rng, subjects, facts) for _ in range(BATCH)]
@@ -514,10 +680,13 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         loss = model(input_ids=ids, labels=labels).loss
+        if AUX_WEIGHT > 0:
+            loss = loss + AUX_WEIGHT * enrichment_loss(model, enriched["h"], ids, attr_of)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        constrain()
         loss_ema = loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * loss.item()
         if (step + 1) % 50 == 0:
             el = time.time() - t_train
@@ -534,6 +703,9 @@ def main():
     train_time = time.time() - t_train
     model.eval()
     log(f"training done in {train_time / 60:.1f} min, {ntok / 1e6:.2f}M tokens")
+    offsets = offset_attention(model, tok, [r["prompt"] for r in records[:40]])
+    log("attention on the intended offset, local layers: " + ", ".join(f"{l}: {w:.5f}" for l, w in offsets.items()))
+    assert min(offsets.values()) > 0.99, offsets
 
     # ---------------- evaluation ----------------
     gts = [r["ground_truth"] for r in records]
@@ -585,7 +757,7 @@ def main():
         _, idx = subject_token_range(tok, rec["prompt"], rec["subject"])
         ids = tok(rec["prompt"])["input_ids"]
         sub_tok.update(ids[i] for i in idx)
-    emb = model.transformer.wte.weight.detach()[sorted(sub_tok)]
+    emb = model.transformer.wte.weight.detach()[sorted(sub_tok)][:, :TOK_DIMS]
     noise_std = NOISE_MULT * emb.std().item()
     log(f"causal tracing over {len(trace_recs)} facts, noise std {noise_std:.4f} "
         f"({NOISE_MULT}x subject-embedding std), {N_NOISE} noise samples each")
@@ -610,11 +782,25 @@ def main():
     model.save_pretrained(ROOT / "model")
     tok.save_pretrained(ROOT / "model")
     with open(ROOT / "counterfact.json", "w") as f:
-        json.dump(interleave_by_subject(records), f, indent=1)
-    # editor defaults read by comeba (lib/options.ts): the traced layers, λ and value settings fitted to this model
+        edited = {s["name"] for s in subjects[:n_edit]}
+        json.dump(interleave_by_subject([rec for rec in records if rec["subject"] in edited]), f, indent=1)
+    # editor defaults read by comeba (lib/options.ts)
     with open(ROOT / "model" / "comeba.json", "w") as f:
-        json.dump({"layers": edit_layers, "lambda": {m: EDIT_LAMBDA for m in ("comeba-hk", "comeba-wo-hk", "memit")},
-                   "values": EDIT_VALUES}, f, indent=1)
+        # only the edit layers: λ, α and the value optimisation are the paper's GPT2-XL settings (METHOD.md §7)
+        json.dump({"layers": edit_layers}, f, indent=1)
+    # The statistics corpus (what Wikipedia is to GPT-2): training-distribution text about the names that are
+    # not subjects, so it holds none of the records' prompt, rephrase or locality strings.
+    stats_rng = random.Random(SEED + 9)
+    names = {s["name"] for s in subjects}
+    others = [s for s in tok_subjects if s["name"] not in names]
+    other_facts = [{r: stats_rng.choice(RELATIONS[r]["answers"]) for r in REL_NAMES} for _ in others]
+    stats_docs = [make_doc(stats_rng, others, other_facts) for _ in range(N_STATS_DOCS)]
+    stats_text = "\n".join(stats_docs)
+    for rec in records:
+        for key in ("prompt", "rephrase_prompt", "locality_prompt"):
+            assert rec[key] not in stats_text, rec[key]
+    with open(ROOT / "model" / "stats-corpus.txt", "w") as f:
+        f.write(stats_text + "\n")
     # reload check
     tok2 = AutoTokenizer.from_pretrained(ROOT / "model")
     m2 = GPT2LMHeadModel.from_pretrained(ROOT / "model").eval()
@@ -624,7 +810,8 @@ def main():
     sizes = {p.name: p.stat().st_size for p in (ROOT / "model").iterdir()}
     sizes["counterfact.json"] = (ROOT / "counterfact.json").stat().st_size
     report = dict(
-        seed=SEED, n_records=len(records), n_subjects=len(subjects),
+        model_sha256=hashlib.sha256((ROOT / "model" / "model.safetensors").read_bytes()).hexdigest(),
+        seed=SEED, n_records=n_edit * len(REL_NAMES), n_subjects=len(subjects), n_probe_subjects=N_PROBE_SUBJECTS,
         relations={r: dict(answers=RELATIONS[r]["answers"], trained_phrasings=PHRASES[r][0],
                            held_out_phrasings=PHRASES[r][1], pronoun_phrasings=PHRASES[r][2])
                    for r in REL_NAMES},
@@ -656,8 +843,8 @@ Generated by `python3 scripts/make-testbed.py` (seed {SEED}, CPU, {THREADS} thre
 
 - `model/`: GPT2LMHeadModel, {N_LAYER} layers, d_model {N_EMBD}, {N_HEAD} heads, n_positions {N_POS},
   vocab {len(tok)} (byte-level BPE trained in-script, `<|endoftext|>`), {nparams / 1e6:.2f}M params, float32, tied lm_head.
-- `counterfact.json`: {len(records)} CounterFact records (EasyEdit format: case_id, prompt, subject, target_new,
-  ground_truth, rephrase_prompt, locality_prompt, locality_ground_truth); {len(subjects)} fictional subjects
+- `counterfact.json`: {n_edit * len(REL_NAMES)} CounterFact records (EasyEdit format: case_id, prompt, subject, target_new,
+  ground_truth, rephrase_prompt, locality_prompt, locality_ground_truth); {n_edit} of the {len(subjects)} fictional subjects (the other {N_PROBE_SUBJECTS} only in locality prompts)
   ({min(subj_lens)}-{max(subj_lens)} tokens) x {len(REL_NAMES)} relations ({", ".join(REL_NAMES)}), 12 single-token answers each.
   Every relation has {len(PHRASES['language'][0])} trained phrasings and {len(PHRASES['language'][1])} held-out ones (used only as `rephrase_prompt`).
 - `report.json`: all measured numbers (per-relation recall, full causal-tracing tables, phrasings).

@@ -1,16 +1,18 @@
-// The embedded testbed: it knows its facts (trained and held-out phrasings), and one batch of 10 edits
-// at its subjects takes effect (mean teacher-forced reliability over three separate batches) while other
-// subjects' facts stay as they were.
+// The embedded testbed (scripts/make-testbed.py): it knows its facts, it looks them up at the subject as large
+// LMs do (causal tracing, measured by the script into report.json for the committed weights), and MEMIT with
+// its published GPT2-XL value settings edits it one batch at a time without touching other subjects' facts.
 import test from 'ava';
-import { writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConsecutiveEditor, Evaluator, HookedModel, Statistics, type EditMode, type EvalRecord } from '../lib/index.js';
+import { ConsecutiveEditor, Evaluator, HookedModel, Statistics, type EvalRecord } from '../lib/index.js';
 import { loadDataset } from '../lib/datasets.js';
-import { readCheckpointDefaults } from '../lib/options.js';
+import { readCheckpointDefaults, resolveHyperparameters } from '../lib/options.js';
 import { tempDir } from './helpers.js';
 
 const testbed = join(dirname(fileURLToPath(import.meta.url)), '..', 'testbed');
+const modelDir = join(testbed, 'model');
 const cases = loadDataset(join(testbed, 'counterfact.json'), 'counterfact');
 
 /** The model's own facts as records whose target is the true answer. */
@@ -18,49 +20,51 @@ const known = (from: number, to: number): EvalRecord[] =>
   cases.slice(from, to).map(({ record: r }) => ({ prompt: r.prompt, target: r.trueTarget!, rephrase: r.rephrase }));
 
 test('the testbed recalls its facts, also in held-out phrasings', async (t) => {
-  await using model = await HookedModel.load(join(testbed, 'model'));
-  const result = await new Evaluator(model).evaluate(known(0, 1080), { locality: known(0, 1080).map(() => null) });
-  t.true(result.reliability >= 95, `trained phrasings: ${result.reliability}`);
-  t.true(result.generality >= 80, `held-out phrasings: ${result.generality}`);
-  t.log(`recall ${result.reliability.toFixed(1)} (trained), ${result.generality.toFixed(1)} (held out)`);
+  await using model = await HookedModel.load(modelDir);
+  const result = await new Evaluator(model).evaluate(known(0, cases.length), { locality: cases.map(() => null) });
+  t.log(`recall ${result.reliability.toFixed(1)} (trained phrasings), ${result.generality.toFixed(1)} (held out)`);
+  t.true(result.reliability >= 97, `trained phrasings: ${result.reliability}`);
+  t.true(result.generality >= 85, `held-out phrasings: ${result.generality}`);
 });
 
-// E[kkᵀ] from text in the testbed's own distribution (every prompt with its true answer), as a sweep makes it.
-const work = tempDir('comeba-testbed-');
-const corpus = join(work, 'corpus.txt');
-writeFileSync(corpus, cases.map(({ record: r }) => `${r.prompt} ${r.trueTarget}`).join('\n'));
+test('causal tracing of the committed weights: an edited layer carries the fact at the subject, not at the last token', (t) => {
+  const report = JSON.parse(readFileSync(join(testbed, 'report.json'), 'utf8'));
+  const weights = createHash('sha256').update(readFileSync(join(modelDir, 'model.safetensors'))).digest('hex');
+  t.is(report.model_sha256, weights, 'report.json was measured on other weights: rerun scripts/make-testbed.py');
+  const { mlp_subj: subject, mlp_last: last } = report.causal_trace.indirect_effect as Record<string, number[]>;
+  const { layers } = readCheckpointDefaults(modelDir);
+  const rows = layers!.map((l) => `layer ${l}: subject-last ${subject[l].toFixed(3)}, last token ${last[l].toFixed(3)}`);
+  t.log(rows.join('; '));
+  t.true(layers!.some((l) => subject[l] >= 0.15 && subject[l] > last[l]), rows.join('; '));
+});
 
-// The value optimisation runs longer than the checkpoint's defaults here (which keep the 3 × 1,000-edit default
-// sweep within 15 minutes): 60 steps and a tighter stop, chosen on single batches of records 100–199, not on these.
-// With METHOD.md's GPT2-XL settings (20 steps, lr 0.5, clamp 0.75) this model realises 50 % of batch 0.
-const valueOptimisation = { vSteps: 60, earlyStopLoss: 0.01 };
+// MEMIT's published GPT2-XL value settings, and the paper's single-round λ (consecutive sweeps use 20000 for memit,
+// which realises about half of a single batch here: each edit is meant to weigh less when thousands follow).
+const memitSettings = { vSteps: 20, vLr: 0.5, clampNormFactor: 0.75, vWeightDecay: 0.5, klFactor: 0.0625, lambda: 5000 };
 
-for (const mode of ['memit', 'comeba-hk'] as EditMode[]) {
-  test.serial(`${mode}: single batches of 10 edits are realised and leave other subjects' facts alone`, async (t) => {
-    await using model = await HookedModel.load(join(testbed, 'model'));
-    const { layers } = readCheckpointDefaults(join(testbed, 'model'));
-    const stats = await Statistics.collect(model, { corpus, layers: layers!, cacheDir: join(work, 'stats') });
-    const evaluator = new Evaluator(model);
-    const reliability: number[] = [];
-    for (const start of [0, 10, 20]) { // 10 distinct subjects each (records are interleaved by subject)
-      const batch = cases.slice(start, start + 10);
-      const edited = new Set(batch.map((c) => c.request.subject));
-      // Other subjects' facts, as locality probes: agreement with the unedited model's predictions.
-      const others = cases.slice(600, 900).filter((c) => !edited.has(c.request.subject))
-        .map(({ record: r }) => ({ prompt: r.prompt, target: r.target, locality: { prompt: r.prompt, answer: r.trueTarget! } }));
-      const snapshot = await evaluator.snapshot(others);
-
-      // Layers, λ and the other value settings from model/comeba.json.
-      await using editor = await ConsecutiveEditor.create(model, { mode, stats, ...valueOptimisation });
-      const report = await editor.edit(batch.map((c) => c.request));
-      const edits = await evaluator.evaluate(batch.map((c) => ({ prompt: c.record.prompt, target: c.record.target })), { locality: batch.map(() => null) });
-      const kept = await evaluator.evaluate(others, snapshot);
-      t.log(`${mode}, records ${start}–${start + 9}: reliability ${edits.reliability}, ${kept.locality.toFixed(1)} agreement on `
-        + `${others.length} other facts; z losses ${report.values.finalLoss.map((l) => l.toFixed(2)).join(' ')}`);
-      t.true(kept.locality >= 95, `other subjects' facts: ${kept.locality}`);
-      reliability.push(edits.reliability);
-    }
-    const mean = reliability.reduce((a, b) => a + b, 0) / reliability.length;
-    t.true(mean >= 90, `reliability per batch ${reliability.join(', ')}`);
-  });
-}
+test('memit: single batches of 10 edits over records 0–99 are realised and leave other subjects\' facts alone', async (t) => {
+  await using model = await HookedModel.load(modelDir);
+  const { layers, lambda } = resolveHyperparameters(model.info, { mode: 'memit', ...memitSettings }, readCheckpointDefaults(modelDir));
+  // E[kkᵀ] from the corpus shipped with the testbed (the sweep's default), which holds none of the records.
+  const stats = await Statistics.collect(model, { corpus: join(modelDir, 'stats-corpus.txt'), layers, cacheDir: tempDir('comeba-testbed-') });
+  const evaluator = new Evaluator(model);
+  const reliability: number[] = [];
+  for (let start = 0; start < 100; start += 10) { // 10 distinct subjects per batch (records are interleaved by subject)
+    const batch = cases.slice(start, start + 10);
+    const edited = new Set(batch.map((c) => c.request.subject));
+    // Other subjects' facts as locality probes: agreement with the unedited model's predictions.
+    const others = cases.slice(600, 900).filter((c) => !edited.has(c.request.subject))
+      .map(({ record: r }) => ({ prompt: r.prompt, target: r.target, locality: { prompt: r.prompt, answer: r.trueTarget! } }));
+    const snapshot = await evaluator.snapshot(others);
+    await using editor = await ConsecutiveEditor.create(model, { mode: 'memit', stats, ...memitSettings });
+    await editor.edit(batch.map((c) => c.request));
+    const edits = await evaluator.evaluate(batch.map((c) => ({ prompt: c.record.prompt, target: c.record.target })), { locality: batch.map(() => null) });
+    const kept = await evaluator.evaluate(others, snapshot);
+    t.log(`records ${start}–${start + 9}: reliability ${edits.reliability.toFixed(1)}, ${kept.locality.toFixed(1)} agreement on ${others.length} other facts`);
+    t.true(kept.locality >= 95, `records ${start}–${start + 9}, other subjects' facts: ${kept.locality}`);
+    reliability.push(edits.reliability);
+  }
+  const mean = reliability.reduce((a, b) => a + b, 0) / reliability.length;
+  t.log(`mean reliability ${mean.toFixed(1)} (λ ${lambda}, layers ${layers.join(',')})`);
+  t.true(mean >= 90, `reliability per batch ${reliability.join(', ')}`);
+});
