@@ -36,7 +36,7 @@ class Gpt2 final : public CausalLM {
       return LayerNorm{w.take(p + ".weight", {C}), w.take(p + ".bias", {C}), eps};
     };
     auto conv1d = [&](const std::string& p, int64_t in, int64_t out) {
-      return Linear{w.take(p + ".weight", {in, out}), w.take(p + ".bias", {out}), /*conv1d=*/true};
+      return Linear{w.take(p + ".weight", {in, out}), w.take(p + ".bias", {out}), /*conv1d=*/true}.detect_zero();
     };
     for (int64_t l = 0; l < info_.n_layer; ++l) {
       const std::string p = "transformer.h." + std::to_string(l);

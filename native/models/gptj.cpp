@@ -51,7 +51,7 @@ class GptJ final : public CausalLM {
       return LayerNorm{w.take(p + ".weight", {C}), w.take(p + ".bias", {C}), eps};
     };
     auto linear = [&](const std::string& p, int64_t in, int64_t out, bool bias) {
-      return Linear{w.take(p + ".weight", {out, in}), bias ? w.take(p + ".bias", {out}) : torch::Tensor(), false};
+      return Linear{w.take(p + ".weight", {out, in}), bias ? w.take(p + ".bias", {out}) : torch::Tensor(), false}.detect_zero();
     };
     for (int64_t l = 0; l < info_.n_layer; ++l) {
       const std::string p = "transformer.h." + std::to_string(l);
