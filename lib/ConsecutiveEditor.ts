@@ -128,6 +128,11 @@ export class ConsecutiveEditor implements AsyncDisposable {
     return this.#require().info().alphas;
   }
 
+  /** Per edited layer, the least ‖ΔW x‖ a validated hook edits at: κ·ρ under the calibrated scope, 0 under the paper's. */
+  get scopeFloors(): number[] {
+    return this.#require().info().scopeFloors;
+  }
+
   /**
    * Edits one batch. All requests are validated first; a batch that fails for any reason (bad request,
    * NaN/Inf, Cholesky failure, abort, out of memory) leaves the editor exactly as it was.

@@ -10,13 +10,13 @@ export type { EditorOptions, EditCallOptions, EditProgress, EditReport, LayerRep
 export type { EditRequest } from './requests.js';
 export { Statistics } from './statistics.js';
 export type { CollectOptions, StatisticsProgress, StatisticsProvenance } from './statistics.js';
-export { defaultLayers, editModes } from './options.js';
-export type { EditMode, EditorHyperparameters, ValueOptions } from './options.js';
+export { defaultLayers, editModes, scopes } from './options.js';
+export type { EditMode, EditorHyperparameters, Scope, ValueOptions } from './options.js';
 export { Evaluator } from './Evaluator.js';
 export type { EvalRecord, EvalResult, EvaluatorOptions, RecordScores, Snapshot } from './Evaluator.js';
 export { loadDataset, detectFormat, datasetFormats } from './datasets.js';
 export type { DatasetFormat, EditCase, LoadDatasetOptions } from './datasets.js';
 export { renderChart } from './chart.js';
 export type { ChartSeries, ChartPoint, ChartOptions } from './chart.js';
-export { runSweep } from './sweep.js';
-export type { Protocol, SweepEvent, SweepOptions, SweepSummary, MetricsLine } from './sweep.js';
+export { runSweep, sweepMethods } from './sweep.js';
+export type { Protocol, SweepEvent, SweepMethod, SweepOptions, SweepSummary, MetricsLine } from './sweep.js';

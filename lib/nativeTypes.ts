@@ -119,7 +119,7 @@ export interface NativeConsecutiveEditor {
     onProgress?: (phase: string, done: number) => void,
   ): Promise<NativeEditReport>;
   abort(): void;
-  info(): { mode: string; layers: number[]; step: number; alphas: number[] };
+  info(): { mode: string; scope: string; layers: number[]; step: number; alphas: number[]; scopeFloors: number[] };
   state(): Promise<NativeEditorState>;
   save(path: string): Promise<number>;
   load(path: string): Promise<number>;

@@ -13,10 +13,19 @@ import { InvalidArgumentError } from './errors.js';
 import { Evaluator, summarise, type EvalResult, type RecordScores, type Snapshot } from './Evaluator.js';
 import { writeAtomically } from './files.js';
 import { HookedModel, type Device, type Dtype } from './HookedModel.js';
-import { readCheckpointDefaults, resolveHyperparameters, type EditMode } from './options.js';
+import { readCheckpointDefaults, resolveHyperparameters, type EditMode, type Scope } from './options.js';
 import { Statistics } from './statistics.js';
 
 export type Protocol = 'consecutive' | 'single-round';
+
+/** What a sweep compares: the edit modes, and comeba-hk with the calibrated scope (README "Editing scope"). */
+export type SweepMethod = EditMode | 'comeba-hk+calibrated';
+export const sweepMethods: readonly SweepMethod[] = ['comeba-hk', 'comeba-hk+calibrated', 'comeba-wo-hk', 'memit'];
+
+function editorSettings(method: SweepMethod, o: SweepOptions): { mode: EditMode; scope: Scope; scopeKappa?: number; alphaFloor?: number } {
+  if (method === 'comeba-hk+calibrated') return { mode: 'comeba-hk', scope: 'calibrated', scopeKappa: o.scopeKappa, alphaFloor: o.alphaFloor };
+  return { mode: method, scope: 'paper' };
+}
 
 export interface SweepOptions {
   model: string;
@@ -24,13 +33,16 @@ export interface SweepOptions {
   format: DatasetFormat;
   n: number;
   batch: number;
-  modes: EditMode[];
+  modes: SweepMethod[];
   protocol: Protocol;
   evalEvery: number;
   out: string;
   layers?: number[];
   lambda?: number;
   alphaZ?: number;
+  /** The calibrated scope's κ and α floor (comeba-hk+calibrated). */
+  scopeKappa?: number;
+  alphaFloor?: number;
   /** Text corpus for E[kkᵀ]; default: the checkpoint's stats-corpus.txt, else text made from the dataset. */
   statsCorpus?: string;
   device?: Device;
@@ -39,13 +51,13 @@ export interface SweepOptions {
 }
 
 export type SweepEvent =
-  | { type: 'mode'; mode: EditMode; resumedAt: number; n: number }
-  | { type: 'progress'; mode: EditMode; edits: number; n: number; seconds: number }
-  | { type: 'checkpoint'; mode: EditMode; metrics: MetricsLine }
+  | { type: 'mode'; mode: SweepMethod; resumedAt: number; n: number }
+  | { type: 'progress'; mode: SweepMethod; edits: number; n: number; seconds: number }
+  | { type: 'checkpoint'; mode: SweepMethod; metrics: MetricsLine }
   | { type: 'stats'; message: string };
 
 export interface MetricsLine {
-  mode: EditMode;
+  mode: SweepMethod;
   protocol: Protocol;
   edits: number;
   reliability: number;
@@ -87,7 +99,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary[]> {
 
 interface SharedSetup { model: HookedModel; evaluator: Evaluator; snapshot: Snapshot; stats: Statistics }
 
-async function runMode(options: SweepOptions, cases: EditCase[], mode: EditMode, { model, evaluator, snapshot, stats }: SharedSetup): Promise<SweepSummary> {
+async function runMode(options: SweepOptions, cases: EditCase[], mode: SweepMethod, { model, evaluator, snapshot, stats }: SharedSetup): Promise<SweepSummary> {
   const dir = join(options.out, mode);
   mkdirSync(dir, { recursive: true });
   const records = cases.map((c) => c.record);
@@ -97,7 +109,7 @@ async function runMode(options: SweepOptions, cases: EditCase[], mode: EditMode,
   const stateDir = join(dir, 'editor');
   await using editor = consecutive && existsSync(join(stateDir, 'editor.json'))
     ? await ConsecutiveEditor.load(model, stateDir, { stats })
-    : await ConsecutiveEditor.create(model, { mode, stats, layers: options.layers, lambda: options.lambda, alphaZ: options.alphaZ });
+    : await ConsecutiveEditor.create(model, { ...editorSettings(mode, options), stats, layers: options.layers, lambda: options.lambda, alphaZ: options.alphaZ });
   // Consecutive: the saved editor state is the truth (it is written first at a checkpoint).
   let edits = consecutive ? Math.min(editor.step * options.batch, options.n) : saved.edits;
   let seconds = saved.seconds;
@@ -184,7 +196,7 @@ export function readMetrics(out: string): MetricsLine[] {
 }
 
 /** Drops this mode's metric lines beyond the resumed checkpoint (and any torn line). */
-function keepMetricsUpTo(out: string, mode: EditMode, protocol: Protocol, edits: number): void {
+function keepMetricsUpTo(out: string, mode: SweepMethod, protocol: Protocol, edits: number): void {
   const lines = readMetrics(out).filter((m) => !(m.mode === mode && m.protocol === protocol && m.edits > edits));
   const file = join(out, 'metrics.jsonl');
   if (lines.length === 0) rmSync(file, { force: true });
@@ -197,4 +209,7 @@ function validate(o: SweepOptions): void {
   }
   if (o.evalEvery % o.batch !== 0) throw new InvalidArgumentError(`--eval-every (${o.evalEvery}) must be a multiple of --batch (${o.batch})`);
   if (o.modes.length === 0) throw new InvalidArgumentError('no mode to run');
+  for (const m of o.modes) {
+    if (!sweepMethods.includes(m)) throw new InvalidArgumentError(`mode must be one of ${sweepMethods.join(', ')}, not '${String(m)}'`);
+  }
 }

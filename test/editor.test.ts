@@ -5,8 +5,9 @@ import test from 'ava';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  AbortError, ConsecutiveEditor, HookedModel, InvalidRequestError, ModelMismatchError, Statistics, type EditRequest,
+  AbortError, ConsecutiveEditor, HookedModel, InvalidArgumentError, InvalidRequestError, ModelMismatchError, Statistics, type EditRequest,
 } from '../lib/index.js';
+import { resolveHyperparameters } from '../lib/options.js';
 import { prepareRequest } from '../lib/requests.js';
 import {
   add, float32Of, frobenius, makeRandomCorpus, mat, matmul, readSafetensors, solve, tempDir, tinyGpt2, tinyGptj, transpose,
@@ -127,8 +128,11 @@ test('keys are the edited module input at the subject, ½ bare prompt + ½ mean 
   }
 });
 
-/** The validated hook computed densely: P = xW0 + b, D = ΔW x, swap where the z-score of ‖D‖ over real tokens ≥ α. */
-function validatedReference(x: Float32Array, len: number, W0: Float32Array, b: Float32Array, delta: Float32Array, alpha: number) {
+/**
+ * The validated hook computed densely: P = xW0 + b, D = ΔW x, swap where the z-score of ‖D‖ over real tokens ≥ α
+ * (and, for the calibrated scope, ‖D‖ ≥ floor).
+ */
+function validatedReference(x: Float32Array, len: number, W0: Float32Array, b: Float32Array, delta: Float32Array, alpha: number, floor = 0) {
   const P = new Float64Array(len * C);
   const D = new Float64Array(len * C);
   const M = new Float64Array(len);
@@ -149,9 +153,9 @@ function validatedReference(x: Float32Array, len: number, W0: Float32Array, b: F
   const mean = M.reduce((s, v) => s + v, 0) / len;
   const std = Math.sqrt(M.reduce((s, v) => s + (v - mean) ** 2, 0) / (len - 1));
   const z = Array.from(M, (m) => (len >= 2 && std > 0 ? (m - mean) / std : -Infinity));
-  const swap = z.map((v) => v >= alpha);
+  const swap = z.map((v, t) => v >= alpha && M[t] >= floor);
   const out = Array.from(P, (p, i) => (swap[Math.floor(i / C)] ? p + D[i] : p));
-  return { out, swap, maxZ: Math.max(...z) };
+  return { out, swap, maxZ: Math.max(...z), M };
 }
 
 test('the validated hook swaps exactly where a dense reference does, padding excluded', async (t) => {
@@ -182,6 +186,54 @@ test('the validated hook swaps exactly where a dense reference does, padding exc
     }
   }
   t.true(swapped > 0 && kept > 0, `a meaningful case: ${swapped} swapped, ${kept} kept`);
+});
+
+test('the calibrated scope swaps only where ‖ΔW x‖ also reaches κ·ρ, ρ² = tr(ΔW E[kkᵀ] ΔWᵀ), and keeps α ≥ its floor', async (t) => {
+  await using model = await HookedModel.load(tinyGpt2);
+  const scopeKappa = 13;  // the paper's rule swaps tokens with ‖ΔW x‖ of 10–18 ρ here: κ = 13 keeps some, not all
+  const alphaFloor = 1.5;
+  await using editor = await editorFor(model, { scope: 'calibrated', scopeKappa, alphaFloor });
+  await editor.edit(requests);
+  await editor.edit(moreRequests);
+  const state = await editor.state();
+  const weights = readSafetensors(join(tinyGpt2, 'model.safetensors')).tensors;
+  const rows = [...requests, ...moreRequests].map((r) => model.tokenizer.encode(r.prompt.replace('{}', r.subject)));
+  let cut = 0;
+  let kept = 0;
+  for (const [i, layer] of layers.entries()) {
+    t.true(state.layers[i].alpha >= alphaFloor, `layer ${layer}: α ${state.layers[i].alpha}`);
+    // ρ² = Σ_cfg ΔW[c,f] E[f,g] ΔW[c,g], densely in float64
+    const E = await editor.statistics.secondMoment(layer);
+    const delta = state.layers[i].delta.data;
+    let rho2 = 0;
+    for (let c = 0; c < C; c++) {
+      for (let f = 0; f < F; f++) {
+        let s = 0;
+        for (let g = 0; g < F; g++) s += E.data[f * F + g] * delta[c * F + g];
+        rho2 += delta[c * F + f] * s;
+      }
+    }
+    const floor = scopeKappa * Math.sqrt(rho2);
+    t.true(Math.abs(editor.scopeFloors[i] - floor) <= 1e-6 * floor, `layer ${layer}: floor ${editor.scopeFloors[i]} vs ${floor}`);
+    const at = model.editedModule(layer);
+    const positions = rows.map((r) => r.map((_, p) => p));
+    const { records: [x, y] } = await model.run(rows, { padding: 'right', hooks: [{ at, record: 'input', positions }, { at, record: 'output', positions }] });
+    const W0 = float32Of(weights.get(`${at}.weight`)!);
+    const b = float32Of(weights.get(`${at}.bias`)!);
+    let offset = 0;
+    for (const row of rows) {
+      const args = [x!.data.subarray(offset * F), row.length, W0, b, delta, state.layers[i].alpha] as const;
+      const ref = validatedReference(...args, floor);
+      ref.out.forEach((v, k) => t.true(Math.abs(y!.data[offset * C + k] - v) < 1e-4, `layer ${layer}: output ${k}`));
+      const paper = validatedReference(...args);
+      cut += paper.swap.filter((s, p) => s && !ref.swap[p]).length;
+      kept += ref.swap.filter(Boolean).length;
+      offset += row.length;
+    }
+  }
+  t.true(cut > 0 && kept > 0, `a meaningful case: the floor removed ${cut} of the paper's swaps and kept ${kept}`);
+  t.throws(() => resolveHyperparameters(model.info, { mode: 'memit', scope: 'calibrated' }), { instanceOf: InvalidArgumentError });
+  t.throws(() => resolveHyperparameters(model.info, { scope: 'calibrated', alphaFloor: 3 }), { instanceOf: InvalidArgumentError });
 });
 
 test('α follows eq. 19: min(α, min over requests of the max z-score), measured without swapping', async (t) => {

@@ -39,3 +39,14 @@ test('invalid hyperparameters are typed errors', (t) => {
   t.throws(() => resolveHyperparameters(gpt2xl, {}, { values: { vSteps: 0.5 } }), { instanceOf: InvalidArgumentError });
   t.throws(() => resolveHyperparameters(gpt2xl, { mode: 'rome' as never }), { instanceOf: InvalidArgumentError });
 });
+
+test('the editing scope: the paper\'s by default, the calibrated one with its defaults, only for comeba-hk', (t) => {
+  t.like(resolveHyperparameters(gpt2xl, {}), { scope: 'paper', scopeKappa: 0, alphaFloor: 0 });
+  const calibrated = resolveHyperparameters(gpt2xl, { scope: 'calibrated' });
+  t.is(calibrated.scope, 'calibrated');
+  t.true(calibrated.scopeKappa > 0 && calibrated.alphaFloor > 0 && calibrated.alphaFloor <= calibrated.alphaZ);
+  t.like(resolveHyperparameters(gpt2xl, { scope: 'calibrated', scopeKappa: 7 }), { scopeKappa: 7, alphaFloor: calibrated.alphaFloor });
+  t.throws(() => resolveHyperparameters(gpt2xl, { scope: 'calibrated', mode: 'memit' }), { instanceOf: InvalidArgumentError });
+  t.throws(() => resolveHyperparameters(gpt2xl, { scope: 'wide' as never }), { instanceOf: InvalidArgumentError });
+  t.throws(() => resolveHyperparameters(gpt2xl, { scope: 'calibrated', scopeKappa: -1 }), { instanceOf: InvalidArgumentError });
+});

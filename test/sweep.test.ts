@@ -11,7 +11,7 @@ import { tempDir, tinyGpt2 } from './helpers.js';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const cli = join(root, 'lib', 'cli', 'main.ts');
 const shared = join(root, '..', 'shared', 'data');
-const args = (out: string) => ['--import', 'tsx', cli, 'sweep', '--n', '40', '--batch', '10', '--eval-every', '10', '--mode', 'comeba-hk', '--out', out];
+const args = (out: string) => ['--import', 'tsx', cli, 'sweep', '--n', '40', '--batch', '10', '--eval-every', '10', '--mode', 'comeba-hk+calibrated', '--out', out];
 
 /** The summary without wall-clock figures, which differ between runs. */
 const comparable = (out: string) =>
@@ -25,7 +25,8 @@ test('a sweep killed with SIGKILL half-way and rerun ends as an uninterrupted ru
 
   const killed = tempDir('comeba-sweep-');
   const child = spawn(process.execPath, args(killed), { cwd: root, stdio: 'ignore' });
-  const progress = join(killed, 'comeba-hk', 'progress.json');
+  // The calibrated scope: its floors are derived from the state, so a resumed editor must recompute them.
+  const progress = join(killed, 'comeba-hk+calibrated', 'progress.json');
   await new Promise<void>((resolve, reject) => {
     const poll = setInterval(() => {
       // Kill once at least one checkpoint is on disk and the run is not finished.

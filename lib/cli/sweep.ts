@@ -6,8 +6,7 @@ import { parseArgs } from 'node:util';
 import type { DatasetFormat } from '../datasets.js';
 import { detectFormat } from '../datasets.js';
 import { packageRoot } from '../native.js';
-import { editModes, type EditMode } from '../options.js';
-import { runSweep, type Protocol, type SweepEvent, type SweepSummary } from '../sweep.js';
+import { runSweep, sweepMethods, type Protocol, type SweepEvent, type SweepMethod, type SweepSummary } from '../sweep.js';
 import type { Device, Dtype } from '../HookedModel.js';
 
 export const summary = 'edit a dataset consecutively (or single-round) and report reliability, generality, locality';
@@ -21,10 +20,13 @@ const usage = `usage: comeba sweep [options]        (rerun the same command to r
   --format F           counterfact | zsre | memit | jsonl    (default: detected from the file)
   --n N                number of edits                       (default 1000)
   --batch B            edits per batch                       (default 10; 30 for single-round)
-  --mode M             comeba-hk | comeba-wo-hk | memit | all (default all)
+  --mode M             comeba-hk | comeba-hk+calibrated | comeba-wo-hk | memit,
+                       several separated by commas, or all   (default all)
   --layers L           edited layers, e.g. 3,4,5 or 3-5      (default: preset / scaling rule)
   --lambda X           λ                                     (default: per mode, METHOD.md §7)
   --alpha-z X          initial α                             (default 2.2)
+  --scope-kappa X, --alpha-floor X
+                       κ and α floor of comeba-hk+calibrated (defaults: README "Editing scope")
   --stats-corpus FILE  text for E[kkᵀ]                       (default: <model>/stats-corpus.txt, else the dataset's own text)
   --eval-every N       edits between evaluations             (default 200; a multiple of --batch)
   --protocol P         consecutive | single-round            (default consecutive)
@@ -51,6 +53,8 @@ export async function run(argv: string[]): Promise<number> {
       layers: { type: 'string' },
       lambda: { type: 'string' },
       'alpha-z': { type: 'string' },
+      'scope-kappa': { type: 'string' },
+      'alpha-floor': { type: 'string' },
       'stats-corpus': { type: 'string' },
       'eval-every': { type: 'string', default: '200' },
       protocol: { type: 'string', default: 'consecutive' },
@@ -66,7 +70,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const protocol = v.protocol as Protocol;
   if (protocol !== 'consecutive' && protocol !== 'single-round') throw new Error(`--protocol must be consecutive or single-round`);
-  const modes = (v.mode === 'all' ? editModes : [v.mode]) as EditMode[];
+  const modes = (v.mode === 'all' ? sweepMethods : v.mode!.split(',')) as SweepMethod[];
   const batch = Number(v.batch ?? (protocol === 'single-round' ? 30 : 10));
   const n = Number(v.n);
   const progress = new ProgressBar(process.stdout.isTTY === true);
@@ -76,6 +80,8 @@ export async function run(argv: string[]): Promise<number> {
     layers: v.layers ? parseLayers(v.layers) : undefined,
     lambda: v.lambda ? Number(v.lambda) : undefined,
     alphaZ: v['alpha-z'] ? Number(v['alpha-z']) : undefined,
+    scopeKappa: v['scope-kappa'] ? Number(v['scope-kappa']) : undefined,
+    alphaFloor: v['alpha-floor'] ? Number(v['alpha-floor']) : undefined,
     statsCorpus: v['stats-corpus'], device: v.device as Device, dtype: v.dtype as Dtype,
     onEvent: (e) => progress.update(e),
   });

@@ -17,6 +17,9 @@ EditorOptions to_editor_options(const Napi::Object& o) {
   opts.layers = to_token_list(o.Get("layers"), "layers");
   opts.lambda = get_double(o, "lambda", opts.lambda);
   opts.alpha_z = get_double(o, "alphaZ", opts.alpha_z);
+  opts.scope = run_sync(o.Env(), [&] { return parse_scope(get_string(o, "scope", "paper")); });
+  opts.scope_kappa = get_double(o, "scopeKappa", opts.scope_kappa);
+  opts.alpha_floor = get_double(o, "alphaFloor", opts.alpha_floor);
   opts.values.steps = get_int(o, "vSteps", opts.values.steps);
   opts.values.lr = get_double(o, "vLr", opts.values.lr);
   opts.values.weight_decay = get_double(o, "vWeightDecay", opts.values.weight_decay);
@@ -186,9 +189,14 @@ Napi::Value EditorWrap::info(const Napi::CallbackInfo& info) {
   obj.Set("mode", edit_mode_name(editor->options().mode));
   obj.Set("layers", to_js_ints(env, editor->options().layers));
   obj.Set("step", Napi::Number::New(env, static_cast<double>(editor->step())));
-  std::vector<double> alphas;
-  for (const auto& s : editor->state()) alphas.push_back(s.alpha);
+  obj.Set("scope", scope_name(editor->options().scope));
+  std::vector<double> alphas, floors;
+  for (const auto& s : editor->state()) {
+    alphas.push_back(s.alpha);
+    floors.push_back(s.floor);
+  }
   obj.Set("alphas", to_js_doubles(env, alphas));
+  obj.Set("scopeFloors", to_js_doubles(env, floors));
   return obj;
 }
 

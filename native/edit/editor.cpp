@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <limits>
 
 #include "common/device.h"
@@ -97,6 +98,14 @@ EditMode parse_edit_mode(const std::string& name) {
   fail(ErrorCode::InvalidArgument, "unknown mode '" + name + "' (expected comeba-hk, comeba-wo-hk or memit)");
 }
 
+Scope parse_scope(const std::string& name) {
+  if (name == "paper") return Scope::Paper;
+  if (name == "calibrated") return Scope::Calibrated;
+  fail(ErrorCode::InvalidArgument, "unknown scope '" + name + "' (expected paper or calibrated)");
+}
+
+const char* scope_name(Scope scope) { return scope == Scope::Calibrated ? "calibrated" : "paper"; }
+
 const char* edit_mode_name(EditMode mode) {
   switch (mode) {
     case EditMode::ComebaHk: return "comeba-hk";
@@ -117,6 +126,11 @@ Editor::Editor(std::shared_ptr<const CausalLM> model, EditorOptions options, std
     if (i > 0 && l <= options_.layers[i - 1]) fail(ErrorCode::InvalidArgument, "layers must be strictly increasing");
   }
   if (!(options_.lambda > 0)) fail(ErrorCode::InvalidArgument, "lambda must be positive");
+  if (options_.scope == Scope::Calibrated && options_.mode != EditMode::ComebaHk)
+    fail(ErrorCode::InvalidArgument, "the calibrated scope needs validated hooks: use it with mode comeba-hk");
+  if (!(options_.scope_kappa >= 0 && std::isfinite(options_.scope_kappa)) ||
+      !(options_.alpha_floor >= 0 && options_.alpha_floor <= options_.alpha_z))
+    fail(ErrorCode::InvalidArgument, "scopeKappa must be a number ≥ 0 and alphaFloor a number in [0, alphaZ]");
   if (second_moments.size() != options_.layers.size())
     fail(ErrorCode::InvalidArgument, "one second-moment matrix per edited layer is needed");
   for (size_t i = 0; i < second_moments.size(); ++i) {
@@ -161,8 +175,16 @@ std::vector<LayerState> Editor::state() const {
 std::vector<HookLayer> Editor::hook_layers(HookMode mode) const {
   std::shared_lock lock(state_mutex_);
   std::vector<HookLayer> layers;
-  for (const auto& s : state_) layers.push_back({s.layer, mode, s.delta, s.alpha});
+  for (const auto& s : state_) layers.push_back({s.layer, mode, s.delta, s.alpha, s.floor});
   return layers;
+}
+
+double Editor::scope_floor(size_t i, const torch::Tensor& delta) const {
+  if (options_.scope != Scope::Calibrated) return 0;
+  // prior_ is λ·E[kkᵀ] on the CPU (comeba-hk): ρ² = tr(ΔW E ΔWᵀ) in float64
+  auto d = delta.to(torch::kCPU, torch::kFloat64);                                // (C, F)
+  const double mean_sq = (d.mm(prior_[i]) * d).sum().item<double>() / options_.lambda;
+  return options_.scope_kappa * std::sqrt(std::max(mean_sq, 0.0));
 }
 
 std::unique_ptr<EditHooks> Editor::inference_hooks() const {
@@ -257,7 +279,7 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
       const double candidate = finite.min().item<double>();
       for (size_t i = 0; i < work.size(); ++i)
         if (work[i].layer == layer) {
-          work[i].alpha = std::min(work[i].alpha, candidate);
+          work[i].alpha = std::max(options_.alpha_floor, std::min(work[i].alpha, candidate));
           report.layers[i].alpha_after = work[i].alpha;
         }
     }
@@ -266,11 +288,14 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
   check_abort();
 
   // 4. Commit. Nothing above touched the editor's state.
+  std::vector<double> floors;
+  for (int64_t i = 0; i < L; ++i) floors.push_back(scope_floor(i, work[i].delta));
   {
     std::unique_lock lock(state_mutex_);
     for (int64_t i = 0; i < L; ++i) {
       state_[i].delta = work[i].delta;
       state_[i].alpha = work[i].alpha;
+      state_[i].floor = floors[i];
       if (options_.mode != EditMode::Memit)
         state_[i].c_accu.addmm_(batch_keys[i].to(state_[i].c_accu.scalar_type()), batch_keys[i].t().to(state_[i].c_accu.scalar_type()));
     }
@@ -295,6 +320,7 @@ void Editor::restore(std::vector<LayerState> state, int64_t step) {
         fail(ErrorCode::InvalidArgument, "C_accu of layer " + std::to_string(s.layer) + " is missing or has the wrong shape");
       s.c_accu = s.c_accu.to(model_->device(), options_.accumulator_dtype);
     }
+    s.floor = scope_floor(i, s.delta);
   }
   std::lock_guard edit_lock(edit_mutex_);
   std::unique_lock lock(state_mutex_);

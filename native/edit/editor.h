@@ -22,11 +22,23 @@ enum class EditMode { ComebaHk, ComebaWithoutHooks, Memit };
 EditMode parse_edit_mode(const std::string& name);
 const char* edit_mode_name(EditMode mode);
 
+// Which tokens a validated hook edits (comeba-hk only; README "Editing scope").
+//   Paper:      the z-score of ‖ΔW x_t‖ over the sequence reaches α (eq. 16–19).
+//   Calibrated: that, and ‖ΔW x_t‖ ≥ κ·ρ with ρ² = tr(ΔW E[kkᵀ] ΔWᵀ), the mean of ‖ΔW k‖² over the
+//               statistics corpus' keys; eq. 19 never takes α below `alpha_floor`.
+enum class Scope { Paper, Calibrated };
+
+Scope parse_scope(const std::string& name);
+const char* scope_name(Scope scope);
+
 struct EditorOptions {
   EditMode mode = EditMode::ComebaHk;
   std::vector<int64_t> layers;  // increasing; z lives at the output of the last one
   double lambda = 15000;
   double alpha_z = 2.2;
+  Scope scope = Scope::Paper;
+  double scope_kappa = 0;   // κ of the calibrated scope
+  double alpha_floor = 0;   // least α of the calibrated scope
   ValueOptions values;
   torch::Dtype accumulator_dtype = torch::kFloat64;  // storage of C_accu
 };
@@ -58,6 +70,7 @@ struct LayerState {
   torch::Tensor delta;   // (C, F) float32
   torch::Tensor c_accu;  // (F, F) accumulator dtype; λ·E[kkᵀ] plus every committed K Kᵀ
   double alpha = 0;
+  double floor = 0;      // the calibrated scope's κ·ρ, derived from delta (not saved)
 };
 
 class Editor {
@@ -80,6 +93,8 @@ class Editor {
  private:
   std::vector<HookLayer> hook_layers(HookMode mode) const;
   std::vector<LayerState> initial_state() const;
+  // κ·ρ of layer i for ΔW = delta under the calibrated scope, else 0.
+  double scope_floor(size_t i, const torch::Tensor& delta) const;
 
   std::shared_ptr<const CausalLM> model_;
   EditorOptions options_;

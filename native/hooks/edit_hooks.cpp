@@ -39,13 +39,13 @@ torch::Tensor EditHooks::edited_module(int64_t layer, const torch::Tensor& x, co
   }
   torch::Tensor swap;                                                  // (B, T)
   if (!track_) {
-    swap = masked_zscores(m, ctx.real) >= hl->alpha;
+    swap = (masked_zscores(m, ctx.real) >= hl->alpha) & (m >= hl->floor);
   } else {
     auto& h = history_[layer];
     const int64_t past = h.m.defined() ? h.m.size(1) : 0;
     auto m_all = past ? torch::cat({h.m, m}, 1) : m;                   // (B, S)
     auto real_all = past ? torch::cat({h.real, ctx.real}, 1) : ctx.real;
-    auto swap_all = masked_zscores(m_all, real_all) >= hl->alpha;
+    auto swap_all = (masked_zscores(m_all, real_all) >= hl->alpha) & (m_all >= hl->floor);
     if (past && !torch::equal(swap_all.narrow(1, 0, past), h.swap)) stale_ = true;
     swap = swap_all.narrow(1, past, m.size(1));
     h = {m_all, real_all, swap_all};

@@ -1,7 +1,7 @@
 // The hook layers of COMEBA-HK (paper §3.1.2–3.1.3, METHOD.md §4–5) on the edited MLP projections.
 //   Temporary: output := W_h x + b at every token (also how `memit` / `comeba-wo-hk` edit "in place").
 //   Validated: output := W_h x + b only where the z-score of ‖ΔW x_t‖ over the sequence's real tokens
-//              reaches α; elsewhere W0 x + b.
+//              reaches α and ‖ΔW x_t‖ itself reaches `floor` (0 in the paper's scope); elsewhere W0 x + b.
 //   Measure:   output := W0 x + b, recording each sequence's largest z-score (for the α update).
 // W_h = W0 + ΔW is never materialised: only ΔW (C, F) is kept, O − P = ΔW x.
 // The same object also carries the editor's probes: captured activations and where the forward may stop.
@@ -22,6 +22,7 @@ struct HookLayer {
   HookMode mode = HookMode::Off;
   torch::Tensor delta;    // (C, F) float32: ΔW = W_h − W0
   double alpha = 0;
+  double floor = 0;       // least ‖ΔW x_t‖ a validated hook swaps at (the calibrated scope; 0: the paper's)
 };
 
 // Row/position pairs of a padded batch at which to capture.
