@@ -28,7 +28,7 @@ const usage = `usage: comeba sweep [options]        (rerun the same command to r
   --scope-kappa X, --alpha-floor X
                        κ and α floor of comeba-hk+calibrated (defaults: README "Editing scope")
   --stats-corpus FILE  text for E[kkᵀ]                       (default: <model>/stats-corpus.txt, else the dataset's own text)
-  --eval-every N       edits between evaluations             (default 200; a multiple of --batch)
+  --eval-every N       edits between evaluations             (default 200, rounded up to a multiple of --batch)
   --protocol P         consecutive | single-round            (default consecutive)
   --out DIR            results and resumable state           (default ./comeba-sweep)
   --device D, --dtype T`;
@@ -56,7 +56,7 @@ export async function run(argv: string[]): Promise<number> {
       'scope-kappa': { type: 'string' },
       'alpha-floor': { type: 'string' },
       'stats-corpus': { type: 'string' },
-      'eval-every': { type: 'string', default: '200' },
+      'eval-every': { type: 'string' },
       protocol: { type: 'string', default: 'consecutive' },
       out: { type: 'string', default: 'comeba-sweep' },
       device: { type: 'string', default: 'cpu' },
@@ -76,7 +76,8 @@ export async function run(argv: string[]): Promise<number> {
   const progress = new ProgressBar(process.stdout.isTTY === true);
   const summaries = await runSweep({
     model: v.model!, data: v.data!, format: (v.format ?? detectFormat(v.data!)) as DatasetFormat, n, batch, modes, protocol,
-    evalEvery: Math.min(Number(v['eval-every']), Math.ceil(n / batch) * batch), out: v.out!,
+    // default: every 200 edits, rounded up to whole batches
+    evalEvery: Math.min(Number(v['eval-every'] ?? Math.ceil(200 / batch) * batch), Math.ceil(n / batch) * batch), out: v.out!,
     layers: v.layers ? parseLayers(v.layers) : undefined,
     lambda: v.lambda ? Number(v.lambda) : undefined,
     alphaZ: v['alpha-z'] ? Number(v['alpha-z']) : undefined,
