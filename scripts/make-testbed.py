@@ -40,7 +40,8 @@ up itself in layer 0 (MLP effect at the subject's last token <= 0.013), and one 
 Seeded (CPU, fixed step count; another torch build or thread count may give other weights). Run:
     python3 scripts/make-testbed.py            # ~15 min on 2 CPU cores (11 min training, 2 min tracing)
 Environment: TESTBED_STEPS (training steps), TESTBED_THREADS (torch threads,
-default 2; use 1 on a busy machine), TESTBED_NTRACE (facts traced).
+default 2; use 1 on a busy machine), TESTBED_NTRACE (facts traced), TESTBED_AUX (weight of the
+enrichment loss, default 1; 0 turns it off), TESTBED_OUT (write there instead of testbed/).
 """
 import hashlib
 import json
