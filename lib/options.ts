@@ -55,8 +55,10 @@ const valueDefaults: ValueOptions = {
  */
 const calibratedScope = { scopeKappa: 3, alphaFloor: 2 };
 
-/** λ per mode (consecutive editing); the paper uses 5000 for single-round COMEBA-HK. */
+/** λ per mode (consecutive editing). */
 const lambdaByMode: Record<EditMode, number> = { 'comeba-hk': 15000, 'comeba-wo-hk': 15000, memit: 20000 };
+/** The paper's λ for single-round COMEBA-HK (METHOD.md §7); a sweep uses it in that protocol. */
+export const singleRoundLambda: Partial<Record<EditMode, number>> = { 'comeba-hk': 5000 };
 
 interface Preset { layers: number[]; vSteps: number; memitLambda: number }
 

@@ -13,7 +13,7 @@ import { InvalidArgumentError } from './errors.js';
 import { Evaluator, summarise, type EvalResult, type RecordScores, type Snapshot } from './Evaluator.js';
 import { writeAtomically } from './files.js';
 import { HookedModel, type Device, type Dtype } from './HookedModel.js';
-import { readCheckpointDefaults, resolveHyperparameters, type EditMode, type Scope } from './options.js';
+import { readCheckpointDefaults, resolveHyperparameters, singleRoundLambda, type EditMode, type Scope } from './options.js';
 import { Statistics } from './statistics.js';
 
 export type Protocol = 'consecutive' | 'single-round';
@@ -22,9 +22,16 @@ export type Protocol = 'consecutive' | 'single-round';
 export type SweepMethod = EditMode | 'comeba-hk+calibrated';
 export const sweepMethods: readonly SweepMethod[] = ['comeba-hk', 'comeba-hk+calibrated', 'comeba-wo-hk', 'memit'];
 
-function editorSettings(method: SweepMethod, o: SweepOptions): { mode: EditMode; scope: Scope; scopeKappa?: number; alphaFloor?: number } {
-  if (method === 'comeba-hk+calibrated') return { mode: 'comeba-hk', scope: 'calibrated', scopeKappa: o.scopeKappa, alphaFloor: o.alphaFloor };
-  return { mode: method, scope: 'paper' };
+/**
+ * The editor settings a sweep gives `method`: its mode and scope, and λ: --lambda, else the checkpoint's comeba.json,
+ * else the protocol's (single-round COMEBA-HK: the paper's 5000; otherwise the mode's default).
+ */
+export function editorSettings(method: SweepMethod, o: Pick<SweepOptions, 'model' | 'protocol' | 'lambda' | 'scopeKappa' | 'alphaFloor'>) {
+  const { mode, scope }: { mode: EditMode; scope: Scope } = method === 'comeba-hk+calibrated'
+    ? { mode: 'comeba-hk', scope: 'calibrated' } : { mode: method, scope: 'paper' };
+  const fromCheckpoint = readCheckpointDefaults(o.model).lambda?.[mode];
+  const lambda = o.lambda ?? fromCheckpoint ?? (o.protocol === 'single-round' ? singleRoundLambda[mode] : undefined);
+  return scope === 'calibrated' ? { mode, scope, lambda, scopeKappa: o.scopeKappa, alphaFloor: o.alphaFloor } : { mode, scope, lambda };
 }
 
 export interface SweepOptions {
@@ -109,7 +116,7 @@ async function runMode(options: SweepOptions, cases: EditCase[], mode: SweepMeth
   const stateDir = join(dir, 'editor');
   await using editor = consecutive && existsSync(join(stateDir, 'editor.json'))
     ? await ConsecutiveEditor.load(model, stateDir, { stats })
-    : await ConsecutiveEditor.create(model, { ...editorSettings(mode, options), stats, layers: options.layers, lambda: options.lambda, alphaZ: options.alphaZ });
+    : await ConsecutiveEditor.create(model, { ...editorSettings(mode, options), stats, layers: options.layers, alphaZ: options.alphaZ });
   // Consecutive: the saved editor state is the truth (it is written first at a checkpoint).
   let edits = consecutive ? Math.min(editor.step * options.batch, options.n) : saved.edits;
   let seconds = saved.seconds;

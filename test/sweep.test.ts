@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runSweep, readMetrics, type SweepSummary } from '../lib/sweep.js';
+import { editorSettings, runSweep, readMetrics, type SweepSummary } from '../lib/sweep.js';
 import { tempDir, tinyGpt2 } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -67,4 +67,14 @@ test('a sweep on the shared CounterFact validation file runs with the tiny fixtu
     t.true(summary[key] >= 0 && summary[key] <= 100, `${key} ${summary[key]}`);
   }
   t.deepEqual(readMetrics(out).map((m) => m.edits), [3, 6]);
+});
+
+test('λ per method and protocol: the paper\'s 5000 for single-round COMEBA-HK, the mode\'s default otherwise, --lambda first', (t) => {
+  const testbed = join(root, 'testbed', 'model');  // its comeba.json sets no λ
+  const o = { model: testbed, protocol: 'single-round' as const };
+  t.like(editorSettings('comeba-hk', o), { mode: 'comeba-hk', scope: 'paper', lambda: 5000 });
+  t.like(editorSettings('comeba-hk+calibrated', o), { mode: 'comeba-hk', scope: 'calibrated', lambda: 5000 });
+  t.is(editorSettings('memit', o).lambda, undefined);
+  t.is(editorSettings('comeba-hk', { ...o, protocol: 'consecutive' }).lambda, undefined);
+  t.is(editorSettings('comeba-hk', { ...o, lambda: 800 }).lambda, 800);
 });
