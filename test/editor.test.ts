@@ -155,7 +155,22 @@ function validatedReference(x: Float32Array, len: number, W0: Float32Array, b: F
   const z = Array.from(M, (m) => (len >= 2 && std > 0 ? (m - mean) / std : -Infinity));
   const swap = z.map((v, t) => v >= alpha && M[t] >= floor);
   const out = Array.from(P, (p, i) => (swap[Math.floor(i / C)] ? p + D[i] : p));
-  return { out, swap, maxZ: Math.max(...z), M };
+  return { out, swap, maxZ: Math.max(...z) };
+}
+
+/** The edited module of `layer` run on `rows`: per row its input x (T × F) and output y (T × C); W0 and b from the checkpoint. */
+async function editedModuleRows(model: HookedModel, layer: number, rows: number[][], padding: 'left' | 'right') {
+  const at = model.editedModule(layer);
+  const positions = rows.map((r) => r.map((_, p) => p));
+  const { records: [x, y] } = await model.run(rows, { padding, hooks: [{ at, record: 'input', positions }, { at, record: 'output', positions }] });
+  const weights = readSafetensors(join(tinyGpt2, 'model.safetensors')).tensors;
+  let offset = 0;
+  const perRow = rows.map((row) => {
+    const io = { x: x!.data.subarray(offset * F), y: y!.data.subarray(offset * C), length: row.length };
+    offset += row.length;
+    return io;
+  });
+  return { rows: perRow, W0: float32Of(weights.get(`${at}.weight`)!), b: float32Of(weights.get(`${at}.bias`)!) };
 }
 
 test('the validated hook swaps exactly where a dense reference does, padding excluded', async (t) => {
@@ -163,26 +178,16 @@ test('the validated hook swaps exactly where a dense reference does, padding exc
   await using editor = await editorFor(model);
   await editor.edit(requests);
   const state = await editor.state();
-  const weights = readSafetensors(join(tinyGpt2, 'model.safetensors')).tensors;
   const rows = [...requests, ...moreRequests].map((r) => model.tokenizer.encode(r.prompt.replace('{}', r.subject)));
   let swapped = 0;
   let kept = 0;
   for (const [i, layer] of layers.entries()) {
-    const at = model.editedModule(layer);
-    const positions = rows.map((r) => r.map((_, p) => p));
-    const { records: [x, y] } = await model.run(rows, {
-      padding: 'left',
-      hooks: [{ at, record: 'input', positions }, { at, record: 'output', positions }],
-    });
-    const W0 = float32Of(weights.get(`${at}.weight`)!);
-    const b = float32Of(weights.get(`${at}.bias`)!);
-    let offset = 0;
-    for (const row of rows) {
-      const ref = validatedReference(x!.data.subarray(offset * F), row.length, W0, b, state.layers[i].delta.data, state.layers[i].alpha);
-      ref.out.forEach((v, k) => t.true(Math.abs(y!.data[offset * C + k] - v) < 1e-4, `layer ${layer}: output ${k}`));
+    const { rows: io, W0, b } = await editedModuleRows(model, layer, rows, 'left');
+    for (const { x, y, length } of io) {
+      const ref = validatedReference(x, length, W0, b, state.layers[i].delta.data, state.layers[i].alpha);
+      ref.out.forEach((v, k) => t.true(Math.abs(y[k] - v) < 1e-4, `layer ${layer}: output ${k}`));
       swapped += ref.swap.filter(Boolean).length;
       kept += ref.swap.filter((s) => !s).length;
-      offset += row.length;
     }
   }
   t.true(swapped > 0 && kept > 0, `a meaningful case: ${swapped} swapped, ${kept} kept`);
@@ -196,7 +201,6 @@ test('the calibrated scope swaps only where ‖ΔW x‖ also reaches κ·ρ, ρ�
   await editor.edit(requests);
   await editor.edit(moreRequests);
   const state = await editor.state();
-  const weights = readSafetensors(join(tinyGpt2, 'model.safetensors')).tensors;
   const rows = [...requests, ...moreRequests].map((r) => model.tokenizer.encode(r.prompt.replace('{}', r.subject)));
   let cut = 0;
   let kept = 0;
@@ -215,20 +219,13 @@ test('the calibrated scope swaps only where ‖ΔW x‖ also reaches κ·ρ, ρ�
     }
     const floor = scopeKappa * Math.sqrt(rho2);
     t.true(Math.abs(editor.scopeFloors[i] - floor) <= 1e-6 * floor, `layer ${layer}: floor ${editor.scopeFloors[i]} vs ${floor}`);
-    const at = model.editedModule(layer);
-    const positions = rows.map((r) => r.map((_, p) => p));
-    const { records: [x, y] } = await model.run(rows, { padding: 'right', hooks: [{ at, record: 'input', positions }, { at, record: 'output', positions }] });
-    const W0 = float32Of(weights.get(`${at}.weight`)!);
-    const b = float32Of(weights.get(`${at}.bias`)!);
-    let offset = 0;
-    for (const row of rows) {
-      const args = [x!.data.subarray(offset * F), row.length, W0, b, delta, state.layers[i].alpha] as const;
-      const ref = validatedReference(...args, floor);
-      ref.out.forEach((v, k) => t.true(Math.abs(y!.data[offset * C + k] - v) < 1e-4, `layer ${layer}: output ${k}`));
-      const paper = validatedReference(...args);
+    const { rows: io, W0, b } = await editedModuleRows(model, layer, rows, 'right');
+    for (const { x, y, length } of io) {
+      const ref = validatedReference(x, length, W0, b, delta, state.layers[i].alpha, floor);
+      ref.out.forEach((v, k) => t.true(Math.abs(y[k] - v) < 1e-4, `layer ${layer}: output ${k}`));
+      const paper = validatedReference(x, length, W0, b, delta, state.layers[i].alpha);
       cut += paper.swap.filter((s, p) => s && !ref.swap[p]).length;
       kept += ref.swap.filter(Boolean).length;
-      offset += row.length;
     }
   }
   t.true(cut > 0 && kept > 0, `a meaningful case: the floor removed ${cut} of the paper's swaps and kept ${kept}`);
