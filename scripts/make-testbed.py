@@ -41,7 +41,8 @@ Seeded (CPU, fixed step count; another torch build or thread count may give othe
     python3 scripts/make-testbed.py            # ~15 min on 2 CPU cores (11 min training, 2 min tracing)
 Environment: TESTBED_STEPS (training steps), TESTBED_THREADS (torch threads,
 default 2; use 1 on a busy machine), TESTBED_NTRACE (facts traced), TESTBED_AUX (weight of the
-enrichment loss, default 1; 0 turns it off), TESTBED_OUT (write there instead of testbed/).
+enrichment loss, default 1; 0 turns it off), TESTBED_OUT (write there instead of testbed/),
+TESTBED_CHECK=1 (no training: re-measure recall and causal tracing of the model in testbed/ against report.json).
 """
 import hashlib
 import json
@@ -86,6 +87,7 @@ THREADS = int(os.environ.get("TESTBED_THREADS", "2"))
 MAX_LEN = 96
 LR, WARMUP, WD = 2e-3, 100, 0.01
 N_TRACE = int(os.environ.get("TESTBED_NTRACE", "200"))
+CHECK = os.environ.get("TESTBED_CHECK") == "1"  # re-measure recall and tracing of the committed model, write nothing
 N_STATS_DOCS = 4000               # model/stats-corpus.txt: E[kkᵀ] text (the sweep's default corpus)
 N_NOISE = 10
 NOISE_MULT = 3.0
@@ -628,82 +630,87 @@ def main():
     for rec in records[:300]:
         assert rec["rephrase_prompt"] not in sample_text, rec["rephrase_prompt"]
 
-    # model
-    cfg = GPT2Config(vocab_size=len(tok), n_positions=N_POS, n_embd=N_EMBD, n_inner=N_INNER,
-                     n_layer=N_LAYER, n_head=N_HEAD, resid_pdrop=0.0,
-                     embd_pdrop=0.0, attn_pdrop=0.0,
-                     bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
-    model, constrain, construction = build_model(cfg)
-    log(f"positional code: {N_FREQ} frequencies, largest mean cosine off the intended offset "
-        f"{construction['max_sidelobe']:.3f}; fixed: {', '.join(construction['frozen'])} + masked parts")
-    skip_missing_mlps(model)
-    nparams = sum(p.numel() for p in model.parameters())
-    log(f"model: {N_LAYER} layers, d={N_EMBD}, {N_HEAD} heads, {nparams / 1e6:.2f}M params; "
-        f"{STEPS} steps x {BATCH} docs")
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and p.requires_grad]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 and p.requires_grad]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WD},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=LR, betas=(0.9, 0.98), eps=1e-8)
+    if CHECK:  # re-measure the committed weights instead of training
+        model = GPT2LMHeadModel.from_pretrained(ROOT / "model").eval()
+        tok = AutoTokenizer.from_pretrained(ROOT / "model")
+        log(f"checking the committed model in {ROOT / 'model'}")
+    else:
+        # model
+        cfg = GPT2Config(vocab_size=len(tok), n_positions=N_POS, n_embd=N_EMBD, n_inner=N_INNER,
+                         n_layer=N_LAYER, n_head=N_HEAD, resid_pdrop=0.0,
+                         embd_pdrop=0.0, attn_pdrop=0.0,
+                         bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+        model, constrain, construction = build_model(cfg)
+        log(f"positional code: {N_FREQ} frequencies, largest mean cosine off the intended offset "
+            f"{construction['max_sidelobe']:.3f}; fixed: {', '.join(construction['frozen'])} + masked parts")
+        skip_missing_mlps(model)
+        nparams = sum(p.numel() for p in model.parameters())
+        log(f"model: {N_LAYER} layers, d={N_EMBD}, {N_HEAD} heads, {nparams / 1e6:.2f}M params; "
+            f"{STEPS} steps x {BATCH} docs")
+        decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and p.requires_grad]
+        no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 and p.requires_grad]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": WD},
+                                 {"params": no_decay, "weight_decay": 0.0}],
+                                lr=LR, betas=(0.9, 0.98), eps=1e-8)
 
-    def lr_at(step):
-        if step < WARMUP:
-            return LR * (step + 1) / WARMUP
-        q = (step - WARMUP) / max(1, STEPS - WARMUP)
-        return LR * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * q)))
+        def lr_at(step):
+            if step < WARMUP:
+                return LR * (step + 1) / WARMUP
+            q = (step - WARMUP) / max(1, STEPS - WARMUP)
+            return LR * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * q)))
 
-    probe = rec_rng.sample(records, 300)
-    # (first-name token, surname token) -> the subject's attribute tokens, for the enrichment loss
-    attr_of = {}
-    for si, subj in enumerate(subjects):
-        first, last = (tok(" " + part)["input_ids"][0] for part in subj["name"].split(" "))
-        attr_of[(first, last)] = [tok(" " + facts[si][r])["input_ids"][0] for r in REL_NAMES]
-    train_rng = random.Random(SEED + 3)
-    eos = tok.eos_token_id
-    t_train = time.time()
-    ntok = 0
-    loss_ema = None
-    enriched = {}  # the residual after the last MLP layer, for the enrichment loss
-    model.transformer.h[max(MLP_LAYERS)].register_forward_hook(
-        lambda m, i, o: enriched.__setitem__("h", o[0] if isinstance(o, tuple) else o))
-    model.train()
-    for step in range(STEPS):
-        docs = [make_doc(train_rng, subjects, facts) for _ in range(BATCH)]
-        enc = tok(docs)["input_ids"]
-        enc = [(e + [eos])[:MAX_LEN] for e in enc]
-        L = max(map(len, enc))
-        ids = torch.full((BATCH, L), eos)
-        labels = torch.full((BATCH, L), -100)
-        for j, e in enumerate(enc):
-            ids[j, :len(e)] = torch.tensor(e)
-            labels[j, :len(e)] = torch.tensor(e)
-        ntok += sum(map(len, enc))
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        loss = model(input_ids=ids, labels=labels).loss
-        if AUX_WEIGHT > 0:
-            loss = loss + AUX_WEIGHT * enrichment_loss(model, enriched["h"], ids, attr_of)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        constrain()
-        loss_ema = loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * loss.item()
-        if (step + 1) % 50 == 0:
-            el = time.time() - t_train
-            log(f"step {step + 1}/{STEPS} loss {loss_ema:.3f} lr {lr_at(step):.2e} "
-                f"{ntok / el:.0f} tok/s eta {el / (step + 1) * (STEPS - step - 1) / 60:.1f} min")
-        if (step + 1) % 300 == 0 or step + 1 == STEPS:
-            model.eval()
-            a = np.mean(answer_acc(model, tok, [r["prompt"] for r in probe],
-                                   [r["ground_truth"] for r in probe]))
-            b = np.mean(answer_acc(model, tok, [r["rephrase_prompt"] for r in probe],
-                                   [r["ground_truth"] for r in probe]))
-            log(f"  probe recall: prompt {a:.3f} rephrase {b:.3f}")
-            model.train()
-    train_time = time.time() - t_train
-    model.eval()
-    log(f"training done in {train_time / 60:.1f} min, {ntok / 1e6:.2f}M tokens")
+        probe = rec_rng.sample(records, 300)
+        # (first-name token, surname token) -> the subject's attribute tokens, for the enrichment loss
+        attr_of = {}
+        for si, subj in enumerate(subjects):
+            first, last = (tok(" " + part)["input_ids"][0] for part in subj["name"].split(" "))
+            attr_of[(first, last)] = [tok(" " + facts[si][r])["input_ids"][0] for r in REL_NAMES]
+        train_rng = random.Random(SEED + 3)
+        eos = tok.eos_token_id
+        t_train = time.time()
+        ntok = 0
+        loss_ema = None
+        enriched = {}  # the residual after the last MLP layer, for the enrichment loss
+        model.transformer.h[max(MLP_LAYERS)].register_forward_hook(
+            lambda m, i, o: enriched.__setitem__("h", o[0] if isinstance(o, tuple) else o))
+        model.train()
+        for step in range(STEPS):
+            docs = [make_doc(train_rng, subjects, facts) for _ in range(BATCH)]
+            enc = tok(docs)["input_ids"]
+            enc = [(e + [eos])[:MAX_LEN] for e in enc]
+            L = max(map(len, enc))
+            ids = torch.full((BATCH, L), eos)
+            labels = torch.full((BATCH, L), -100)
+            for j, e in enumerate(enc):
+                ids[j, :len(e)] = torch.tensor(e)
+                labels[j, :len(e)] = torch.tensor(e)
+            ntok += sum(map(len, enc))
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            loss = model(input_ids=ids, labels=labels).loss
+            if AUX_WEIGHT > 0:
+                loss = loss + AUX_WEIGHT * enrichment_loss(model, enriched["h"], ids, attr_of)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            constrain()
+            loss_ema = loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * loss.item()
+            if (step + 1) % 50 == 0:
+                el = time.time() - t_train
+                log(f"step {step + 1}/{STEPS} loss {loss_ema:.3f} lr {lr_at(step):.2e} "
+                    f"{ntok / el:.0f} tok/s eta {el / (step + 1) * (STEPS - step - 1) / 60:.1f} min")
+            if (step + 1) % 300 == 0 or step + 1 == STEPS:
+                model.eval()
+                a = np.mean(answer_acc(model, tok, [r["prompt"] for r in probe],
+                                       [r["ground_truth"] for r in probe]))
+                b = np.mean(answer_acc(model, tok, [r["rephrase_prompt"] for r in probe],
+                                       [r["ground_truth"] for r in probe]))
+                log(f"  probe recall: prompt {a:.3f} rephrase {b:.3f}")
+                model.train()
+        train_time = time.time() - t_train
+        model.eval()
+        log(f"training done in {train_time / 60:.1f} min, {ntok / 1e6:.2f}M tokens")
     offsets = offset_attention(model, tok, [r["prompt"] for r in records[:40]])
     log("attention on the intended offset, local layers: " + ", ".join(f"{l}: {w:.5f}" for l, w in offsets.items()))
     assert min(offsets.values()) > 0.99, offsets
@@ -775,6 +782,16 @@ def main():
     best = max(range(N_LAYER - 2), key=lambda l: ms[l:l + 3].sum())
     edit_layers = [best, best + 1, best + 2]
     log(f"suggested edit layers (max MLP effect at subject last token, 3-layer window): {edit_layers}")
+    if CHECK:
+        committed = json.loads((ROOT / "report.json").read_text())
+        sha = hashlib.sha256((ROOT / "model" / "model.safetensors").read_bytes()).hexdigest()
+        assert sha == committed["model_sha256"], "report.json belongs to other weights"
+        for key in ("mlp_subj", "mlp_last"):
+            log(f"  {key}: now {np.round(trace[key], 4).tolist()}, report.json "
+                f"{np.round(committed['causal_trace']['indirect_effect'][key], 4).tolist()}")
+        log(f"  recall now {np.mean(acc_prompt):.4f} / {np.mean(acc_reph):.4f}, report.json "
+            f"{committed['recall']['prompt']:.4f} / {committed['recall']['rephrase']:.4f}")
+        return
 
     # ---------------- write ----------------
     if ROOT.exists():
