@@ -5,7 +5,7 @@
     "target_name": "comeba",
     "sources": ["<!@(node scripts/gyp-config.mjs sources)"],
     "include_dirs": ["native", "<!(node -p \"require('node-addon-api').include_dir\")"],
-    "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS", "<!@(node scripts/gyp-config.mjs defines)"],
+    "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_CPP_EXCEPTIONS_ALL", "<!@(node scripts/gyp-config.mjs defines)"],
     "cflags!": ["-fno-exceptions"],
     "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],
     "cflags_cc": ["-O2", "-fexceptions", "-frtti", "-fvisibility=hidden", "-fvisibility-inlines-hidden", "<!@(node scripts/gyp-config.mjs cflags_cc)"],

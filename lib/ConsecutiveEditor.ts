@@ -3,12 +3,12 @@
 // generations are those of the edited model. All heavy work runs natively off the JS thread.
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeAtomically } from './files.js';
+import { isRegularFile, removeOrphanedTemporaries, writeAtomically } from './files.js';
 import { AbortError, callNative, DisposedError, InvalidArgumentError, ModelMismatchError } from './errors.js';
 import type { HookedModel } from './HookedModel.js';
 import { loadNative } from './native.js';
 import type { NativeConsecutiveEditor, NativeEditorState, NativeLayerReport } from './nativeTypes.js';
-import { readCheckpointDefaults, resolveHyperparameters, type EditorHyperparameters } from './options.js';
+import { editorHyperparameterKeys, readCheckpointDefaults, resolveHyperparameters, type EditorHyperparameters } from './options.js';
 import { generateContextTemplates, prepareRequest, type EditRequest } from './requests.js';
 import { Statistics, type CollectOptions } from './statistics.js';
 
@@ -79,6 +79,7 @@ export class ConsecutiveEditor implements AsyncDisposable {
     this.options = options;
     this.contextTemplates = Object.freeze([...templates]);
     this.statistics = statistics;
+    model.adopt(this);
   }
 
   /**
@@ -99,7 +100,7 @@ export class ConsecutiveEditor implements AsyncDisposable {
 
   /** An editor restored from `save(dir)`: same options, templates and state. Refuses another model's state. */
   static async load(model: HookedModel, dir: string, options: { stats?: StatisticsSource } = {}): Promise<ConsecutiveEditor> {
-    const saved = readSaved(dir);
+    let saved = readSaved(dir);
     if (saved.model !== model.fingerprint) {
       throw new ModelMismatchError(`the editor state in ${dir} belongs to another model (fingerprint ${saved.model}, this model ${model.fingerprint})`);
     }
@@ -109,8 +110,21 @@ export class ConsecutiveEditor implements AsyncDisposable {
       contextTemplates: saved.contextTemplates,
     });
     try {
-      const step = await callNative(() => editor.#require().load(join(dir, saved.stateFile)));
-      if (step !== saved.step) throw new InvalidArgumentError(`${dir}: state file holds step ${step} but editor.json says ${saved.step}`);
+      // Another process may save into `dir` meanwhile: its new editor.json is complete before the state
+      // file it replaces goes. A failure after editor.json moved on (to a state of the same editor
+      // settings) is retried with what it points at now.
+      const settings = (s: SavedEditor) => JSON.stringify({ ...s, step: 0, stateFile: '', savedAt: '' });
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const step = await callNative(() => editor.#require().load(join(dir, saved.stateFile)));
+          if (step !== saved.step) throw new InvalidArgumentError(`${dir}: the state file holds step ${step} but editor.json says ${saved.step}`);
+          break;
+        } catch (err) {
+          const again = attempt < 5 ? readSaved(dir) : saved;
+          if (JSON.stringify(again) === JSON.stringify(saved) || settings(again) !== settings(saved)) throw err;
+          saved = again;
+        }
+      }
     } catch (err) {
       await editor.dispose();
       throw err;
@@ -141,19 +155,32 @@ export class ConsecutiveEditor implements AsyncDisposable {
     return this.#serialised(async () => {
       const native = this.#require();
       if (!Array.isArray(requests) || requests.length === 0) throw new InvalidArgumentError('edit expects a non-empty array of requests');
-      const prepared = requests.map((r, i) => prepareRequest(this.model.tokenizer, r, this.contextTemplates, i));
+      checkCallOptions(options);
+      const prepared = requests.map((r, i) => prepareRequest(this.model.tokenizer, r, this.contextTemplates, i, this.model.info.contextLength));
       const { signal, onProgress } = options;
       if (signal?.aborted) throw new AbortError('the edit was aborted before it started; the editor is unchanged');
       const onAbort = () => native.abort();
       signal?.addEventListener('abort', onAbort, { once: true });
+      // A handler that throws aborts the edit (the native side waits for every handler before it commits)
+      // and its exception becomes the edit's rejection.
+      let handlerError: { error: unknown } | undefined;
+      const progress = onProgress
+        ? (phase: string, done: number) => {
+            if (handlerError) return;
+            try {
+              onProgress({ phase, done });
+            } catch (error) {
+              handlerError = { error };
+              native.abort();
+            }
+          }
+        : undefined;
       try {
         return await callNative(() =>
-          native.edit(
-            prepared,
-            { capture: options.capture ?? false, failAfterLayer: options.failAfterLayer ?? -1 },
-            onProgress ? (phase, done) => onProgress({ phase, done }) : undefined,
-          ),
+          native.edit(prepared, { capture: options.capture ?? false, failAfterLayer: options.failAfterLayer ?? -1 }, progress),
         );
+      } catch (err) {
+        throw handlerError ? handlerError.error : err;
       } finally {
         signal?.removeEventListener('abort', onAbort);
       }
@@ -168,6 +195,7 @@ export class ConsecutiveEditor implements AsyncDisposable {
     return this.#serialised(async () => {
       const native = this.#require();
       mkdirSync(dir, { recursive: true });
+      removeOrphanedTemporaries(dir);
       const step = native.info().step;
       const stateFile = `state-${step}.safetensors`;
       await callNative(() => native.save(join(dir, stateFile)));
@@ -207,6 +235,7 @@ export class ConsecutiveEditor implements AsyncDisposable {
   async dispose(): Promise<void> {
     this.#native?.dispose();
     this.#native = null;
+    this.model.release(this);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -234,10 +263,37 @@ async function resolveStatistics(model: HookedModel, source: StatisticsSource | 
   throw new InvalidArgumentError('stats must be { corpus: path }, { file: path }, { npz: { [layer]: path } } or a Statistics object');
 }
 
+function checkCallOptions(options: EditCallOptions): void {
+  if (options === null || typeof options !== 'object') throw new InvalidArgumentError('edit options must be an object (or left out)');
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+    throw new InvalidArgumentError('edit: signal must be an AbortSignal (e.g. AbortSignal.timeout(ms) or an AbortController\'s signal)');
+  }
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw new InvalidArgumentError('edit: onProgress must be a function');
+}
+
+/** editor.json, checked field by field: a damaged file is refused with what is wrong, never half-used. */
 function readSaved(dir: string): SavedEditor {
   const path = join(dir, 'editor.json');
   if (!existsSync(path)) throw new InvalidArgumentError(`${dir} holds no saved editor (editor.json is missing)`);
-  const saved = JSON.parse(readFileSync(path, 'utf8')) as SavedEditor;
-  if (saved.format !== 'comeba-editor/1') throw new InvalidArgumentError(`${path} is not a comeba editor state`);
+  const bad = (what: string, cause?: unknown) => new InvalidArgumentError(`${path} is not a usable comeba editor state: ${what}`, { cause });
+  if (!isRegularFile(path)) throw bad('it is not a regular file');
+  let saved: SavedEditor;
+  try {
+    saved = JSON.parse(readFileSync(path, 'utf8')) as SavedEditor;
+  } catch (err) {
+    throw bad('it is not valid JSON', err);
+  }
+  if (saved === null || typeof saved !== 'object') throw bad('it is not a JSON object');
+  if (saved.format !== 'comeba-editor/1') throw bad(`format is ${JSON.stringify(saved.format)}, not "comeba-editor/1"`);
+  if (!Number.isSafeInteger(saved.step) || saved.step < 0) throw bad('step is not an integer ≥ 0');
+  // Only a file of our own naming inside `dir`: editor.json must not point elsewhere.
+  if (typeof saved.stateFile !== 'string' || !/^state-\d+\.safetensors$/.test(saved.stateFile)) throw bad('stateFile is not state-<step>.safetensors');
+  if (typeof saved.model !== 'string') throw bad('model (the checkpoint fingerprint) is missing');
+  if (saved.options === null || typeof saved.options !== 'object') throw bad('options are missing');
+  for (const key of editorHyperparameterKeys) {
+    if (!(key in saved.options)) throw bad(`options.${key} is missing`);
+  }
+  if (!Array.isArray(saved.contextTemplates) || saved.contextTemplates.some((t) => typeof t !== 'string')) throw bad('contextTemplates is not a list of strings');
+  if (typeof saved.statistics?.file !== 'string') throw bad('statistics.file is missing');
   return saved;
 }

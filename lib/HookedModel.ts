@@ -68,35 +68,37 @@ export class HookedModel implements AsyncDisposable {
   readonly tokenizer: Tokenizer;
   readonly info: ModelInfo;
   readonly dir: string;
+  /** A digest of config.json and every byte of the weight files (lib/fingerprint.ts): saved state and cached statistics are tied to it. */
+  readonly fingerprint: string;
   #native: NativeHookedModel | null;
-  #fingerprint: string | undefined;
+  // Editors and statistics that use this model: disposed with it.
+  #dependents = new Set<{ dispose(): Promise<void> }>();
 
-  private constructor(dir: string, native: NativeHookedModel, tokenizer: Tokenizer) {
+  private constructor(dir: string, native: NativeHookedModel, tokenizer: Tokenizer, fingerprint: string) {
     this.dir = dir;
     this.#native = native;
     this.tokenizer = tokenizer;
     this.info = native.info();
+    this.fingerprint = fingerprint;
   }
 
   /** Loads config.json, the safetensors weights (single or sharded) and the tokenizer from a local folder. */
   static async load(dir: string, options: LoadOptions = {}): Promise<HookedModel> {
     if (typeof dir !== 'string' || dir.length === 0) throw new InvalidArgumentError('HookedModel.load expects a folder path');
+    if (options === null || typeof options !== 'object') throw new InvalidArgumentError('HookedModel.load options must be an object (or left out)');
     const addon = loadNative();
+    // The fingerprint streams the weight files while the addon loads them.
+    const fingerprint = checkpointFingerprint(dir);
+    fingerprint.catch(() => undefined); // awaited below; a failed load reports the addon's error instead
     const native = await callNative(() =>
       addon.NativeHookedModel.load(dir, { device: options.device ?? 'cpu', dtype: options.dtype ?? 'float32' }),
     );
     try {
-      return new HookedModel(dir, native, Tokenizer.fromFolder(dir));
+      return new HookedModel(dir, native, Tokenizer.fromFolder(dir), await fingerprint);
     } catch (err) {
       native.dispose();
       throw err;
     }
-  }
-
-  /** A digest of config.json and the weight files (sizes, headers, first MiB): saved state and cached statistics are tied to it. */
-  get fingerprint(): string {
-    this.#fingerprint ??= checkpointFingerprint(this.dir);
-    return this.#fingerprint;
   }
 
   /** The HF name of the edited MLP projection of `layer`. */
@@ -122,6 +124,16 @@ export class HookedModel implements AsyncDisposable {
   /** Decoding with a KV cache: greedy, or top-k sampling with a seed. Goes through an attached editor's hooks. */
   async generate(prompt: string | readonly number[], options: GenerateOptions = {}): Promise<Generation> {
     const native = this.#require();
+    if (options === null || typeof options !== 'object') throw new InvalidArgumentError('generate options must be an object (or left out)');
+    const integer = (name: keyof GenerateOptions, least: number) => {
+      const v = options[name];
+      if (v !== undefined && !(Number.isSafeInteger(v) && (v as number) >= least)) {
+        throw new InvalidArgumentError(`generate: ${name} must be an integer ≥ ${least}, not ${String(v)}`);
+      }
+    };
+    integer('maxNewTokens', 1);
+    integer('topK', 0);
+    integer('seed', 0);
     const ids = typeof prompt === 'string' ? this.tokenizer.encode(prompt) : [...prompt];
     const tokens = await callNative(() =>
       native.generate(ids, {
@@ -138,10 +150,27 @@ export class HookedModel implements AsyncDisposable {
     return this.#native === null;
   }
 
-  /** Frees the native weights. Calls already running finish first; later calls throw DisposedError. */
+  /**
+   * Frees the native weights, and first disposes what depends on them: the attached editor and the
+   * statistics collected or loaded for this model. Calls already running finish first; later calls on any
+   * of them throw DisposedError.
+   */
   async dispose(): Promise<void> {
+    for (const dependent of [...this.#dependents]) await dependent.dispose();
+    this.#dependents.clear();
     this.#native?.dispose();
     this.#native = null;
+  }
+
+  /** @internal An editor or statistics object that must be disposed with this model. */
+  adopt(dependent: { dispose(): Promise<void> }): void {
+    this.#require();
+    this.#dependents.add(dependent);
+  }
+
+  /** @internal Called by a dependent that was disposed on its own. */
+  release(dependent: { dispose(): Promise<void> }): void {
+    this.#dependents.delete(dependent);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

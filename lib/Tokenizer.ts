@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { InvalidCheckpointError } from './errors.js';
+import { isRegularFile } from './files.js';
 
 export class Tokenizer {
   readonly #inner: HfTokenizer;
@@ -37,6 +38,7 @@ function readJson(dir: string, name: string): object {
   if (!existsSync(path)) {
     throw new InvalidCheckpointError(`invalid checkpoint ${dir}: missing ${name} (the tokenizer needs tokenizer.json and tokenizer_config.json)`);
   }
+  if (!isRegularFile(path)) throw new InvalidCheckpointError(`invalid checkpoint ${dir}: ${name} is not a regular file`);
   try {
     return JSON.parse(readFileSync(path, 'utf8')) as object;
   } catch (err) {

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, InvalidDatasetError } from './errors.js';
 import type { EvalRecord } from './Evaluator.js';
-import type { EditRequest } from './requests.js';
+import { fillTemplate, type EditRequest } from './requests.js';
 
 export type DatasetFormat = 'counterfact' | 'zsre' | 'memit' | 'jsonl';
 
@@ -89,7 +89,7 @@ function makeRequest(prompt: string, subject: string, target: string, at: At, fi
   if (subject.trim() === '') fail(at, 'the subject is empty', fields.subject);
   const holes = prompt.split('{}').length - 1;
   if (holes > 1) fail(at, `the prompt has ${holes} {} (at most one)`, fields.prompt);
-  if (holes === 1) return { request: { prompt, subject, target }, text: prompt.replace('{}', subject) };
+  if (holes === 1) return { request: { prompt, subject, target }, text: fillTemplate(prompt, subject) };
   if (prompt.includes(subject)) return { request: { prompt, subject, target }, text: prompt };
   const at2 = prompt.toLowerCase().indexOf(subject.toLowerCase());
   // Lower-casing can change a string's length (e.g. "İ"); only trust the match when it does not.

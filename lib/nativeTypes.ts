@@ -64,6 +64,7 @@ export interface NativeSecondMoments {
   mean(layer: number): Promise<{ data: Float64Array; shape: number[] }>;
   count(): number;
   layers(): number[];
+  dispose(): void;
 }
 
 export interface NativeSecondMomentsClass {

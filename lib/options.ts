@@ -3,6 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidArgumentError } from './errors.js';
+import { isRegularFile } from './files.js';
 import type { ModelInfo } from './HookedModel.js';
 
 export type EditMode = 'comeba-hk' | 'comeba-wo-hk' | 'memit';
@@ -43,6 +44,14 @@ export interface EditorHyperparameters extends ValueOptions {
   /** Storage of C_accu; solves always run in float64. */
   accumulatorDtype: 'float32' | 'float64';
 }
+
+// Checked by the compiler to name every field of EditorHyperparameters once.
+const hyperparameterFields: Record<keyof EditorHyperparameters, true> = {
+  mode: true, layers: true, lambda: true, alphaZ: true, scope: true, scopeKappa: true, alphaFloor: true, accumulatorDtype: true,
+  vSteps: true, vLr: true, vWeightDecay: true, klFactor: true, clampNormFactor: true, earlyStopLoss: true,
+};
+/** Every field of EditorHyperparameters: a saved editor must hold them all. */
+export const editorHyperparameterKeys = Object.keys(hyperparameterFields) as (keyof EditorHyperparameters)[];
 
 const valueDefaults: ValueOptions = {
   vSteps: 20, vLr: 0.5, vWeightDecay: 0.5, klFactor: 0.0625, clampNormFactor: 0.75, earlyStopLoss: 5e-2,
@@ -102,6 +111,7 @@ export interface CheckpointDefaults {
 export function readCheckpointDefaults(dir: string): CheckpointDefaults {
   const path = join(dir, 'comeba.json');
   if (!existsSync(path)) return {};
+  if (!isRegularFile(path)) throw new InvalidArgumentError(`${path} is not a regular file`);
   try {
     return JSON.parse(readFileSync(path, 'utf8')) as CheckpointDefaults;
   } catch (err) {

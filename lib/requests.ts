@@ -33,7 +33,14 @@ export async function generateContextTemplates(model: HookedModel, seed = 0): Pr
   return templates;
 }
 
-/** The prompt with `{}` in place of the subject. */
+/**
+ * `template` with its `{}` replaced by `text`, literally: String.replace with a string would expand `$$`,
+ * `$&` and `$'` in the text ("It costs $$5" would be edited as "It costs $5").
+ */
+export function fillTemplate(template: string, text: string): string {
+  return template.replace('{}', () => text);
+}
+
 /** Targets are scored and edited as a continuation after a space, as EasyEdit and MEMIT do. */
 export function withLeadingSpace(target: string): string {
   return target.startsWith(' ') ? target : ` ${target}`;
@@ -69,12 +76,16 @@ function checkRequest(request: unknown, index: number): EditRequest {
   return req;
 }
 
-export function prepareRequest(tokenizer: Tokenizer, request: EditRequest, templates: readonly string[], index: number): NativeEditRequest {
+/**
+ * The request in token form. `contextLength` is the model's: a prompt whose longest context plus the target
+ * does not fit is refused here with the request's index, before any work starts.
+ */
+export function prepareRequest(tokenizer: Tokenizer, request: EditRequest, templates: readonly string[], index: number, contextLength: number): NativeEditRequest {
   const template = promptTemplate(checkRequest(request, index), index);
   const contexts: number[][] = [];
   const subjectLast: number[] = [];
   for (const context of templates) {
-    const full = context.replace('{}', template);
+    const full = fillTemplate(context, template);
     const at = full.indexOf('{}');
     const [row, last] = subjectRow(tokenizer, full.slice(0, at), request.subject, full.slice(at + 2), index);
     contexts.push(row);
@@ -82,6 +93,10 @@ export function prepareRequest(tokenizer: Tokenizer, request: EditRequest, templ
   }
   const target = tokenizer.encode(withLeadingSpace(request.target));
   if (target.length === 0) throw new InvalidRequestError(index, 'the target has no tokens');
+  const longest = Math.max(...contexts.map((row) => row.length));
+  if (longest + target.length > contextLength) {
+    throw new InvalidRequestError(index, `the prompt in its longest context (${longest} tokens) and the target (${target.length}) exceed the model's context of ${contextLength} tokens`);
+  }
   const [klRow, klSubjectLast] = subjectRow(tokenizer, '', request.subject, ' is a', index);
   return { contexts, subjectLast, target, klRow, klSubjectLast };
 }

@@ -4,8 +4,8 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { AbortError, callNative, InvalidArgumentError, ModelMismatchError } from './errors.js';
-import { comebaCacheDir } from './files.js';
+import { AbortError, callNative, DisposedError, InvalidArgumentError, ModelMismatchError } from './errors.js';
+import { comebaCacheDir, removeOrphanedTemporaries } from './files.js';
 import type { HookedModel } from './HookedModel.js';
 import { loadNative } from './native.js';
 import type { NativeSecondMoments } from './nativeTypes.js';
@@ -48,17 +48,26 @@ export interface CollectOptions {
 const checkpointEverySeconds = 30;
 
 export class Statistics {
-  /** @internal */
-  readonly native: NativeSecondMoments;
   readonly provenance: StatisticsProvenance;
   /** The safetensors file holding them. */
   readonly file: string;
 
-  /** @internal */
-  constructor(native: NativeSecondMoments, provenance: StatisticsProvenance, file: string) {
-    this.native = native;
+  readonly model: HookedModel;
+  #native: NativeSecondMoments | null;
+
+  /** @internal Disposed with `model`. */
+  constructor(model: HookedModel, native: NativeSecondMoments, provenance: StatisticsProvenance, file: string) {
+    this.model = model;
+    this.#native = native;
     this.provenance = provenance;
     this.file = file;
+    model.adopt(this);
+  }
+
+  /** @internal */
+  get native(): NativeSecondMoments {
+    if (!this.#native) throw new DisposedError('Statistics');
+    return this.#native;
   }
 
   /** E[kkᵀ] of one layer, (d_ff, d_ff) in float64. */
@@ -66,15 +75,37 @@ export class Statistics {
     return callNative(() => this.native.mean(layer));
   }
 
+  get disposed(): boolean {
+    return this.#native === null;
+  }
+
+  /** Frees the sums. Editors created from these statistics keep their own copy and go on working. */
+  async dispose(): Promise<void> {
+    this.#native?.dispose();
+    this.#native = null;
+    this.model.release(this);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
+  }
+
   /** Statistics saved by `collect` (or converted by the CLI), checked against the model. */
   static async load(model: HookedModel, file: string): Promise<Statistics> {
     if (!existsSync(file)) throw new InvalidArgumentError(`statistics file ${file} does not exist`);
     const native = await callNative(() => loadNative().NativeSecondMoments.load(file, model.native));
-    const provenance = readProvenance(file);
+    let provenance: StatisticsProvenance | undefined;
+    try {
+      provenance = readProvenance(file);
+    } catch (err) {
+      native.dispose();
+      throw err;
+    }
     if (provenance && provenance.model !== model.fingerprint) {
+      native.dispose();
       throw new ModelMismatchError(`statistics ${file} were collected on another model (fingerprint ${provenance.model}, this model ${model.fingerprint})`);
     }
-    return new Statistics(native, provenance ?? { model: model.fingerprint, layers: native.layers(), corpus: file, corpusHash: '', tokens: native.count(), dtype: 'float64', maxLength: 0 }, file);
+    return new Statistics(model, native, provenance ?? { model: model.fingerprint, layers: native.layers(), corpus: file, corpusHash: '', tokens: native.count(), dtype: 'float64', maxLength: 0 }, file);
   }
 
   /**
@@ -112,20 +143,22 @@ export class Statistics {
 
   /** Computes the statistics, or reuses a cached result with the same provenance; resumes a partial one. */
   static async collect(model: HookedModel, options: CollectOptions): Promise<Statistics> {
-    // Callers asking for the same statistics at once share one collection.
+    // Callers asking for the same statistics at once share one collection (into the cache file); each
+    // gets its own Statistics, owned by its own model.
     const key = JSON.stringify([model.fingerprint, options.corpus, options.layers, options.dtype, options.maxTokens, options.maxLength, options.cacheDir]);
     let pending = inFlight.get(key);
     if (!pending) {
       pending = collectOnce(model, options).finally(() => inFlight.delete(key));
       inFlight.set(key, pending);
     }
-    return pending;
+    return Statistics.load(model, await pending);
   }
 }
 
-const inFlight = new Map<string, Promise<Statistics>>();
+const inFlight = new Map<string, Promise<string>>();
 
-async function collectOnce(model: HookedModel, options: CollectOptions): Promise<Statistics> {
+/** The cache file of the statistics `options` ask for, collected now unless it exists. */
+async function collectOnce(model: HookedModel, options: CollectOptions): Promise<string> {
   const corpusBytes = readFileSync(options.corpus);
   const corpusHash = createHash('sha256').update(corpusBytes).digest('hex');
   const dtype = options.dtype ?? 'float64';
@@ -136,9 +169,10 @@ async function collectOnce(model: HookedModel, options: CollectOptions): Promise
     .digest('hex')
     .slice(0, 24);
   const dir = cacheDirOf(options.cacheDir);
+  removeOrphanedTemporaries(dir);
   const file = join(dir, `${key}.safetensors`);
   const partial = join(dir, `${key}.partial.safetensors`);
-  if (existsSync(file)) return Statistics.load(model, file);
+  if (existsSync(file)) return file;
 
   const documents = readDocuments(corpusBytes.toString('utf8'), options.corpus);
   let native: NativeSecondMoments;
@@ -168,8 +202,9 @@ async function collectOnce(model: HookedModel, options: CollectOptions): Promise
   }
   if (native.count() === 0) throw new InvalidArgumentError(`the corpus ${options.corpus} has no tokens`);
   await callNative(() => native.save(file, metadataOf(provenance())));  // written atomically
+  native.dispose();
   rmSync(partial, { force: true });
-  return new Statistics(native, provenance(), file);
+  return file;
 }
 
 /** Documents of a corpus file: JSONL `text` fields, else blank-line-separated paragraphs, else lines. */
@@ -246,5 +281,12 @@ function readMetadata(file: string): Record<string, string> {
 
 function readProvenance(file: string): StatisticsProvenance | undefined {
   const raw = readMetadata(file).provenance;
-  return raw ? (JSON.parse(raw) as StatisticsProvenance) : undefined;
+  if (raw === undefined) return undefined;
+  try {
+    const p = JSON.parse(raw) as StatisticsProvenance;
+    if (typeof p?.model !== 'string') throw new Error('no model fingerprint');
+    return p;
+  } catch (err) {
+    throw new InvalidArgumentError(`statistics ${file}: the provenance in its header is corrupt (${(err as Error).message})`, { cause: err });
+  }
 }

@@ -114,7 +114,7 @@ test('keys are the edited module input at the subject, ½ bare prompt + ½ mean 
   const report = await editor.edit(requests, { capture: true });
   const K = tensorMat(report.layers[0].keys!);  // first edited layer: its input does not depend on any edit
   for (const [r, req] of requests.entries()) {
-    const prepared = prepareRequest(model.tokenizer, req, editor.contextTemplates, r);
+    const prepared = prepareRequest(model.tokenizer, req, editor.contextTemplates, r, model.info.contextLength);
     const { records: [x] } = await model.run(prepared.contexts, {
       hooks: [{ at: model.editedModule(layers[0]), record: 'input', positions: prepared.subjectLast.map((p) => [p]) }],
     });

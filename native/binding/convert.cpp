@@ -1,5 +1,7 @@
 #include "binding/convert.h"
 
+#include <cmath>
+
 namespace comeba::binding {
 
 void throw_invalid(Napi::Env env, const std::string& message) {
@@ -31,7 +33,8 @@ std::string describe(const Napi::Value& v) {
 int64_t to_int(const Napi::Value& v, const std::string& what) {
   if (!v.IsNumber()) throw_invalid(v.Env(), "expected an integer for " + what + " but received " + describe(v));
   const double d = v.As<Napi::Number>().DoubleValue();
-  if (d != static_cast<double>(static_cast<int64_t>(d)))
+  // Exact integers only (|d| ≤ 2^53 − 1): casting a larger or non-finite double to int64 is undefined.
+  if (!(std::fabs(d) <= 9007199254740991.0) || d != std::trunc(d))
     throw_invalid(v.Env(), "expected an integer for " + what + " but received " + describe(v));
   return static_cast<int64_t>(d);
 }
@@ -114,8 +117,13 @@ torch::Tensor to_float_tensor(const Napi::Value& data, const std::vector<int64_t
   if (!data.IsTypedArray() || data.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
     throw_invalid(data.Env(), "expected a Float32Array for " + what + " but received " + describe(data));
   auto arr = data.As<Napi::Float32Array>();
+  // Checked before any tensor exists: torch::from_blob on a negative or overflowing shape aborts.
   int64_t numel = 1;
-  for (int64_t d : shape) numel *= d;
+  for (int64_t d : shape) {
+    if (d < 0) throw_invalid(data.Env(), "the shape of " + what + " has a negative dimension " + std::to_string(d));
+    if (d > 0 && numel > INT64_MAX / d) throw_invalid(data.Env(), "the shape of " + what + " is too large");
+    numel *= d;
+  }
   if (numel != static_cast<int64_t>(arr.ElementLength()))
     throw_invalid(data.Env(), what + " has " + std::to_string(arr.ElementLength()) + " values but its shape needs " +
                                   std::to_string(numel));

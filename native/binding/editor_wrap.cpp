@@ -1,5 +1,9 @@
 #include "binding/editor_wrap.h"
 
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+
 #include "binding/addon_data.h"
 #include "binding/convert.h"
 #include "binding/hooked_model_wrap.h"
@@ -90,25 +94,47 @@ struct ProgressEvent {
   double done;
 };
 
+// Progress events queued for the JS thread and not yet handled; the edit waits for none before it commits.
+struct ProgressQueue {
+  std::mutex mutex;
+  std::condition_variable handled;
+  int64_t pending = 0;
+
+  void add() {
+    std::lock_guard lock(mutex);
+    ++pending;
+  }
+  void done() {
+    std::lock_guard lock(mutex);
+    --pending;
+    handled.notify_all();
+  }
+  // Bounded: a torn-down environment drops its queued calls without running them.
+  void drain() {
+    std::unique_lock lock(mutex);
+    handled.wait_for(lock, std::chrono::seconds(60), [this] { return pending == 0; });
+  }
+};
+
 }  // namespace
 
 void EditorWrap::init(Napi::Env env, Napi::Object exports) {
   auto cls = DefineClass(env, "NativeConsecutiveEditor",
-                         {StaticMethod<&EditorWrap::create>("create"),
-                          InstanceMethod<&EditorWrap::edit>("edit"),
-                          InstanceMethod<&EditorWrap::abort>("abort"),
-                          InstanceMethod<&EditorWrap::info>("info"),
-                          InstanceMethod<&EditorWrap::state>("state"),
-                          InstanceMethod<&EditorWrap::save>("save"),
-                          InstanceMethod<&EditorWrap::load>("load"),
-                          InstanceMethod<&EditorWrap::checksum>("checksum"),
-                          InstanceMethod<&EditorWrap::reset>("reset"),
-                          InstanceMethod<&EditorWrap::dispose>("dispose")});
+                         {StaticMethod("create", &EditorWrap::guard_static<&EditorWrap::create>),
+                          InstanceMethod("edit", &EditorWrap::guard<&EditorWrap::edit>),
+                          InstanceMethod("abort", &EditorWrap::guard<&EditorWrap::abort>),
+                          InstanceMethod("info", &EditorWrap::guard<&EditorWrap::info>),
+                          InstanceMethod("state", &EditorWrap::guard<&EditorWrap::state>),
+                          InstanceMethod("save", &EditorWrap::guard<&EditorWrap::save>),
+                          InstanceMethod("load", &EditorWrap::guard<&EditorWrap::load>),
+                          InstanceMethod("checksum", &EditorWrap::guard<&EditorWrap::checksum>),
+                          InstanceMethod("reset", &EditorWrap::guard<&EditorWrap::reset>),
+                          InstanceMethod("dispose", &EditorWrap::guard<&EditorWrap::dispose>)});
   addon_data(env).editor = Napi::Persistent(cls);
   exports.Set("NativeConsecutiveEditor", cls);
 }
 
-EditorWrap::EditorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EditorWrap>(info) {
+EditorWrap::EditorWrap(const Napi::CallbackInfo& info) : GuardedWrap<EditorWrap>(info) {
   if (info.Length() != 2 || !info[0].IsExternal() || !info[1].IsObject())
     throw_invalid(info.Env(), "NativeConsecutiveEditor cannot be constructed directly; use NativeConsecutiveEditor.create()");
   editor_ = *info[0].As<Napi::External<std::shared_ptr<Editor>>>().Data();
@@ -117,6 +143,9 @@ EditorWrap::EditorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Editor
 
 std::shared_ptr<Editor> EditorWrap::require(Napi::Env env) const {
   if (!editor_) throw_disposed(env, "editor");
+  // An editor outlives its model only as a handle: without the model it can neither edit nor save.
+  if (!model_.IsEmpty() && Napi::ObjectWrap<HookedModelWrap>::Unwrap(model_.Value())->disposed())
+    throw_disposed(env, "model of this editor");
   return editor_;
 }
 
@@ -162,14 +191,26 @@ Napi::Value EditorWrap::edit(const Napi::CallbackInfo& info) {
     tsfn = std::shared_ptr<Napi::ThreadSafeFunction>(
         new Napi::ThreadSafeFunction(Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "comeba-progress", 0, 1)),
         [](Napi::ThreadSafeFunction* f) { f->Release(); delete f; });
-    control.progress = [tsfn](const std::string& phase, double done) {
+    auto queue = std::make_shared<ProgressQueue>();
+    control.progress = [tsfn, queue](const std::string& phase, double done) {
       auto* event = new ProgressEvent{phase, done};
-      auto status = tsfn->NonBlockingCall(event, [](Napi::Env env, Napi::Function fn, ProgressEvent* e) {
-        fn.Call({Napi::String::New(env, e->phase), Napi::Number::New(env, e->done)});
+      queue->add();
+      auto status = tsfn->NonBlockingCall(event, [queue](Napi::Env env, Napi::Function fn, ProgressEvent* e) {
+        // lib/ConsecutiveEditor.ts catches the handler's exceptions and aborts the edit; one that still
+        // arrives here must not become an uncaught exception of the process.
+        try {
+          fn.Call({Napi::String::New(env, e->phase), Napi::Number::New(env, e->done)});
+        } catch (const Napi::Error&) {
+        }
         delete e;
+        queue->done();
       });
-      if (status != napi_ok) delete event;
+      if (status != napi_ok) {
+        delete event;
+        queue->done();
+      }
     };
+    control.before_commit = [queue] { queue->drain(); };
   }
   return PromiseWorker<EditReport>::start(
       env, info.This().As<Napi::Object>(),

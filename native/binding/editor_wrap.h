@@ -7,11 +7,12 @@
 #include <atomic>
 #include <memory>
 
+#include "binding/worker.h"
 #include "edit/editor.h"
 
 namespace comeba::binding {
 
-class EditorWrap final : public Napi::ObjectWrap<EditorWrap> {
+class EditorWrap final : public GuardedWrap<EditorWrap> {
  public:
   static void init(Napi::Env env, Napi::Object exports);
   explicit EditorWrap(const Napi::CallbackInfo& info);

@@ -11,17 +11,17 @@ namespace comeba::binding {
 
 void HookedModelWrap::init(Napi::Env env, Napi::Object exports) {
   auto cls = DefineClass(env, "NativeHookedModel",
-                         {StaticMethod<&HookedModelWrap::load>("load"),
-                          InstanceMethod<&HookedModelWrap::info>("info"),
-                          InstanceMethod<&HookedModelWrap::forward>("forward"),
-                          InstanceMethod<&HookedModelWrap::generate>("generate"),
-                          InstanceMethod<&HookedModelWrap::score_targets>("scoreTargets"),
-                          InstanceMethod<&HookedModelWrap::dispose>("dispose")});
+                         {StaticMethod("load", &HookedModelWrap::guard_static<&HookedModelWrap::load>),
+                          InstanceMethod("info", &HookedModelWrap::guard<&HookedModelWrap::info>),
+                          InstanceMethod("forward", &HookedModelWrap::guard<&HookedModelWrap::forward>),
+                          InstanceMethod("generate", &HookedModelWrap::guard<&HookedModelWrap::generate>),
+                          InstanceMethod("scoreTargets", &HookedModelWrap::guard<&HookedModelWrap::score_targets>),
+                          InstanceMethod("dispose", &HookedModelWrap::guard<&HookedModelWrap::dispose>)});
   addon_data(env).hooked_model = Napi::Persistent(cls);
   exports.Set("NativeHookedModel", cls);
 }
 
-HookedModelWrap::HookedModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<HookedModelWrap>(info) {
+HookedModelWrap::HookedModelWrap(const Napi::CallbackInfo& info) : GuardedWrap<HookedModelWrap>(info) {
   if (info.Length() != 1 || !info[0].IsExternal())
     throw_invalid(info.Env(), "NativeHookedModel cannot be constructed directly; use NativeHookedModel.load()");
   model_ = *info[0].As<Napi::External<std::shared_ptr<CausalLM>>>().Data();

@@ -6,12 +6,13 @@
 
 #include <memory>
 
+#include "binding/worker.h"
 #include "edit/editor.h"
 #include "models/causal_lm.h"
 
 namespace comeba::binding {
 
-class HookedModelWrap final : public Napi::ObjectWrap<HookedModelWrap> {
+class HookedModelWrap final : public GuardedWrap<HookedModelWrap> {
  public:
   static void init(Napi::Env env, Napi::Object exports);
   explicit HookedModelWrap(const Napi::CallbackInfo& info);
@@ -19,6 +20,7 @@ class HookedModelWrap final : public Napi::ObjectWrap<HookedModelWrap> {
   // The wrap behind a JS handle; throws INVALID_ARGUMENT for anything else and DISPOSED after dispose().
   static HookedModelWrap* unwrap(const Napi::Value& value);
   std::shared_ptr<CausalLM> require_model(Napi::Env env) const;
+  bool disposed() const { return !model_; }
 
   // The editor whose hooks every later forward and generation of this model goes through (null: none).
   void attach(std::shared_ptr<const Editor> editor) { editor_ = std::move(editor); }

@@ -19,17 +19,18 @@ struct LoadedStats {
 
 void SecondMomentsWrap::init(Napi::Env env, Napi::Object exports) {
   auto cls = DefineClass(env, "NativeSecondMoments",
-                         {StaticMethod<&SecondMomentsWrap::load>("load"),
-                          InstanceMethod<&SecondMomentsWrap::add>("add"),
-                          InstanceMethod<&SecondMomentsWrap::save>("save"),
-                          InstanceMethod<&SecondMomentsWrap::mean>("mean"),
-                          InstanceMethod<&SecondMomentsWrap::count>("count"),
-                          InstanceMethod<&SecondMomentsWrap::layers>("layers")});
+                         {StaticMethod("load", &SecondMomentsWrap::guard_static<&SecondMomentsWrap::load>),
+                          InstanceMethod("add", &SecondMomentsWrap::guard<&SecondMomentsWrap::add>),
+                          InstanceMethod("save", &SecondMomentsWrap::guard<&SecondMomentsWrap::save>),
+                          InstanceMethod("mean", &SecondMomentsWrap::guard<&SecondMomentsWrap::mean>),
+                          InstanceMethod("count", &SecondMomentsWrap::guard<&SecondMomentsWrap::count>),
+                          InstanceMethod("layers", &SecondMomentsWrap::guard<&SecondMomentsWrap::layers>),
+                          InstanceMethod("dispose", &SecondMomentsWrap::guard<&SecondMomentsWrap::dispose>)});
   addon_data(env).second_moments = Napi::Persistent(cls);
   exports.Set("NativeSecondMoments", cls);
 }
 
-SecondMomentsWrap::SecondMomentsWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SecondMomentsWrap>(info) {
+SecondMomentsWrap::SecondMomentsWrap(const Napi::CallbackInfo& info) : GuardedWrap<SecondMomentsWrap>(info) {
   auto env = info.Env();
   if (info.Length() == 1 && info[0].IsExternal()) {
     auto* loaded = info[0].As<Napi::External<LoadedStats>>().Data();
@@ -47,7 +48,12 @@ SecondMomentsWrap::SecondMomentsWrap(const Napi::CallbackInfo& info) : Napi::Obj
 std::shared_ptr<SecondMomentAccumulator> SecondMomentsWrap::unwrap(const Napi::Value& value) {
   if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(addon_data(value.Env()).second_moments.Value()))
     throw_invalid(value.Env(), "expected a NativeSecondMoments");
-  return Unwrap(value.As<Napi::Object>())->acc_;
+  return Unwrap(value.As<Napi::Object>())->require(value.Env());
+}
+
+std::shared_ptr<SecondMomentAccumulator> SecondMomentsWrap::require(Napi::Env env) const {
+  if (!acc_) throw_disposed(env, "statistics");
+  return acc_;
 }
 
 Napi::Value SecondMomentsWrap::load(const Napi::CallbackInfo& info) {
@@ -57,7 +63,7 @@ Napi::Value SecondMomentsWrap::load(const Napi::CallbackInfo& info) {
   return PromiseWorker<LoadedStats>::start(
       env, Napi::Object(),
       [path, model] {
-        auto acc = std::make_shared<SecondMomentAccumulator>(SecondMomentAccumulator::load(path, model->device()));
+        auto acc = std::make_shared<SecondMomentAccumulator>(SecondMomentAccumulator::load(path, model->info(), model->device()));
         return LoadedStats{model, acc};
       },
       [](Napi::Env env, LoadedStats& loaded) -> Napi::Value {
@@ -69,7 +75,7 @@ Napi::Value SecondMomentsWrap::add(const Napi::CallbackInfo& info) {
   auto rows = to_token_rows(info[0], "batch");
   return PromiseWorker<int64_t>::start(
       info.Env(), info.This().As<Napi::Object>(),
-      [model = model_, acc = acc_, rows = std::move(rows)] {
+      [model = model_, acc = require(info.Env()), rows = std::move(rows)] {
         acc->add(*model, rows);
         return acc->count();
       },
@@ -87,7 +93,7 @@ Napi::Value SecondMomentsWrap::save(const Napi::CallbackInfo& info) {
   }
   return PromiseWorker<bool>::start(
       info.Env(), info.This().As<Napi::Object>(),
-      [acc = acc_, path, metadata] {
+      [acc = require(info.Env()), path, metadata] {
         acc->save(path, metadata);
         return true;
       },
@@ -100,16 +106,23 @@ Napi::Value SecondMomentsWrap::mean(const Napi::CallbackInfo& info) {
   const int64_t layer = info[0].As<Napi::Number>().Int64Value();
   return PromiseWorker<torch::Tensor>::start(
       env, info.This().As<Napi::Object>(),
-      [acc = acc_, layer] { return acc->mean_of_layer(layer); },
+      [acc = require(env), layer] { return acc->mean_of_layer(layer); },
       [](Napi::Env env, torch::Tensor& t) -> Napi::Value { return to_js_tensor64(env, t); });
 }
 
 Napi::Value SecondMomentsWrap::count(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(acc_->count()));
+  return Napi::Number::New(info.Env(), static_cast<double>(require(info.Env())->count()));
 }
 
 Napi::Value SecondMomentsWrap::layers(const Napi::CallbackInfo& info) {
-  return to_js_ints(info.Env(), acc_->layers());
+  return to_js_ints(info.Env(), require(info.Env())->layers());
+}
+
+// Frees the sums and lets go of the model; a call in flight keeps its own references and finishes.
+Napi::Value SecondMomentsWrap::dispose(const Napi::CallbackInfo& info) {
+  acc_.reset();
+  model_.reset();
+  return info.Env().Undefined();
 }
 
 }  // namespace comeba::binding

@@ -5,12 +5,13 @@
 
 #include <memory>
 
+#include "binding/worker.h"
 #include "models/causal_lm.h"
 #include "stats/covariance.h"
 
 namespace comeba::binding {
 
-class SecondMomentsWrap final : public Napi::ObjectWrap<SecondMomentsWrap> {
+class SecondMomentsWrap final : public GuardedWrap<SecondMomentsWrap> {
  public:
   static void init(Napi::Env env, Napi::Object exports);
   // new NativeSecondMoments(model, { layers, dtype }) or, internally, from a loaded accumulator.
@@ -25,6 +26,9 @@ class SecondMomentsWrap final : public Napi::ObjectWrap<SecondMomentsWrap> {
   Napi::Value mean(const Napi::CallbackInfo& info);
   Napi::Value count(const Napi::CallbackInfo& info);
   Napi::Value layers(const Napi::CallbackInfo& info);
+  Napi::Value dispose(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<SecondMomentAccumulator> require(Napi::Env env) const;
 
   std::shared_ptr<CausalLM> model_;
   std::shared_ptr<SecondMomentAccumulator> acc_;

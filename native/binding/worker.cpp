@@ -12,6 +12,14 @@ std::optional<CaughtError> catch_all(const std::function<void()>& fn) {
   try {
     fn();
     return std::nullopt;
+  } catch (...) {
+    return caught_current();
+  }
+}
+
+CaughtError caught_current() {
+  try {
+    throw;
   } catch (const comeba::Error& e) {
     return CaughtError{error_code_name(e.code()), e.what()};
   } catch (const c10::OutOfMemoryError& e) {

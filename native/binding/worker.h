@@ -17,8 +17,41 @@ struct CaughtError {
   std::string message;
 };
 std::optional<CaughtError> catch_all(const std::function<void()>& fn);
+// Inside a catch block: the (code, message) of the exception being handled.
+CaughtError caught_current();
 
 Napi::Error make_js_error(Napi::Env env, const CaughtError& error);
+
+// The error boundary of every JS-thread entry point: Napi errors pass through, any other exception (a
+// comeba::Error, a c10::Error from a tensor op on JS input, bad_alloc) becomes the JS error for its code
+// instead of terminating the process.
+template <typename Fn>
+auto js_boundary(Napi::Env env, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (...) {
+    throw make_js_error(env, caught_current());
+  }
+}
+
+// Base of the ObjectWraps: `guard<&T::method>` registers a method behind js_boundary.
+template <typename T>
+class GuardedWrap : public Napi::ObjectWrap<T> {
+ public:
+  using Napi::ObjectWrap<T>::ObjectWrap;
+
+ protected:
+  template <Napi::Value (T::*Method)(const Napi::CallbackInfo&)>
+  Napi::Value guard(const Napi::CallbackInfo& info) {
+    return js_boundary(info.Env(), [&] { return (static_cast<T*>(this)->*Method)(info); });
+  }
+  template <Napi::Value (*Function)(const Napi::CallbackInfo&)>
+  static Napi::Value guard_static(const Napi::CallbackInfo& info) {
+    return js_boundary(info.Env(), [&] { return Function(info); });
+  }
+};
 
 // For synchronous methods: runs `fn` and throws the mapped JS error on failure.
 template <typename Fn>

@@ -285,6 +285,9 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
     }
     report.seconds_alpha = seconds_since(t);
   }
+  report.seconds_total = seconds_since(start);
+  progress("done", 1);
+  if (control.before_commit) control.before_commit();
   check_abort();
 
   // 4. Commit. Nothing above touched the editor's state.
@@ -301,8 +304,6 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
     }
     report.step = ++step_;
   }
-  report.seconds_total = seconds_since(start);
-  progress("done", 1);
   return report;
 }
 

@@ -46,6 +46,9 @@ struct EditorOptions {
 struct EditControl {
   std::function<bool()> aborted;                                      // polled between steps
   std::function<void(const std::string& phase, double done)> progress;  // may be empty
+  // Called once before the commit, after the last progress event: lets the caller wait until every event
+  // was handled, so that a handler's failure (which aborts) still leaves the editor unchanged. May be empty.
+  std::function<void()> before_commit;
   int64_t fail_after_layer = -1;  // testing: throw after this many layers were updated
   bool capture = false;           // keep K, R and ΔW_batch per layer in the report
 };

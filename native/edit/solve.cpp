@@ -19,6 +19,7 @@ CholeskySolve solve_spd(const torch::Tensor& a, const torch::Tensor& b) {
   if (info.item<int64_t>() == 0) return {torch::cholesky_solve(b, l), 0};
 
   const double scale = a.diagonal().mean().item<double>();
+  if (!(scale > 0)) fail(ErrorCode::NumericalFailure, "C_accu + KKᵀ has a non-positive mean diagonal; it cannot be factorised");
   const auto eye = torch::eye(a.size(0), a.options());
   double beta = kFirstJitter * scale;
   for (int i = 0; i < kJitterTries; ++i, beta *= 10) {

@@ -16,6 +16,8 @@ namespace {
 }
 
 Json read_json_file(const fs::path& path, const std::string& dir) {
+  // Reading a FIFO or a device would block or never end.
+  if (!fs::is_regular_file(path)) bad_checkpoint(dir, path.filename().string() + " is not a regular file");
   std::ifstream in(path, std::ios::binary);
   if (!in) bad_checkpoint(dir, "cannot read " + path.filename().string());
   std::stringstream text;
@@ -113,6 +115,9 @@ torch::Tensor CheckpointWeights::take(const std::string& name, const std::vector
   if (key.empty()) bad_checkpoint(dir_, "tensor '" + name + "' is missing");
   auto node = tensors_.extract(key);
   torch::Tensor t = std::move(node.mapped());
+  if (!t.is_floating_point())
+    bad_checkpoint(dir_, "tensor '" + name + "' has dtype " + std::string(c10::toString(t.scalar_type())) +
+                             "; weights must be floating point");
   if (t.sizes().vec() != shape) {
     std::ostringstream msg;
     msg << "tensor '" << name << "' has shape " << t.sizes() << ", expected " << c10::IntArrayRef(shape);

@@ -53,6 +53,30 @@ uint64_t read_le64(const uint8_t* p) {
   return v;
 }
 
+// RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF.
+bool valid_utf8(const uint8_t* p, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    const uint8_t c = p[i];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80) { ++i; continue; }
+    if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
+    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
+    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
+    else return false;
+    if (n - i < len) return false;
+    for (size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    static constexpr uint32_t kLeast[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kLeast[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += len;
+  }
+  return true;
+}
+
 std::string json_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -66,12 +90,17 @@ std::string json_escape(const std::string& s) {
 }  // namespace
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail(ErrorCode::InvalidCheckpoint, "cannot open " + path + ": " + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     ::close(fd);
     fail(ErrorCode::InvalidCheckpoint, "cannot stat " + path);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail(ErrorCode::InvalidCheckpoint, path + " is not a regular file");
   }
   size_ = static_cast<size_t>(st.st_size);
   if (size_ > 0) {
@@ -98,6 +127,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
   data_offset_ = 8 + header_len;
   const size_t data_size = file_.size() - data_offset_;
 
+  if (!valid_utf8(file_.data() + 8, header_len)) bad_file(path, "header is not valid UTF-8");
   Json header;
   try {
     header = Json::parse(std::string_view(reinterpret_cast<const char*>(file_.data() + 8), header_len));
@@ -120,6 +150,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
         offsets->items().size() != 2)
       bad_file(path, "tensor '" + name + "' lacks a valid dtype, shape or data_offsets");
 
+    for (const auto& e : entries_)
+      if (e.name == name) bad_file(path, "tensor '" + name + "' appears twice in the header");
     TensorEntry entry;
     entry.name = name;
     entry.dtype = dtype_from_name(dtype->as_string(), path, name);
@@ -138,6 +170,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
       bad_file(path, "tensor '" + name + "' data_offsets [" + std::to_string(entry.begin) + ", " +
                          std::to_string(entry.end) + "] lie outside the data section of " + std::to_string(data_size) +
                          " bytes");
+    if (static_cast<uint64_t>(numel) > SIZE_MAX / c10::elementSize(entry.dtype))
+      bad_file(path, "tensor '" + name + "' is too large");
     const size_t expected = static_cast<size_t>(numel) * c10::elementSize(entry.dtype);
     if (entry.end - entry.begin != expected)
       bad_file(path, "tensor '" + name + "' holds " + std::to_string(entry.end - entry.begin) +
@@ -145,13 +179,24 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
     entries_.push_back(std::move(entry));
   }
 
-  // Tensors must not share bytes: sort by start and compare neighbours.
+  // The tensors tile the data section exactly, as the format requires: no byte shared, no gap, nothing
+  // after the last (a header length off by its padding shifts every tensor and is caught here). Sorting
+  // by (begin, end) puts an empty tensor before a non-empty one at the same offset, so it hides nothing.
   std::vector<const TensorEntry*> order;
   for (const auto& e : entries_) order.push_back(&e);
-  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->begin < b->begin; });
-  for (size_t i = 1; i < order.size(); ++i)
-    if (order[i]->begin < order[i - 1]->end && order[i]->begin != order[i]->end)
-      bad_file(path, "tensors '" + order[i - 1]->name + "' and '" + order[i]->name + "' overlap");
+  std::sort(order.begin(), order.end(),
+            [](auto* a, auto* b) { return a->begin != b->begin ? a->begin < b->begin : a->end < b->end; });
+  size_t cursor = 0;
+  std::string previous = "the start of the data section";
+  for (const auto* e : order) {
+    if (e->begin < cursor) bad_file(path, "tensor '" + e->name + "' overlaps " + previous);
+    if (e->begin > cursor)
+      bad_file(path, std::to_string(e->begin - cursor) + " bytes before tensor '" + e->name + "' belong to no tensor");
+    cursor = e->end;
+    previous = "tensor '" + e->name + "'";
+  }
+  if (cursor != data_size)
+    bad_file(path, std::to_string(data_size - cursor) + " bytes at the end of the data section belong to no tensor");
 }
 
 torch::Tensor SafetensorsFile::load(const TensorEntry& entry, torch::Device device,

@@ -37,12 +37,9 @@ class GptJ final : public CausalLM {
     act_ = parse_activation(config_string_or(config, "activation_function", "gelu_new"), dir);
     const double eps = config_double_or(config, "layer_norm_epsilon", 1e-5);
 
-    // sin/cos tables (n_ctx, rotary_dim), computed in float32 as HF does, each angle repeated for its
-    // interleaved pair once here rather than on every forward.
-    auto inv_freq = 1.0 / torch::pow(10000.0, torch::arange(0, rotary_dim_, 2, torch::kFloat64) / rotary_dim_);
-    auto angles = torch::outer(torch::arange(info_.n_ctx, torch::kFloat64), inv_freq).to(torch::kFloat32);
-    sin_ = angles.sin().repeat_interleave(2, -1).to(device, dtype);
-    cos_ = angles.cos().repeat_interleave(2, -1).to(device, dtype);
+    // Rotary frequencies; the angles are computed per forward for the positions present, not as an
+    // (n_ctx, R) table up front (a config's n_positions alone must not decide how much memory a load takes).
+    inv_freq_ = (1.0 / torch::pow(10000.0, torch::arange(0, rotary_dim_, 2, torch::kFloat64) / rotary_dim_)).to(device);
 
     CheckpointWeights w(dir, device, dtype);
     const int64_t C = info_.d_model, F = info_.d_ff;
@@ -81,9 +78,10 @@ class GptJ final : public CausalLM {
     const ForwardContext ctx{batch.real};
     const int64_t B = batch.ids.size(0), T = batch.ids.size(1), H = info_.n_head, D = info_.d_model / H;
     const auto mask = attention_mask(batch, cache);                             // (B, 1, T, S)
-    // Per-token rotary factors.
-    auto sin = sin_.index_select(0, batch.positions.flatten()).view({B, T, 1, -1});  // (B, T, 1, R)
-    auto cos = cos_.index_select(0, batch.positions.flatten()).view({B, T, 1, -1});  // (B, T, 1, R)
+    // Per-token rotary factors: angles in float32 as HF computes them, each repeated for its interleaved pair.
+    auto angles = (batch.positions.to(torch::kFloat64).unsqueeze(-1) * inv_freq_).to(torch::kFloat32);  // (B, T, R/2)
+    auto sin = angles.sin().repeat_interleave(2, -1).to(dtype_).view({B, T, 1, -1});  // (B, T, 1, R)
+    auto cos = angles.cos().repeat_interleave(2, -1).to(dtype_).view({B, T, 1, -1});  // (B, T, 1, R)
     auto rotary = [&](const torch::Tensor& x) {                                 // (B, T, H, D)
       auto rot = x.narrow(-1, 0, rotary_dim_);
       auto rotated = rot * cos + rotate_every_two(rot) * sin;
@@ -116,7 +114,7 @@ class GptJ final : public CausalLM {
   torch::Dtype dtype_;
   Activation act_ = Activation::GeluTanh;
   int64_t rotary_dim_ = 0;
-  torch::Tensor sin_, cos_;  // (n_ctx, R)
+  torch::Tensor inv_freq_;   // (R/2,) float64
   torch::Tensor wte_;        // (V, C)
   std::vector<GptjBlock> blocks_;
   LayerNorm ln_f_;

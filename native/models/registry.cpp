@@ -51,9 +51,11 @@ HookPoint CausalLM::parse_hook_point(const std::string& name) const {
     fail(ErrorCode::InvalidArgument, "unknown hook point '" + name + "'; this " + info().architecture +
                                          " model has 'transformer.h.{l}' and '" + info().edited_module + "'");
   }
-  point.layer = std::stoll(m[1]);
+  // Compared as text first: stoll throws out_of_range on 20 digits, which would read as an internal error.
+  const std::string digits = m[1];
+  point.layer = digits.size() <= 9 ? std::stoll(digits) : INT64_MAX;
   if (point.layer >= info().n_layer)
-    fail(ErrorCode::InvalidArgument, "hook point '" + name + "': layer " + std::to_string(point.layer) +
+    fail(ErrorCode::InvalidArgument, "hook point '" + name + "': layer " + digits +
                                          " does not exist (the model has " + std::to_string(info().n_layer) + ")");
   return point;
 }

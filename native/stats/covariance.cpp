@@ -73,17 +73,56 @@ void SecondMomentAccumulator::save(const std::string& path, const std::map<std::
   write_safetensors(path, tensors, metadata);
 }
 
-SecondMomentAccumulator SecondMomentAccumulator::load(const std::string& path, torch::Device device) {
+namespace {
+
+// A sum of k kᵀ is symmetric positive semi-definite: a file whose sum is not was corrupted or written by
+// something else, and would give C_accu a negative jitter or a solve with no meaning. Symmetry to 1e-5 of
+// the largest entry (a float32 gemm is not bit-symmetric); no eigenvalue below −1e-4 of the mean
+// diagonal, shown by a Cholesky factorisation of sum + 1e-4·mean(diag)·I (O(F³), once per load).
+void check_second_moment(const torch::Tensor& sum, const std::string& path, const std::string& name) {
+  auto bad = [&](const std::string& what) {
+    fail(ErrorCode::InvalidArgument, path + ": '" + name + "' " + what + "; it is not a sum of k kᵀ (is the file corrupt?)");
+  };
+  auto s = sum.to(torch::kFloat64);
+  if (!torch::isfinite(s).all().item<bool>()) bad("contains NaN or Inf");
+  const double largest = s.abs().max().item<double>();
+  if (largest == 0) return;  // nothing accumulated yet
+  if ((s - s.t()).abs().max().item<double>() > 1e-5 * largest) bad("is not symmetric");
+  auto diagonal = s.diagonal();
+  if (diagonal.min().item<double>() < 0) bad("has a negative diagonal entry");
+  const double shift = 1e-4 * diagonal.mean().item<double>();
+  auto [l, info] = torch::linalg_cholesky_ex(s + shift * torch::eye(s.size(0), s.options()));
+  if (info.item<int64_t>() != 0) bad("is not positive semi-definite");
+}
+
+}  // namespace
+
+SecondMomentAccumulator SecondMomentAccumulator::load(const std::string& path, const ModelInfo& model,
+                                                      torch::Device device) {
   SafetensorsFile file(path);
   std::vector<int64_t> layers;
   std::vector<torch::Tensor> sums;
   int64_t count = -1;
   for (const auto& e : file.entries()) {
     if (e.name == "count") {
-      count = file.load(e, torch::kCPU, torch::kInt64).item<int64_t>();
+      if (e.dtype != torch::kInt64 || e.shape != std::vector<int64_t>{1})
+        fail(ErrorCode::InvalidArgument, path + ": 'count' must be one int64");
+      count = file.load(e, torch::kCPU, c10::nullopt).item<int64_t>();
+      if (count < 0) fail(ErrorCode::InvalidArgument, path + ": 'count' is negative");
     } else if (e.name.rfind("sum.", 0) == 0) {
-      layers.push_back(std::stoll(e.name.substr(4)));
-      sums.push_back(file.load(e, device, c10::nullopt));
+      const std::string digits = e.name.substr(4);
+      if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos ||
+          std::stoll(digits) >= model.n_layer)
+        fail(ErrorCode::InvalidArgument, path + ": '" + e.name + "' names no layer of this model (0…" +
+                                             std::to_string(model.n_layer - 1) + ")");
+      if ((e.dtype != torch::kFloat32 && e.dtype != torch::kFloat64) ||
+          e.shape != std::vector<int64_t>{model.d_ff, model.d_ff})
+        fail(ErrorCode::InvalidArgument, path + ": '" + e.name + "' must be a float32 or float64 matrix of " +
+                                             std::to_string(model.d_ff) + " × " + std::to_string(model.d_ff));
+      auto sum = file.load(e, device, c10::nullopt);
+      check_second_moment(sum, path, e.name);
+      layers.push_back(std::stoll(digits));
+      sums.push_back(std::move(sum));
     }
   }
   if (count < 0 || layers.empty()) fail(ErrorCode::InvalidArgument, path + " is not a comeba statistics checkpoint");

@@ -25,7 +25,7 @@ class SecondMomentAccumulator {
 
   // Sums and count as safetensors ("sum.<layer>", "count"), with `metadata`; `load` resumes from it.
   void save(const std::string& path, const std::map<std::string, std::string>& metadata) const;
-  static SecondMomentAccumulator load(const std::string& path, torch::Device device);
+  static SecondMomentAccumulator load(const std::string& path, const ModelInfo& model, torch::Device device);
 
  private:
   SecondMomentAccumulator() = default;
