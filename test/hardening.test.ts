@@ -183,6 +183,7 @@ test('5. a change past the first MiB of the weights changes the fingerprint, and
 
 test('9. bad arguments to load, generate, run and edit are InvalidArgumentErrors', async (t) => {
   await t.throwsAsync(HookedModel.load(tinyGpt2, null as never), { instanceOf: InvalidArgumentError });
+  await t.throwsAsync(HookedModel.load(tinyGpt2, { device: 'cuda:99999999999999999999' }), { instanceOf: InvalidArgumentError, message: /unknown device/ });
   await using model = await HookedModel.load(tinyGpt2);
   for (const maxNewTokens of [0, -1, 1.5, NaN]) {
     await t.throwsAsync(model.generate('Hello', { maxNewTokens }), { instanceOf: InvalidArgumentError, message: /maxNewTokens/ });

@@ -89,6 +89,9 @@ class PromiseWorker final : public Napi::AsyncWorker {
     } catch (const Napi::Error& e) {
       deferred_.Reject(e.Value());
       return;
+    } catch (...) {  // e.g. out of memory while copying a result out
+      deferred_.Reject(make_js_error(Env(), caught_current()).Value());
+      return;
     }
     deferred_.Resolve(value);
   }

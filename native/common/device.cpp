@@ -8,7 +8,7 @@ namespace comeba {
 
 torch::Device parse_device(const std::string& name) {
   if (name == "cpu") return torch::kCPU;
-  static const std::regex cuda(R"(cuda(?::(\d+))?)");
+  static const std::regex cuda(R"(cuda(?::(\d{1,4}))?)");  // bounded: stoll must not overflow
   std::smatch m;
   if (!std::regex_match(name, m, cuda))
     fail(ErrorCode::InvalidArgument, "unknown device '" + name + "' (expected 'cpu', 'cuda' or 'cuda:N')");
