@@ -2,21 +2,24 @@
 //   consecutive:  edit the first n cases in batches with no roll-back; evaluate the cases edited so far every
 //                 `evalEvery` edits and at the end (evaluation never changes the editor).
 //   single-round: edit each batch, evaluate it, roll back (the paper's Table 1 protocol).
-// Layout of `out`: metrics.jsonl (one line per checkpoint), summary.json, chart.svg, and per mode a folder
-// with the editor state (consecutive) or the scores so far (single-round) as of the last checkpoint.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+// Layout of `out`: settings.json (what the results depend on; a rerun resumes only with the same), metrics.jsonl
+// (one line per checkpoint), summary.json, chart.svg, and per mode a folder with the editor state (consecutive)
+// or the scores so far (single-round) as of the last checkpoint.
+import { createHash } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { renderChart } from './chart.js';
 import { ConsecutiveEditor } from './ConsecutiveEditor.js';
 import { loadDataset, type DatasetFormat, type EditCase } from './datasets.js';
 import { InvalidArgumentError } from './errors.js';
 import { Evaluator, summarise, type EvalResult, type RecordScores, type Snapshot } from './Evaluator.js';
-import { writeAtomically } from './files.js';
+import { removeOrphanedTemporaries, writeAtomically } from './files.js';
 import { HookedModel, type Device, type Dtype } from './HookedModel.js';
 import { readCheckpointDefaults, resolveHyperparameters, singleRoundLambda, type EditMode, type Scope } from './options.js';
 import { Statistics } from './statistics.js';
 
 export type Protocol = 'consecutive' | 'single-round';
+export const protocols: readonly Protocol[] = ['consecutive', 'single-round'];
 
 /** What a sweep compares: the edit modes, and comeba-hk with the calibrated scope (README "Editing scope"). */
 export type SweepMethod = EditMode | 'comeba-hk+calibrated';
@@ -50,7 +53,7 @@ export interface SweepOptions {
   /** The calibrated scope's κ and α floor (comeba-hk+calibrated). */
   scopeKappa?: number;
   alphaFloor?: number;
-  /** Text corpus for E[kkᵀ]; default: the checkpoint's stats-corpus.txt, else text made from the dataset. */
+  /** Text corpus for E[kkᵀ]; default: the checkpoint's stats-corpus.txt, else text made from the whole dataset. */
   statsCorpus?: string;
   device?: Device;
   dtype?: Dtype;
@@ -88,14 +91,22 @@ interface ModeProgress { edits: number; seconds: number; scores?: RecordScores[]
 export async function runSweep(options: SweepOptions): Promise<SweepSummary[]> {
   validate(options);
   // Records with an empty target cannot be edited (two in zsRE's train split): leave them out.
-  const cases = loadDataset(options.data, options.format, { limit: options.n, skipEmptyTargets: true });
-  if (cases.length < options.n) throw new InvalidArgumentError(`${options.data} holds ${cases.length} cases, fewer than --n ${options.n}`);
+  const all = loadDataset(options.data, options.format, { skipEmptyTargets: true });
+  if (all.length < options.n) throw new InvalidArgumentError(`${options.data} holds ${all.length} cases, fewer than --n ${options.n}`);
+  const cases = all.slice(0, options.n);
+  const corpus = statsCorpus(options, all);
   mkdirSync(options.out, { recursive: true });
   // One model, snapshot and E[kkᵀ] for every mode: disposing a mode's editor leaves the model unedited.
   await using model = await HookedModel.load(options.model, { device: options.device, dtype: options.dtype });
+  claimOutput(options.out, sweepSettings(options, model, corpus));
+  removeOrphanedTemporaries(options.out); // left by a run that was killed mid-write
+  if (corpus.text !== undefined) {
+    writeAtomically(corpus.path, corpus.text);
+    options.onEvent?.({ type: 'stats', message: `no --stats-corpus: using text made from the ${all.length} cases of the dataset (${corpus.path})` });
+  }
   const evaluator = new Evaluator(model);
   const snapshot = await evaluator.snapshot(cases.map((c) => c.record));  // before any editor attaches
-  const shared: SharedSetup = { model, evaluator, snapshot, stats: await statistics(model, options, cases) };
+  const shared: SharedSetup = { model, evaluator, snapshot, stats: await statistics(model, options, corpus.path) };
   const summaries: SweepSummary[] = [];
   for (const mode of options.modes) summaries.push(await runMode(options, cases, mode, shared));
   writeAtomically(join(options.out, 'summary.json'), JSON.stringify(summaries, null, 2));
@@ -170,19 +181,100 @@ async function runMode(options: SweepOptions, cases: EditCase[], mode: SweepMeth
   };
 }
 
-async function statistics(model: HookedModel, options: SweepOptions, cases: EditCase[]): Promise<Statistics> {
+/**
+ * The corpus for E[kkᵀ]: --stats-corpus, else the checkpoint's stats-corpus.txt, else (`text`, to be written to
+ * `path`) text in the dataset's own distribution: every prompt completed with its true answer. That text is made
+ * from all the cases, not the first n, so the statistics (and the results) do not change with --n.
+ */
+function statsCorpus(options: SweepOptions, all: EditCase[]): { path: string; text?: string } {
+  const path = options.statsCorpus ?? join(options.model, 'stats-corpus.txt');
+  if (existsSync(path)) return { path };
+  const lines = all.flatMap(({ record: r }) => [
+    `${r.prompt} ${r.trueTarget ?? ''}`, r.rephrase ? `${r.rephrase} ${r.trueTarget ?? ''}` : '', r.locality ? `${r.locality.prompt} ${r.locality.answer}` : '',
+  ]).filter((l) => l.trim() !== '');
+  return { path: join(options.out, 'stats-corpus.txt'), text: lines.join('\n') };
+}
+
+async function statistics(model: HookedModel, options: SweepOptions, corpus: string): Promise<Statistics> {
   const layers = resolveHyperparameters(model.info, { layers: options.layers }, readCheckpointDefaults(options.model)).layers;
-  let corpus = options.statsCorpus ?? join(options.model, 'stats-corpus.txt');
-  if (!existsSync(corpus)) {
-    // No corpus given: text in the dataset's own distribution — every prompt completed with its true answer.
-    corpus = join(options.out, 'stats-corpus.txt');
-    const lines = cases.flatMap(({ record: r }) => [
-      `${r.prompt} ${r.trueTarget ?? ''}`, r.rephrase ? `${r.rephrase} ${r.trueTarget ?? ''}` : '', r.locality ? `${r.locality.prompt} ${r.locality.answer}` : '',
-    ]).filter((l) => l.trim() !== '');
-    writeAtomically(corpus, lines.join('\n'));
-    options.onEvent?.({ type: 'stats', message: `no --stats-corpus: using ${lines.length} lines made from the dataset (${corpus})` });
-  }
   return Statistics.collect(model, { corpus, layers, cacheDir: join(options.out, 'stats') });
+}
+
+/**
+ * What a sweep's results depend on, each under the flag that sets it, resolved (defaults filled in as the editor
+ * will fill them, files identified by content). Values with a `path` are compared without it: a moved file with
+ * the same content is the same input.
+ */
+type SweepSettings = Record<string, unknown>;
+
+function sweepSettings(o: SweepOptions, model: HookedModel, corpus: { path: string; text?: string }): SweepSettings {
+  const defaults = readCheckpointDefaults(o.model);
+  const resolved = (m: SweepMethod) => resolveHyperparameters(model.info, { ...editorSettings(m, o), layers: o.layers, alphaZ: o.alphaZ }, defaults);
+  // Layers, α and the value optimisation do not depend on the mode.
+  const { layers, alphaZ, mode, scope, lambda, scopeKappa, alphaFloor, ...values } = resolved(o.modes[0]);
+  const settings: SweepSettings = {
+    '--model': { path: resolve(o.model), fingerprint: model.fingerprint },
+    '--data': { path: resolve(o.data), sha256: sha256(readFileSync(o.data)) },
+    '--format': o.format,
+    '--n': o.n,
+    '--batch': o.batch,
+    '--protocol': o.protocol,
+    '--eval-every': o.evalEvery,
+    '--mode': sweepMethods.filter((m) => o.modes.includes(m)),
+    '--layers': layers,
+    '--alpha-z': alphaZ,
+    '--stats-corpus': { path: resolve(corpus.path), sha256: sha256(corpus.text ?? readFileSync(corpus.path)) },
+    '--device': o.device ?? 'cpu',
+    '--dtype': o.dtype ?? 'float32',
+    'editor defaults from the model (comeba.json, presets)': values,
+  };
+  for (const m of o.modes) {
+    const h = resolved(m);
+    settings[`--lambda (${m})`] = h.lambda;
+    if (h.scope === 'calibrated') Object.assign(settings, { '--scope-kappa': h.scopeKappa, '--alpha-floor': h.alphaFloor });
+  }
+  return settings;
+}
+
+const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
+
+/** Files a sweep writes into `out`: their presence without settings.json means results nothing can check. */
+const sweepOutputs = ['metrics.jsonl', 'summary.json', ...sweepMethods];
+
+/**
+ * Starts `out` with `settings` (settings.json), or checks that the sweep it holds has them: a rerun with other
+ * settings would mix results (a new λ silently ignored, a new --batch counting edits wrongly), so it is refused.
+ */
+function claimOutput(out: string, settings: SweepSettings): void {
+  const file = join(out, 'settings.json');
+  const afresh = `pass another --out, or delete ${out}, to start afresh`;
+  if (!existsSync(file)) {
+    const found = sweepOutputs.filter((f) => existsSync(join(out, f)));
+    if (found.length > 0) throw new InvalidArgumentError(`${out} holds sweep results (${found.join(', ')}) but no settings.json to check this run's against: ${afresh}`);
+    writeAtomically(file, `${JSON.stringify(settings, null, 2)}\n`);
+    return;
+  }
+  let saved: SweepSettings;
+  try {
+    saved = JSON.parse(readFileSync(file, 'utf8')) as SweepSettings;
+  } catch (err) {
+    throw new InvalidArgumentError(`${file} is not valid JSON: ${afresh}`, { cause: err });
+  }
+  const comparable = (v: unknown) => JSON.stringify(v, (key, x) => (key === 'path' ? undefined : x));
+  const differing = [...new Set([...Object.keys(saved), ...Object.keys(settings)])].filter((k) => comparable(saved[k]) !== comparable(settings[k]));
+  if (differing.length === 0) return;
+  const changes = differing.map((k) => `${k} ${show(saved[k])} → ${show(settings[k])}`).join('; ');
+  throw new InvalidArgumentError(`${out} holds a sweep with other settings (${changes}): rerun with the settings in ${file} to resume it, or ${afresh}`);
+}
+
+/** A setting as the user knows it: a file by its path and a short digest, anything else as JSON. */
+function show(value: unknown): string {
+  if (value === undefined) return 'unset';
+  if (typeof value === 'object' && value !== null && 'path' in value) {
+    const { path, ...id } = value as Record<string, unknown>;
+    return `${String(path)} (${Object.entries(id).map(([k, x]) => `${k} ${String(x).slice(0, 12)}`).join(', ')})`;
+  }
+  return JSON.stringify(value);
 }
 
 function sliceSnapshot(snapshot: Snapshot, from: number, to: number): Snapshot {
@@ -218,5 +310,17 @@ function validate(o: SweepOptions): void {
   if (o.modes.length === 0) throw new InvalidArgumentError('no mode to run');
   for (const m of o.modes) {
     if (!sweepMethods.includes(m)) throw new InvalidArgumentError(`mode must be one of ${sweepMethods.join(', ')}, not '${String(m)}'`);
+  }
+  if (new Set(o.modes).size !== o.modes.length) throw new InvalidArgumentError(`--mode names a mode twice: ${o.modes.join(',')}`);
+  if (!protocols.includes(o.protocol)) throw new InvalidArgumentError(`--protocol must be one of ${protocols.join(', ')}, not '${String(o.protocol)}'`);
+  // A missing corpus given on purpose is a mistake, not a reason to fall back to another one.
+  if (o.statsCorpus !== undefined && !(existsSync(o.statsCorpus) && statSync(o.statsCorpus).isFile())) {
+    throw new InvalidArgumentError(`--stats-corpus ${o.statsCorpus}: no such file`);
+  }
+  // mkdir would fail later with ENOTDIR: say which file is in the way.
+  for (let dir = resolve(o.out); ; dir = dirname(dir)) {
+    const stat = existsSync(dir) ? statSync(dir) : undefined;
+    if (stat && !stat.isDirectory()) throw new InvalidArgumentError(`--out ${o.out}: ${dir} is a file, not a folder; pass another --out`);
+    if (stat || dir === dirname(dir)) break;
   }
 }

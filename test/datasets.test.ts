@@ -1,15 +1,13 @@
 // Dataset loading: each format from small inline fixtures, malformed records, options, and the real
-// development files in ../shared/data (present in CI; the tests say so clearly when they are not).
+// development files in ../shared/data (skipped, saying why, where they are missing; CI requires them).
 import test from 'ava';
-import { existsSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { detectFormat, loadDataset, type DatasetFormat, type EditCase } from '../lib/datasets.js';
 import { ComebaError, InvalidArgumentError, InvalidDatasetError } from '../lib/errors.js';
-import { tempDir } from './helpers.js';
+import { needingSharedData, sharedData, tempDir } from './helpers.js';
 
-const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
-const sharedData = join(repoRoot, '..', 'shared', 'data');
+const sharedTest = needingSharedData(test);
 
 const dir = tempDir('comeba-datasets-');
 let fileCount = 0;
@@ -244,19 +242,8 @@ test('unreadable files, non-lists and unknown formats are typed errors naming th
   t.throws(() => loadDataset(other, 'csv' as DatasetFormat), { instanceOf: InvalidArgumentError });
 });
 
-/** The real file, or a failure that says why it is missing. */
-function shared(t: import('ava').ExecutionContext, ...parts: string[]): string | undefined {
-  const path = join(sharedData, ...parts);
-  if (!existsSync(path)) {
-    t.fail(`${path} is missing: these tests read the development data in ../shared/data (next to the repository), which CI provides`);
-    return undefined;
-  }
-  return path;
-}
-
-test('the real CounterFact validation file: 1,919 cases, first is case 10', (t) => {
-  const path = shared(t, 'counterfact', 'easyedit', 'counterfact-val.json');
-  if (!path) return;
+sharedTest('the real CounterFact validation file: 1,919 cases, first is case 10', (t) => {
+  const path = join(sharedData, 'counterfact', 'easyedit', 'counterfact-val.json');
   t.is(detectFormat(path), 'counterfact');
   const cases = loadDataset(path, 'counterfact');
   t.is(cases.length, 1919);
@@ -268,9 +255,8 @@ test('the real CounterFact validation file: 1,919 cases, first is case 10', (t) 
   t.is(loadDataset(path, 'counterfact', { limit: 50 }).length, 50);
 });
 
-test('the real zsRE train 1k file: 1,000 cases, first is UniFirst', (t) => {
-  const path = shared(t, 'zsre', 'zsre_mend_train-1k.json');
-  if (!path) return;
+sharedTest('the real zsRE train 1k file: 1,000 cases, first is UniFirst', (t) => {
+  const path = join(sharedData, 'zsre', 'zsre_mend_train-1k.json');
   t.is(detectFormat(path), 'zsre');
   const cases = loadDataset(path, 'zsre');
   t.is(cases.length, 1000);

@@ -1,13 +1,30 @@
 // Shared test utilities: fixture paths and references, tolerant comparison that reports where it failed,
 // and generators for checkpoints the tests need but do not ship (random models, corrupted files).
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import type { Implementation, TestFn } from 'ava';  // types only: scripts import this file outside ava
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const fixtures = join(repoRoot, 'test', 'fixtures');
 export const tinyGpt2 = join(fixtures, 'tiny-gpt2');
 export const tinyGptj = join(fixtures, 'tiny-gptj');
+
+/** The development data beside the checkout (../shared/data), or where COMEBA_SHARED_DATA points. */
+export const sharedData = process.env.COMEBA_SHARED_DATA || join(repoRoot, '..', 'shared', 'data');
+
+/**
+ * `test` for tests that read sharedData. Where it is missing (a plain clone) they are skipped with the reason in
+ * their title; with COMEBA_REQUIRE_SHARED_DATA=1 (CI) they fail instead, so missing data cannot pass unnoticed.
+ */
+export function needingSharedData(test: TestFn): (title: string, implementation: Implementation<[]>) => void {
+  if (existsSync(sharedData)) return test;
+  if (process.env.COMEBA_REQUIRE_SHARED_DATA === '1') {
+    return (title) => test(title, (t) => t.fail(`${sharedData} is missing, and COMEBA_REQUIRE_SHARED_DATA=1 requires it`));
+  }
+  return (title, implementation) => test.skip(`${title} (skipped: no ${sharedData}; set COMEBA_SHARED_DATA to where it is)`, implementation);
+}
 
 export interface Span { offset: number; length: number }
 export interface Reference {

@@ -1,16 +1,18 @@
-// The sweep: resumable after SIGKILL with the same result, and runnable on the shared CounterFact data with
-// any model folder HookedModel loads.
+// The sweep: resumable after SIGKILL with the same result, refusing to resume with other settings, and runnable
+// on the shared CounterFact data with any model folder HookedModel loads.
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { editorSettings, runSweep, readMetrics, type SweepSummary } from '../lib/sweep.js';
-import { tempDir, tinyGpt2 } from './helpers.js';
+import { loadDataset } from '../lib/datasets.js';
+import { InvalidArgumentError } from '../lib/errors.js';
+import { editorSettings, runSweep, readMetrics, type SweepOptions, type SweepSummary } from '../lib/sweep.js';
+import { needingSharedData, sharedData, tempDir, tinyGpt2 } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const cli = join(root, 'lib', 'cli', 'main.ts');
-const shared = join(root, '..', 'shared', 'data');
+const sharedTest = needingSharedData(test);
 const args = (out: string) => ['--import', 'tsx', cli, 'sweep', '--n', '40', '--batch', '10', '--eval-every', '10', '--mode', 'comeba-hk+calibrated', '--out', out];
 
 /** The summary without wall-clock figures, which differ between runs. */
@@ -54,9 +56,8 @@ test('a sweep killed with SIGKILL half-way and rerun ends as an uninterrupted ru
   t.true(existsSync(join(killed, 'chart.svg')));
 });
 
-test('a sweep on the shared CounterFact validation file runs with the tiny fixture model', async (t) => {
-  const data = join(shared, 'counterfact', 'easyedit', 'counterfact-val.json');
-  t.true(existsSync(data), `${data} is missing: these tests read ../shared/data (CI provides it)`);
+sharedTest('a sweep on the shared CounterFact validation file runs with the tiny fixture model', async (t) => {
+  const data = join(sharedData, 'counterfact', 'easyedit', 'counterfact-val.json');
   const out = tempDir('comeba-sweep-');
   const [summary] = await runSweep({
     model: tinyGpt2, data, format: 'counterfact', n: 6, batch: 3, modes: ['comeba-hk'], protocol: 'consecutive', evalEvery: 3, out,
@@ -77,4 +78,72 @@ test('λ per method and protocol: the paper\'s 5000 for single-round COMEBA-HK, 
   t.is(editorSettings('memit', o).lambda, undefined);
   t.is(editorSettings('comeba-hk', { ...o, protocol: 'consecutive' }).lambda, undefined);
   t.is(editorSettings('comeba-hk', { ...o, lambda: 800 }).lambda, 800);
+});
+
+// Two edits of the testbed's data on the tiny model, whose folder has no stats-corpus.txt.
+const testbedData = join(root, 'testbed', 'counterfact.json');
+const small = (out: string): SweepOptions => ({
+  model: tinyGpt2, data: testbedData, format: 'counterfact', n: 2, batch: 2, modes: ['comeba-hk'], protocol: 'consecutive', evalEvery: 2, out,
+  layers: [1, 2], lambda: 100,
+});
+let finished: Promise<string> | undefined;
+/** The folder of a finished small sweep, shared by the tests below. */
+const finishedSweep = () => (finished ??= (async () => {
+  const out = tempDir('comeba-sweep-');
+  await runSweep(small(out));
+  return out;
+})());
+
+test('a rerun with other settings is refused, naming each changed flag with its old and new value, and leaves the results alone', async (t) => {
+  const out = await finishedSweep();
+  const metricsBefore = readFileSync(join(out, 'metrics.jsonl'), 'utf8');
+  const refused = async (change: Partial<SweepOptions>, ...messages: RegExp[]) => {
+    const err = await t.throwsAsync(runSweep({ ...small(out), ...change }), { instanceOf: InvalidArgumentError });
+    for (const m of messages) t.regex(err?.message ?? '', m);
+  };
+  // Before settings were saved, --batch 1 resumed at "step × 1" edits and a new λ was silently ignored.
+  await refused({ batch: 1 }, /--batch 2 → 1/, /pass another --out, or delete .*, to start afresh/);
+  await refused({ lambda: 200 }, /--lambda \(comeba-hk\) 100 → 200/);
+  await refused({ n: 4 }, /--n 2 → 4/);
+  await refused({ evalEvery: 1, batch: 1 }, /--batch 2 → 1; --eval-every 2 → 1/);
+  await refused({ layers: [2] }, /--layers \[1,2\] → \[2\]/);
+  await refused({ modes: ['memit'] }, /--mode \["comeba-hk"\] → \["memit"\]/, /--lambda \(memit\) unset → /);
+  await refused({ protocol: 'single-round' }, /--protocol "consecutive" → "single-round"/);
+  await refused({ alphaZ: 3 }, /--alpha-z 2\.2 → 3/);
+  const otherData = join(tempDir('comeba-sweep-data-'), 'counterfact.json');
+  const records = JSON.parse(readFileSync(testbedData, 'utf8'));
+  records[0].target_new = `${records[0].target_new} again`;
+  writeFileSync(otherData, JSON.stringify(records));
+  await refused({ data: otherData }, /--data .*testbed\/counterfact\.json \(sha256 [0-9a-f]{12}\) → .*counterfact\.json \(sha256 [0-9a-f]{12}\)/);
+  const corpus = join(tempDir('comeba-sweep-corpus-'), 'corpus.txt');
+  writeFileSync(corpus, 'Some other text for the statistics.\n');
+  await refused({ statsCorpus: corpus }, /--stats-corpus .*stats-corpus\.txt \(sha256 [0-9a-f]{12}\) → .*corpus\.txt/);
+  t.is(readFileSync(join(out, 'metrics.jsonl'), 'utf8'), metricsBefore);
+  // The same settings resume: here the sweep is complete and reports the same checkpoint.
+  const [summary] = await runSweep(small(out));
+  t.like(summary, { mode: 'comeba-hk', n: 2, batch: 2 });
+  t.is(readFileSync(join(out, 'metrics.jsonl'), 'utf8'), metricsBefore);
+});
+
+test('without a statistics corpus the sweep makes one from the whole dataset, so it does not change with --n', async (t) => {
+  const out = await finishedSweep();
+  const corpus = readFileSync(join(out, 'stats-corpus.txt'), 'utf8').split('\n');
+  const last = loadDataset(testbedData, 'counterfact').at(-1)!.record;
+  t.true(corpus.includes(`${last.prompt} ${last.trueTarget}`), 'the last case of the dataset is in the corpus of a sweep of --n 2');
+});
+
+test('a --stats-corpus that does not exist is refused before anything is loaded or written', async (t) => {
+  const out = join(tempDir('comeba-sweep-'), 'out');
+  const missing = join(root, 'no-such-corpus.txt');
+  const err = await t.throwsAsync(runSweep({ ...small(out), statsCorpus: missing }), { instanceOf: InvalidArgumentError });
+  t.regex(err?.message ?? '', /--stats-corpus .*no-such-corpus\.txt: no such file/);
+  t.false(existsSync(out));
+});
+
+test('a folder with sweep results but no settings.json to check them against is refused', async (t) => {
+  const out = tempDir('comeba-sweep-');
+  writeFileSync(join(out, 'metrics.jsonl'), `${JSON.stringify({ mode: 'comeba-hk', protocol: 'consecutive', edits: 2 })}\n`);
+  const err = await t.throwsAsync(runSweep(small(out)), { instanceOf: InvalidArgumentError });
+  t.regex(err?.message ?? '', /holds sweep results \(metrics\.jsonl\) but no settings\.json/);
+  t.false(existsSync(join(out, 'settings.json')));
 });

@@ -1,7 +1,9 @@
 // `comeba generate`: greedy continuation of a prompt by a checkpoint folder, through the native KV cache.
 
 import { parseArgs } from 'node:util';
-import { HookedModel, type Device, type Dtype } from '../HookedModel.js';
+import { InvalidArgumentError } from '../errors.js';
+import { HookedModel } from '../HookedModel.js';
+import { checkpointLayerCount, device, dtypes, oneOf, positiveInteger } from './args.js';
 
 export const summary = 'continue a prompt with a local Hugging Face checkpoint (greedy, KV cache)';
 
@@ -19,14 +21,18 @@ export async function run(argv: string[]): Promise<number> {
       help: { type: 'boolean', short: 'h' },
     },
   });
-  if (values.help || !values.model || values.prompt === undefined) {
+  if (values.help) {
     console.log(usage);
-    return values.help ? 0 : 2;
+    return 0;
   }
+  if (values.model === undefined || values.prompt === undefined) throw new InvalidArgumentError('--model DIR and --prompt TEXT are required (see comeba generate --help)');
+  checkpointLayerCount(values.model);  // a folder with a config.json, before the addon loads
+  const maxNewTokens = positiveInteger('--max-new-tokens', values['max-new-tokens']!);
+  const options = { device: device(values.device!), dtype: oneOf('--dtype', values.dtype!, dtypes) };
   const started = performance.now();
-  await using model = await HookedModel.load(values.model, { device: values.device as Device, dtype: values.dtype as Dtype });
+  await using model = await HookedModel.load(values.model, options);
   const loaded = performance.now();
-  const out = await model.generate(values.prompt, { maxNewTokens: Number(values['max-new-tokens']) });
+  const out = await model.generate(values.prompt, { maxNewTokens });
   const done = performance.now();
   console.log(`model      ${values.model} (${model.info.architecture}, ${model.info.nLayer} layers, d_model ${model.info.dModel}, ${model.info.device}, ${model.info.dtype})`);
   console.log(`prompt     ${JSON.stringify(values.prompt)}`);

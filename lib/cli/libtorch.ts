@@ -19,10 +19,15 @@ which     prints the libtorch the addon would load (COMEBA_LIBTORCH or LIBTORCH,
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === 'install') return install(rest);
-  if (sub === 'which') return which();
-  const help = sub === '--help' || sub === '-h';
-  (help ? console.log : console.error)(usage);
-  return help ? 0 : 2;
+  if (sub === 'which') {
+    parseArgs({ args: rest, options: {} });  // takes no options: refuse any
+    return which();
+  }
+  if (sub === '--help' || sub === '-h') {
+    console.log(usage);
+    return 0;
+  }
+  throw new InvalidArgumentError(`${sub === undefined ? 'a subcommand is needed' : `unknown subcommand '${sub}'`}: use install or which (see comeba libtorch --help)`);
 }
 
 function install(argv: string[]): number {
@@ -32,6 +37,10 @@ function install(argv: string[]): number {
   });
   const variant = values.variant;
   if (variant !== 'cpu' && variant !== 'cuda') throw new InvalidArgumentError(`--variant must be cpu or cuda, not '${variant}'`);
+  // The version names a cache folder and a pip requirement: only a plain torch version, e.g. 2.13.0 or 2.13.0+cpu.
+  if (values.version !== undefined && !/^\d+\.\d+(\.\d+)?(\+[A-Za-z0-9.]+)?$/.test(values.version)) {
+    throw new InvalidArgumentError(`--version must be a torch version such as ${defaultVersions.cpu}, not '${values.version}'`);
+  }
   const installed = installLibtorch({ variant: variant as LibtorchVariant, version: values.version, force: values.force, log: (line) => console.log(line) });
   // The cache comes last in the search order: say so when something else still wins.
   const { found } = searchLibtorch();

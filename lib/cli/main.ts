@@ -2,7 +2,7 @@
 // The `comeba` command: argv → one module per command, each exporting `summary` and `run(argv)`.
 // Modules load lazily so `comeba libtorch which` never touches the addon.
 
-import { ComebaError } from '../errors.js';
+import { ComebaError, InvalidArgumentError } from '../errors.js';
 
 export interface Command {
   summary: string;
@@ -30,7 +30,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const load = commands[name];
   if (!load) {
-    console.error(`comeba: unknown command '${name}'\n\n${await usage()}`);
+    console.error(`comeba: unknown command '${name}': run comeba --help for the list of commands`);
     return 2;
   }
   try {
@@ -40,11 +40,17 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-// Typed errors carry a message meant for the user; anything else is a bug and keeps its stack.
+// Typed errors carry a message meant for the user; anything else is a bug and keeps its stack. A bad command
+// line (an invalid argument, or what parseArgs refuses) is one line and exit code 2.
 function report(command: string, err: unknown): number {
-  const code = (err as { code?: unknown }).code;
+  const code = (err as { code?: unknown } | undefined)?.code;
   if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
-    console.error(`comeba ${command}: ${(err as Error).message}`);
+    // Some of parseArgs' messages span lines.
+    console.error(`comeba ${command}: ${(err as Error).message.replace(/\s*\n\s*/g, ' ')} (see comeba ${command} --help)`);
+    return 2;
+  }
+  if (err instanceof InvalidArgumentError) {
+    console.error(`comeba ${command}: ${err.message}`);
     return 2;
   }
   console.error(err instanceof ComebaError ? `comeba ${command}: ${err.message}` : err);

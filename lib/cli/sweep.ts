@@ -3,11 +3,10 @@
 
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { DatasetFormat } from '../datasets.js';
-import { detectFormat } from '../datasets.js';
+import { datasetFormats, detectFormat } from '../datasets.js';
 import { packageRoot } from '../native.js';
-import { runSweep, sweepMethods, type Protocol, type SweepEvent, type SweepMethod, type SweepSummary } from '../sweep.js';
-import type { Device, Dtype } from '../HookedModel.js';
+import { protocols, runSweep, sweepMethods, type SweepEvent, type SweepSummary } from '../sweep.js';
+import { checkpointLayerCount, device, dtypes, existingFile, oneOf, parseLayers, positiveInteger, positiveNumber } from './args.js';
 
 export const summary = 'edit a dataset consecutively (or single-round) and report reliability, generality, locality';
 
@@ -31,14 +30,9 @@ const usage = `usage: comeba sweep [options]        (rerun the same command to r
   --eval-every N       edits between evaluations             (default 200, rounded up to a multiple of --batch)
   --protocol P         consecutive | single-round            (default consecutive)
   --out DIR            results and resumable state           (default ./comeba-sweep)
-  --device D, --dtype T`;
+  --device D, --dtype T
 
-function parseLayers(text: string): number[] {
-  return text.split(',').flatMap((part) => {
-    const [a, b] = part.split('-').map(Number);
-    return b === undefined ? [a] : Array.from({ length: b - a + 1 }, (_, i) => a + i);
-  });
-}
+A rerun with the same --out resumes; one whose settings differ from <out>/settings.json is refused.`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values: v } = parseArgs({
@@ -68,24 +62,30 @@ export async function run(argv: string[]): Promise<number> {
     console.log(usage);
     return 0;
   }
-  const protocol = v.protocol as Protocol;
-  if (protocol !== 'consecutive' && protocol !== 'single-round') throw new Error(`--protocol must be consecutive or single-round`);
-  const modes = (v.mode === 'all' ? sweepMethods : v.mode!.split(',')) as SweepMethod[];
-  const batch = Number(v.batch ?? (protocol === 'single-round' ? 30 : 10));
-  const n = Number(v.n);
+  // Every flag is checked here, before the model loads; runSweep checks what depends on several (and the folders).
+  const protocol = oneOf('--protocol', v.protocol!, protocols);
+  const modes = v.mode === 'all' ? [...sweepMethods] : v.mode!.split(',').map((m) => oneOf('--mode', m, sweepMethods));
+  const n = positiveInteger('--n', v.n!);
+  const batch = v.batch === undefined ? (protocol === 'single-round' ? 30 : 10) : positiveInteger('--batch', v.batch);
+  // default: every 200 edits, rounded up to whole batches
+  const evalEvery = v['eval-every'] === undefined ? Math.ceil(200 / batch) * batch : positiveInteger('--eval-every', v['eval-every']);
+  const nLayer = checkpointLayerCount(v.model!);
+  const data = existingFile('--data', v.data!);
+  const optionalNumber = (flag: 'lambda' | 'alpha-z' | 'scope-kappa' | 'alpha-floor', zero = false) =>
+    v[flag] === undefined ? undefined : positiveNumber(`--${flag}`, v[flag], { zero });
+  const options = {
+    model: v.model!, data, n, batch, modes, protocol, out: v.out!,
+    evalEvery: Math.min(evalEvery, Math.ceil(n / batch) * batch),
+    layers: v.layers === undefined ? undefined : parseLayers(v.layers, nLayer),
+    lambda: optionalNumber('lambda'),
+    alphaZ: optionalNumber('alpha-z'),
+    scopeKappa: optionalNumber('scope-kappa', true),
+    alphaFloor: optionalNumber('alpha-floor', true),
+    statsCorpus: v['stats-corpus'], device: device(v.device!), dtype: oneOf('--dtype', v.dtype!, dtypes),
+  };
+  const format = v.format === undefined ? detectFormat(data) : oneOf('--format', v.format, datasetFormats);
   const progress = new ProgressBar(process.stdout.isTTY === true);
-  const summaries = await runSweep({
-    model: v.model!, data: v.data!, format: (v.format ?? detectFormat(v.data!)) as DatasetFormat, n, batch, modes, protocol,
-    // default: every 200 edits, rounded up to whole batches
-    evalEvery: Math.min(Number(v['eval-every'] ?? Math.ceil(200 / batch) * batch), Math.ceil(n / batch) * batch), out: v.out!,
-    layers: v.layers ? parseLayers(v.layers) : undefined,
-    lambda: v.lambda ? Number(v.lambda) : undefined,
-    alphaZ: v['alpha-z'] ? Number(v['alpha-z']) : undefined,
-    scopeKappa: v['scope-kappa'] ? Number(v['scope-kappa']) : undefined,
-    alphaFloor: v['alpha-floor'] ? Number(v['alpha-floor']) : undefined,
-    statsCorpus: v['stats-corpus'], device: v.device as Device, dtype: v.dtype as Dtype,
-    onEvent: (e) => progress.update(e),
-  });
+  const summaries = await runSweep({ ...options, format, onEvent: (e) => progress.update(e) });
   progress.done();
   console.log(formatTable(summaries));
   console.log(`\nmetrics ${join(v.out!, 'metrics.jsonl')}\nsummary ${join(v.out!, 'summary.json')}\nchart   ${join(v.out!, 'chart.svg')}`);

@@ -1,0 +1,80 @@
+// The `comeba` command line: a bad flag or value is one line on stderr that names the flag, and exit code 2,
+// found before any model loads (so each case takes only the CLI's start-up).
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { tempDir, tinyGpt2 } from './helpers.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+// The source through tsx, as the sweep tests run it: never a stale dist/.
+const cli = join(root, 'lib', 'cli', 'main.ts');
+
+function comeba(args: string[]): Promise<{ status: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    // The timeout stops a command that, missing a check, went on to load a model and run.
+    execFile(process.execPath, ['--import', 'tsx', cli, ...args], { cwd: root, encoding: 'utf8', timeout: 60_000 }, (err, _stdout, stderr) => {
+      resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stderr });
+    });
+  });
+}
+
+const file = join(tempDir('comeba-cli-'), 'a-file');
+writeFileSync(file, 'not a folder');
+
+// [arguments, what the one line must contain]
+const cases: [string[], RegExp][] = [
+  [['sweep', '--layers', '1-1e9'], /--layers/],
+  [['sweep', '--layers', '1-1000000000'], /--layers: layer 1000000000 does not exist \(the model has 6 layers/],
+  [['sweep', '--model', tinyGpt2, '--layers', '2-3'], /--layers: layer 3 does not exist \(the model has 3 layers/],
+  [['sweep', '--layers', '2,1'], /--layers must list layers in increasing order/],
+  [['sweep', '--layers', '1.5'], /--layers: '1.5' is not a layer/],
+  [['sweep', '--protocol', 'rounds'], /--protocol must be one of consecutive, single-round, not 'rounds'/],
+  [['sweep', '--out', join(file, 'sub')], /--out .*a-file is a file, not a folder; pass another --out/],
+  [['sweep', '--out', file], /--out .*a-file is a file, not a folder/],
+  [['sweep', '--n', 'abc'], /--n must be a positive integer, not 'abc'/],
+  [['sweep', '--n', '0'], /--n must be a positive integer, not '0'/],
+  [['sweep', '--n=-5'], /--n must be a positive integer, not '-5'/],
+  [['sweep', '--n', '-5'], /'--n' argument is ambiguous/],
+  [['sweep', '--n', '1e3'], /--n must be a positive integer/],
+  [['sweep', '--batch', '0'], /--batch must be a positive integer/],
+  [['sweep', '--eval-every', '15'], /--eval-every \(15\) must be a multiple of --batch \(10\)/],
+  [['sweep', '--mode', 'rome'], /--mode must be one of .*, not 'rome'/],
+  [['sweep', '--mode', 'memit,memit'], /--mode names a mode twice/],
+  [['sweep', '--lambda', 'big'], /--lambda must be a positive number, not 'big'/],
+  [['sweep', '--alpha-z', '0'], /--alpha-z must be a positive number/],
+  [['sweep', '--scope-kappa', 'x'], /--scope-kappa must be a number ≥ 0/],
+  [['sweep', '--stats-corpus', join(root, 'no-such-corpus.txt')], /--stats-corpus .*no-such-corpus\.txt: no such file/],
+  [['sweep', '--data', join(root, 'no-such-data.json')], /--data .*no-such-data\.json: no such file/],
+  [['sweep', '--model', root], /--model .* is not a checkpoint folder/],
+  [['sweep', '--format', 'csv'], /--format must be one of/],
+  [['sweep', '--device', 'gpu'], /--device must be cpu, cuda or cuda:N/],
+  [['sweep', '--dtype', 'float8'], /--dtype must be one of/],
+  [['sweep', '--n', '5000'], /holds 1020 cases, fewer than --n 5000/],
+  [['sweep', '--bogus'], /Unknown option '--bogus' \(see comeba sweep --help\)/],
+  [['sweep', 'extra'], /Unexpected argument 'extra'/],
+  [['sweep', '--n'], /'--n <value>' argument missing/],
+  [['generate', '--prompt', 'x'], /--model DIR and --prompt TEXT are required/],
+  [['generate', '--model', tinyGpt2, '--prompt', 'x', '--max-new-tokens', 'many'], /--max-new-tokens must be a positive integer/],
+  [['generate', '--model', tinyGpt2, '--prompt', 'x', '--device', 'tpu'], /--device must be/],
+  [['libtorch'], /a subcommand is needed: use install or which/],
+  [['libtorch', 'remove'], /unknown subcommand 'remove'/],
+  [['libtorch', 'which', '--all'], /Unknown option '--all'/],
+  [['libtorch', 'install', '--version', '../../x'], /--version must be a torch version/],
+  [['libtorch', 'install', '--variant', 'rocm'], /--variant must be cpu or cuda/],
+  [['inspect', '--verbose'], /Unknown option '--verbose'/],
+  [['build', 'now'], /Unexpected argument 'now'/],
+  [['frobnicate'], /unknown command 'frobnicate': run comeba --help/],
+];
+
+for (const [args, message] of cases) {
+  test(`comeba ${args.join(' ')}: exit 2 and one line naming the problem`, async (t) => {
+    const { status, stderr } = await comeba(args);
+    t.is(status, 2, stderr);
+    const lines = stderr.trimEnd().split('\n');
+    t.is(lines.length, 1, `one line, not:\n${stderr}`);
+    t.notRegex(stderr, /^\s+at /m, 'no stack trace');
+    t.regex(lines[0], message);
+  });
+}
