@@ -91,8 +91,8 @@ export class Evaluator {
     const genTrue = await this.#score(records.map((r, i) => (withTrue ? q(r.rephrase, r.trueTarget, i) : null)));
     const locNew = await this.#score(records.map((r, i) => (withTrue ? q(r.locality?.prompt, r.target, i) : null)));
     const scores: RecordScores[] = records.map((r, i) => {
-      const s: RecordScores = { reliability: accuracy(rel[i]!.argmax, this.#targetIds(r.target)) };
-      if (gen[i]) s.generality = accuracy(gen[i]!.argmax, this.#targetIds(r.target));
+      const s: RecordScores = { reliability: accuracy(rel[i]!.argmax, this.#encode(r.target, 'target')) };
+      if (gen[i]) s.generality = accuracy(gen[i]!.argmax, this.#encode(r.target, 'target'));
       if (loc[i] && snapshot.locality[i]) s.locality = accuracy(loc[i]!.argmax, snapshot.locality[i]!);
       if (withTrue && relTrue[i]) s.efficacy = Number(rel[i]!.meanNll < relTrue[i]!.meanNll);
       if (withTrue && gen[i] && genTrue[i]) s.paraphrase = Number(gen[i]!.meanNll < genTrue[i]!.meanNll);
@@ -110,19 +110,16 @@ export class Evaluator {
     return result;
   }
 
-  #targetIds(target: string): number[] {
-    return this.#encode(withLeadingSpace(target));
-  }
-
-  /** Token ids, each text encoded once per Evaluator: a sweep scores the same records at every checkpoint. */
-  #encode(text: string): number[] {
-    let ids = this.#ids.get(text);
-    if (!ids) this.#ids.set(text, (ids = this.model.tokenizer.encode(text)));
+  /** Token ids, each text encoded once per Evaluator (a sweep scores the same records at every checkpoint): prompts with BOS where the model takes one, targets as continuations. */
+  #encode(text: string, as: 'prompt' | 'target'): number[] {
+    const key = `${as}:${text}`;
+    let ids = this.#ids.get(key);
+    if (!ids) this.#ids.set(key, (ids = as === 'prompt' ? this.model.tokenizer.encodePrompt(text) : this.model.tokenizer.encode(withLeadingSpace(text))));
     return ids;
   }
 
   #query(prompt: string, target: string, index: number): Query {
-    const q = { prompt: this.#encode(prompt), target: this.#targetIds(target) };
+    const q = { prompt: this.#encode(prompt, 'prompt'), target: this.#encode(target, 'target') };
     if (q.prompt.length === 0 || q.target.length === 0) throw new InvalidArgumentError(`record ${index}: empty prompt or target`);
     return q;
   }

@@ -134,7 +134,7 @@ export class HookedModel implements AsyncDisposable {
     integer('maxNewTokens', 1);
     integer('topK', 0);
     integer('seed', 0);
-    const ids = typeof prompt === 'string' ? this.tokenizer.encode(prompt) : [...prompt];
+    const ids = typeof prompt === 'string' ? this.tokenizer.encodePrompt(prompt) : [...prompt];
     const tokens = await callNative(() =>
       native.generate(ids, {
         maxNewTokens: options.maxNewTokens ?? 20,

@@ -69,27 +69,41 @@ const lambdaByMode: Record<EditMode, number> = { 'comeba-hk': 15000, 'comeba-wo-
 /** The paper's λ for single-round COMEBA-HK (METHOD.md §7); a sweep uses it in that protocol. */
 export const singleRoundLambda: Partial<Record<EditMode, number>> = { 'comeba-hk': 5000 };
 
-interface Preset { layers: number[]; vSteps: number; memitLambda: number }
+interface Preset { layers: number[]; vSteps: number; memitLambda: number; values?: Partial<ValueOptions> }
 
-// The reference models of the paper and MEMIT, recognised by shape.
+/**
+ * The reference models, recognised by architecture and shape: the paper's (METHOD.md §7), and the
+ * published MEMIT settings for Llama-3-8B (AlphaEdit's hparams/MEMIT/Llama3-8B.json) and Qwen2.5-7B
+ * (EasyEdit's hparams/MEMIT/qwen2.5-7b.yaml).
+ */
+const presets: { architecture: string; nLayer: number; dModel: number; preset: Preset }[] = [
+  { architecture: 'gpt2', nLayer: 48, dModel: 1600, preset: { layers: [13, 14, 15, 16, 17], vSteps: 20, memitLambda: 20000 } },
+  { architecture: 'gptj', nLayer: 28, dModel: 4096, preset: { layers: [3, 4, 5, 6, 7, 8], vSteps: 25, memitLambda: 15000 } },
+  { architecture: 'llama', nLayer: 32, dModel: 4096, preset: { layers: [4, 5, 6, 7, 8], vSteps: 25, memitLambda: 15000, values: { vLr: 0.1 } } },
+  {
+    architecture: 'qwen2', nLayer: 28, dModel: 3584,
+    preset: { layers: [4, 5, 6, 7, 8], vSteps: 25, memitLambda: 15000, values: { vWeightDecay: 1e-3, clampNormFactor: 4 } },
+  },
+];
+
 function presetFor(info: ModelInfo): Preset | undefined {
-  if (info.architecture === 'gpt2' && info.nLayer === 48 && info.dModel === 1600) {
-    return { layers: [13, 14, 15, 16, 17], vSteps: 20, memitLambda: 20000 };
-  }
-  if (info.architecture === 'gptj' && info.nLayer === 28 && info.dModel === 4096) {
-    return { layers: [3, 4, 5, 6, 7, 8], vSteps: 25, memitLambda: 15000 };
-  }
-  return undefined;
+  return presets.find((p) => p.architecture === info.architecture && p.nLayer === info.nLayer && p.dModel === info.dModel)?.preset;
 }
+
+/** Per family, the reference preset's first and last edited layer and its depth: other sizes keep the relative depth. */
+const layerRule: Record<string, [number, number, number]> = {
+  gpt2: [13, 17, 48], gptj: [3, 8, 28], llama: [4, 8, 32], mistral: [4, 8, 32], qwen2: [4, 8, 28], qwen3: [4, 8, 28],
+};
 
 /**
  * Edit layers for a model without a preset: the reference preset of its family (GPT2-XL 13–17 of 48,
- * GPT-J 3–8 of 28) scaled to the same relative depth, keeping at least two layers.
+ * GPT-J 3–8 of 28, Llama-3-8B 4–8 of 32, Qwen2.5-7B 4–8 of 28) scaled to the same relative depth,
+ * keeping at least two layers.
  */
 export function defaultLayers(info: ModelInfo): number[] {
   const preset = presetFor(info);
   if (preset) return preset.layers;
-  const [first, last, depth] = info.architecture === 'gptj' ? [3, 8, 28] : [13, 17, 48];
+  const [first, last, depth] = layerRule[info.architecture] ?? layerRule.gpt2;
   const start = Math.round((first / depth) * info.nLayer);
   const end = Math.max(start + 1, Math.round((last / depth) * info.nLayer));
   return Array.from({ length: Math.min(end, info.nLayer - 1) - start + 1 }, (_, i) => start + i);
@@ -130,6 +144,7 @@ export function resolveHyperparameters(info: ModelInfo, given: Partial<EditorHyp
   const resolved: EditorHyperparameters = {
     ...valueDefaults,
     vSteps: preset?.vSteps ?? valueDefaults.vSteps,
+    ...preset?.values,
     ...pickValueOptions(defaults.values),
     mode,
     layers: defaults.layers ?? defaultLayers(info),

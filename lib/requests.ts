@@ -25,7 +25,7 @@ const templateLength = 10; // tokens, start included, as MEMIT's generate_fast(m
 export async function generateContextTemplates(model: HookedModel, seed = 0): Promise<string[]> {
   const templates = ['{}'];
   for (const [i, start] of templateStarts.entries()) {
-    const ids = model.tokenizer.encode(start);
+    const ids = model.tokenizer.encodePrompt(start);
     const out = await model.generate(ids, { maxNewTokens: Math.max(1, templateLength - ids.length), stopAtEos: false, topK: 5, seed: seed + i });
     const text = model.tokenizer.decode([...ids, ...out.tokens]).replaceAll('{', ' ').replaceAll('}', ' ');
     templates.push(`${text}. {}`);
@@ -55,8 +55,8 @@ function promptTemplate(request: EditRequest, index: number): string {
 
 /** The row of `prefix + subject + suffix` and the index of the subject's last token in it. */
 function subjectRow(tokenizer: Tokenizer, prefix: string, subject: string, suffix: string, index: number): [number[], number] {
-  const head = tokenizer.encode(prefix + subject);
-  const row = tokenizer.encode(prefix + subject + suffix);
+  const head = tokenizer.encodePrompt(prefix + subject);
+  const row = tokenizer.encodePrompt(prefix + subject + suffix);
   const last = head.length - 1;
   if (last < 0 || last >= row.length || row[last] !== head[last]) {
     throw new InvalidRequestError(index, `the subject's last token was not found after tokenisation of ${JSON.stringify(prefix + subject + suffix)}`);

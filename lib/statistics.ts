@@ -191,7 +191,7 @@ async function collectOnce(model: HookedModel, options: CollectOptions): Promise
       await callNative(() => native.save(partial, { ...metadataOf(provenance()), documentsDone: String(done) }));
       throw new AbortError(`statistics collection aborted after ${done} of ${documents.length} documents; rerun to resume`);
     }
-    const batch = documents.slice(done, done + batchSize).map((d) => model.tokenizer.encode(d).slice(0, maxLength)).filter((r) => r.length > 0);
+    const batch = documents.slice(done, done + batchSize).map((d) => model.tokenizer.encodePrompt(d).slice(0, maxLength)).filter((r) => r.length > 0);
     if (batch.length > 0) await callNative(() => native.add(batch));
     done = Math.min(done + batchSize, documents.length);
     options.onProgress?.({ documents: done, totalDocuments: documents.length, tokens: native.count() });

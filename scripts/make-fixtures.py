@@ -2,16 +2,22 @@
 """Build the tiny test fixtures in test/fixtures/.
 
 Produces, deterministically and without network access:
-  tiny-gpt2/  GPT-2 (3 layers, d_model 64), single model.safetensors, tied lm_head
-  tiny-gptj/  GPT-J (3 layers, d_model 64, rotary_dim 8), sharded safetensors
+  tiny-gpt2/     GPT-2 (3 layers, d_model 64), single model.safetensors, tied lm_head
+  tiny-gptj/     GPT-J (3 layers, d_model 64, rotary_dim 8), sharded safetensors
+  tiny-llama/    Llama (3 layers, d_model 64, 4 heads over 2 kv heads), rope_scaling
+                 "llama3", sharded safetensors, a tokenizer that prepends <s>
+  tiny-mistral/  Mistral, with a sliding window longer than the context, <s> too
+  tiny-qwen2/    Qwen2 (q/k/v biases), embeddings tied to the head
+  tiny-qwen3/    Qwen3 (q/k RMSNorm), head_dim 32 ≠ d_model / heads
 Each folder holds a 512-token byte-level BPE tokenizer trained here on a
 generated English corpus, and reference/ with transformers' own outputs:
 per-prompt logits, greedy generations, and logits with one MLP projection
 weight replaced (hook-*). The C++/Node tests compare against these, so the
 C++ loader is checked against transformers itself, not against itself.
 
-Run: python3 scripts/make-fixtures.py
+Run: python3 scripts/make-fixtures.py [fixture ...]   (default: all of them)
 """
+import sys
 import json
 import random
 import shutil
@@ -19,15 +25,19 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import processors
 from transformers import (AutoTokenizer, GPT2Config, GPT2LMHeadModel,
-                          GPTJConfig, GPTJForCausalLM, PreTrainedTokenizerFast)
+                          GPTJConfig, GPTJForCausalLM, LlamaConfig,
+                          LlamaForCausalLM, MistralConfig, MistralForCausalLM,
+                          PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM,
+                          Qwen3Config, Qwen3ForCausalLM)
 
 ROOT = Path(__file__).resolve().parent.parent / "test" / "fixtures"
 EOS = "<|endoftext|>"
 VOCAB = 512
 INIT_RANGE = 0.3
 MIN_GAP = 1e-3
-PAD_TOL = 1e-5
+PAD_TOL = 5e-5  # transformers against itself (batch vs single): float noise only, half our tests' 1e-4
 NEW_TOKENS = 20
 PROMPTS = [
     "Hello,",
@@ -78,32 +88,45 @@ def make_corpus(n=600, seed=0):
     return lines
 
 
-def train_tokenizer():
+BOS, LLAMA_EOS = "<s>", "</s>"
+
+
+def train_tokenizer(with_bos=False):
+    """The GPT-2 style tokenizer (EOS only), or with_bos: a Llama style one whose post-processor prepends
+    <s> to every encoding, as Llama 2/3 and Mistral tokenizers do."""
+    specials = [BOS, LLAMA_EOS] if with_bos else [EOS]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB, special_tokens=[EOS],
+        vocab_size=VOCAB, special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(make_corpus(), trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOS,
+    if with_bos:
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, tok.token_to_id(BOS))])
+        return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=LLAMA_EOS,
+                                       unk_token=LLAMA_EOS, model_max_length=128, add_prefix_space=False)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOS,
                                    eos_token=EOS, unk_token=EOS,
                                    model_max_length=128, add_prefix_space=False)
-    return fast
 
 
 def save_tokenizer(fast, out):
     fast.save_pretrained(out)
     cfg_path = out / "tokenizer_config.json"
     cfg = json.loads(cfg_path.read_text())
-    cfg.update(tokenizer_class="GPT2Tokenizer", add_prefix_space=False,
-               bos_token=EOS, eos_token=EOS, unk_token=EOS, model_max_length=128)
+    if fast.bos_token == BOS:
+        cfg.update(add_bos_token=True, add_prefix_space=False, model_max_length=128)
+    else:
+        cfg.update(tokenizer_class="GPT2Tokenizer", add_prefix_space=False,
+                   bos_token=EOS, eos_token=EOS, unk_token=EOS, model_max_length=128)
     cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
     reloaded = AutoTokenizer.from_pretrained(out)
     for p in PROMPTS:
-        ids = fast(p, add_special_tokens=False)["input_ids"]
-        assert reloaded(p, add_special_tokens=False)["input_ids"] == ids, p
-        assert reloaded.decode(ids) == p, p
+        ids = fast(p)["input_ids"]
+        assert reloaded(p)["input_ids"] == ids, p
+        assert reloaded.decode(ids, skip_special_tokens=True) == p, p
     return reloaded
 
 
@@ -123,6 +146,33 @@ def build_gptj(eos_id):
                      bos_token_id=eos_id, eos_token_id=eos_id,
                      tie_word_embeddings=False, attn_implementation="eager")
     return GPTJForCausalLM(cfg).eval(), "transformer.h.1.mlp.fc_out"
+
+
+LLAMA_SIZES = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                   initializer_range=INIT_RANGE, attn_implementation="eager")
+
+
+def llama_family(config_class, model_class, hook_layer=1, **extra):
+    def build(eos_id, bos_id):
+        torch.manual_seed(0)
+        cfg = config_class(**LLAMA_SIZES, bos_token_id=bos_id, eos_token_id=eos_id, **extra)
+        model = model_class(cfg).eval()
+        # Norm weights start at 1 and biases at 0: perturb them so that the fixtures check they are read.
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("norm.weight") or name.endswith(".bias"):
+                    p.add_(0.2 * torch.randn_like(p))
+        return model, f"model.layers.{hook_layer}.mlp.down_proj"
+    return build
+
+
+build_llama = llama_family(LlamaConfig, LlamaForCausalLM, tie_word_embeddings=False, rope_scaling={
+    "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 32})
+build_mistral = llama_family(MistralConfig, MistralForCausalLM, tie_word_embeddings=False, sliding_window=4096)
+build_qwen2 = llama_family(Qwen2Config, Qwen2ForCausalLM, tie_word_embeddings=True)
+build_qwen3 = llama_family(Qwen3Config, Qwen3ForCausalLM, tie_word_embeddings=False, head_dim=32)
 
 
 @torch.no_grad()
@@ -185,8 +235,8 @@ def write_blocks(path, tensors):
 def make_reference(model, hook_name, tok, out):
     ref_dir = out / "reference"
     ref_dir.mkdir()
-    eos_id = tok.convert_tokens_to_ids(EOS)
-    ids_list = [tok(p, add_special_tokens=False)["input_ids"] for p in PROMPTS]
+    eos_id = tok.eos_token_id
+    ids_list = [tok(p)["input_ids"] for p in PROMPTS]  # with <s> where the tokenizer prepends it
     singles = prompt_logits(model, ids_list)
     pad_diff = check_padded_batch(model, ids_list, singles)
     gens, gaps = [], []
@@ -231,7 +281,10 @@ def build_fixture(name, builder, fast, shard_size):
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     tok = save_tokenizer(fast, out)
-    model, hook_name = builder(tok.convert_tokens_to_ids(EOS))
+    if builder in (build_gpt2, build_gptj):
+        model, hook_name = builder(tok.eos_token_id)
+    else:
+        model, hook_name = builder(tok.eos_token_id, tok.bos_token_id)
     model.save_pretrained(out, max_shard_size=shard_size)
     stats = make_reference(model, hook_name, tok, out)
     return out, stats
@@ -265,15 +318,31 @@ def make_memit_stats(layers=(1, 2), n_keys=2000, d_ff=256):
                     "mom2.mom2": keys.T @ keys})
 
 
+FIXTURES = [  # name, builder, tokenizer with <s>, shard size
+    ("tiny-gpt2", build_gpt2, False, "50GB"),
+    ("tiny-gptj", build_gptj, False, "400KB"),
+    ("tiny-llama", build_llama, True, "200KB"),
+    ("tiny-mistral", build_mistral, True, "50GB"),
+    ("tiny-qwen2", build_qwen2, False, "50GB"),
+    ("tiny-qwen3", build_qwen3, False, "50GB"),
+]
+
+
 def main():
     torch.use_deterministic_algorithms(True)
-    make_memit_stats()
-    fast = train_tokenizer()
-    for name, builder, shard in [("tiny-gpt2", build_gpt2, "50GB"),
-                                 ("tiny-gptj", build_gptj, "400KB")]:
-        summarize(*build_fixture(name, builder, fast, shard))
-    shards = list((ROOT / "tiny-gptj").glob("model-*-of-*.safetensors"))
-    assert len(shards) >= 2 and (ROOT / "tiny-gptj" / "model.safetensors.index.json").exists()
+    wanted = set(sys.argv[1:]) or {name for name, *_ in FIXTURES}
+    unknown = wanted - {name for name, *_ in FIXTURES}
+    assert not unknown, f"unknown fixtures {sorted(unknown)}"
+    if "tiny-gpt2" in wanted:
+        make_memit_stats()
+    tokenizers = {False: train_tokenizer(), True: train_tokenizer(with_bos=True)}
+    for name, builder, with_bos, shard in FIXTURES:
+        if name in wanted:
+            summarize(*build_fixture(name, builder, tokenizers[with_bos], shard))
+    for sharded in ("tiny-gptj", "tiny-llama"):
+        if sharded in wanted:
+            assert len(list((ROOT / sharded).glob("model-*-of-*.safetensors"))) >= 2
+            assert (ROOT / sharded / "model.safetensors.index.json").exists()
 
 
 if __name__ == "__main__":

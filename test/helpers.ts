@@ -10,6 +10,12 @@ const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const fixtures = join(repoRoot, 'test', 'fixtures');
 export const tinyGpt2 = join(fixtures, 'tiny-gpt2');
 export const tinyGptj = join(fixtures, 'tiny-gptj');
+export const tinyLlama = join(fixtures, 'tiny-llama');
+/** Every tiny fixture with transformers' reference outputs, by architecture. */
+export const fixtureModels = [
+  ['gpt2', tinyGpt2], ['gptj', tinyGptj], ['llama', tinyLlama], ['mistral', join(fixtures, 'tiny-mistral')],
+  ['qwen2', join(fixtures, 'tiny-qwen2')], ['qwen3', join(fixtures, 'tiny-qwen3')],
+] as const;
 
 /** The development data beside the checkout (../shared/data), or where COMEBA_SHARED_DATA points. */
 export const sharedData = process.env.COMEBA_SHARED_DATA || join(repoRoot, '..', 'shared', 'data');

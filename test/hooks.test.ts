@@ -1,7 +1,7 @@
 // The native hook primitives: weight replacement, recording module inputs/outputs, adding vectors.
 import test from 'ava';
 import { HookedModel, InvalidArgumentError } from '../lib/index.js';
-import { float32Of, loadReference, randomFloats, maxDiffAtRow, readSafetensors, tinyGpt2, tinyGptj } from './helpers.js';
+import { fixtureModels, float32Of, loadReference, randomFloats, maxDiffAtRow, readSafetensors, tinyGpt2, tinyGptj } from './helpers.js';
 import { join } from 'node:path';
 
 const w0Gpt2 = () => float32Of(readSafetensors(join(tinyGpt2, 'model.safetensors')).tensors.get('transformer.h.1.mlp.c_proj.weight')!);
@@ -14,7 +14,7 @@ test('replacing an MLP output by W0·x + b leaves logits bit-identical', async (
   t.deepEqual(hooked.logits.data, plain.data);
 });
 
-for (const [name, dir] of [['gpt2', tinyGpt2], ['gptj', tinyGptj]] as const) {
+for (const [name, dir] of fixtureModels) {
   test(`${name}: a replaced weight W' gives transformers' logits with W' in the module`, async (t) => {
     await using model = await HookedModel.load(dir);
     const ref = loadReference(dir);

@@ -2,14 +2,15 @@
 // and greedy generation through the KV cache.
 import test from 'ava';
 import { HookedModel } from '../lib/index.js';
-import { loadReference, maxDiffAtRow, tinyGpt2, tinyGptj } from './helpers.js';
+import { prepareRequest } from '../lib/requests.js';
+import { fixtureModels, loadReference, maxDiffAtRow, tinyGpt2, tinyGptj, tinyLlama } from './helpers.js';
 
-for (const [name, dir] of [['gpt2', tinyGpt2], ['gptj', tinyGptj]] as const) {
+for (const [name, dir] of fixtureModels) {
   const ref = loadReference(dir);
 
   test(`${name}: tokenizer gives transformers' ids`, async (t) => {
     await using model = await HookedModel.load(dir);
-    t.deepEqual(ref.prompts.map((p) => model.tokenizer.encode(p)), ref.inputIds);
+    t.deepEqual(ref.prompts.map((p) => model.tokenizer.encodePrompt(p)), ref.inputIds);
     t.is(model.tokenizer.decode(ref.inputIds[2]), ref.prompts[2]);
   });
 
@@ -42,6 +43,33 @@ test('model info describes the checkpoint', async (t) => {
   t.like(model.info, { architecture: 'gptj', nLayer: 3, dModel: 64, dFf: 256, vocabSize: 512, device: 'cpu', dtype: 'float32' });
   t.is(model.editedModule(2), 'transformer.h.2.mlp.fc_out');
   t.deepEqual(model.info.editedWeightShape, [64, 256]);
+});
+
+test('a Llama tokenizer prepends <s> to prompts, not to continuations, and its subject index counts it', async (t) => {
+  await using model = await HookedModel.load(tinyLlama);
+  const bos = model.tokenizer.bos!;
+  t.is(bos, model.info.bosTokenId);
+  t.is(model.tokenizer.encodePrompt('The city')[0], bos);
+  t.not(model.tokenizer.encode(' Paris')[0], bos);
+  t.is(model.tokenizer.decode(model.tokenizer.encodePrompt('The city of Paris')), 'The city of Paris');
+  const prepared = prepareRequest(model.tokenizer, { prompt: 'The city of {} is in', subject: 'Paris', target: 'Spain' }, ['{}'], 0, 128);
+  const row = prepared.contexts[0];
+  t.is(row[0], bos);
+  t.is(model.tokenizer.decode(row.slice(0, prepared.subjectLast[0] + 1)), 'The city of Paris');
+  t.deepEqual(prepared.target, model.tokenizer.encode(' Spain'));
+});
+
+test('Llama-family hook points have Hugging Face names', async (t) => {
+  await using model = await HookedModel.load(tinyLlama);
+  t.like(model.info, { architecture: 'llama', nLayer: 3, dModel: 64, dFf: 128 });
+  t.is(model.editedModule(2), 'model.layers.2.mlp.down_proj');
+  t.deepEqual(model.info.editedWeightShape, [64, 128]);
+  const { records } = await model.run([[1, 5, 9]], { hooks: [
+    { at: 'model.layers.1.mlp.down_proj', record: 'input', positions: [[0, 2]] },
+    { at: 'model.layers.2', record: 'output', positions: [[1]] },
+  ] });
+  t.deepEqual(records.map((r) => r!.shape), [[2, 128], [1, 64]]);
+  await t.throwsAsync(model.run([[1]], { hooks: [{ at: 'transformer.h.1', record: 'output', positions: [[0]] }] }), { message: /model\.layers\.\{l\}/ });
 });
 
 test('float16 and bfloat16 weights give logits close to float32', async (t) => {

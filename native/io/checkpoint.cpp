@@ -90,6 +90,17 @@ std::string config_string_or(const Json& config, const std::string& key, const s
   return v && v->is_string() ? v->as_string() : fallback;
 }
 
+bool config_bool_or(const Json& config, const std::string& key, bool fallback) {
+  const Json* v = config.find(key);
+  return v && v->is_bool() ? v->as_bool() : fallback;
+}
+
+int64_t config_first_int_or(const Json& config, const std::string& key, int64_t fallback) {
+  const Json* v = config.find(key);
+  if (v && v->is_array() && !v->items().empty()) v = &v->items()[0];
+  return v && v->is_integer() ? v->as_int() : fallback;
+}
+
 CheckpointWeights::CheckpointWeights(const std::string& dir, torch::Device device, torch::Dtype dtype) : dir_(dir) {
   for (const auto& path : weight_files(dir)) {
     SafetensorsFile file(path.string());

@@ -22,6 +22,9 @@ int64_t config_int(const Json& config, const std::string& key, const std::string
 int64_t config_int_or(const Json& config, const std::string& key, int64_t fallback);
 double config_double_or(const Json& config, const std::string& key, double fallback);
 std::string config_string_or(const Json& config, const std::string& key, const std::string& fallback);
+bool config_bool_or(const Json& config, const std::string& key, bool fallback);
+// An integer, or the first of a list of them (Llama 3 lists several eos_token_id).
+int64_t config_first_int_or(const Json& config, const std::string& key, int64_t fallback);
 
 class CheckpointWeights {
  public:

@@ -18,6 +18,16 @@ struct LayerNorm {
   }
 };
 
+// RMSNorm as Llama computes it: the statistics in float32, the weight applied in the input's dtype.
+struct RmsNorm {
+  torch::Tensor weight;
+  double eps = 1e-6;
+  torch::Tensor operator()(const torch::Tensor& x) const {
+    auto x32 = x.to(torch::kFloat32);
+    return weight * (x32 * torch::rsqrt(x32.pow(2).mean(-1, true) + eps)).to(x.scalar_type());
+  }
+};
+
 enum class Activation { GeluTanh, GeluErf, Relu };
 
 // config.json's activation_function; an unknown one is an unsupported architecture.

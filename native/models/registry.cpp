@@ -1,8 +1,6 @@
 // config.json's model_type → architecture, plus the model-independent parts of CausalLM and TokenBatch.
 #include "models/registry.h"
 
-#include <regex>
-
 #include "common/error.h"
 #include "io/checkpoint.h"
 
@@ -13,8 +11,9 @@ std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir, torch::Device d
   const std::string type = config_string_or(config, "model_type", "");
   if (type == "gpt2") return make_gpt2(dir, config, device, dtype);
   if (type == "gptj") return make_gptj(dir, config, device, dtype);
-  fail(ErrorCode::UnsupportedArchitecture,
-       "model_type '" + type + "' in " + dir + "/config.json is not supported (supported: gpt2, gptj)");
+  if (auto model = make_llama_family(type, dir, config, device, dtype)) return model;
+  fail(ErrorCode::UnsupportedArchitecture, "model_type '" + type + "' in " + dir +
+                                               "/config.json is not supported (supported: gpt2, gptj, llama, mistral, qwen2, qwen3)");
 }
 
 ModelInfo read_model_info(const Json& config, const std::string& dir, const std::string& architecture,
@@ -38,21 +37,28 @@ ModelInfo read_model_info(const Json& config, const std::string& dir, const std:
 }
 
 HookPoint CausalLM::parse_hook_point(const std::string& name) const {
-  static const std::regex block(R"(transformer\.h\.(\d+))");
-  static const std::regex module(R"(transformer\.h\.(\d+)\.mlp\.(\w+))");
-  const std::string edited = info().edited_module.substr(info().edited_module.rfind('.') + 1);
-  std::smatch m;
+  // The names follow the edited module's pattern: "<blocks>.{}.mlp.<module>", blocks being "transformer.h"
+  // (GPT-2, GPT-J) or "model.layers" (the Llama family).
+  const std::string& pattern = info().edited_module;
+  const size_t hole = pattern.find("{}");
+  const std::string blocks = pattern.substr(0, hole);           // "model.layers."
+  const std::string module = pattern.substr(hole + 2);           // ".mlp.down_proj"
   HookPoint point;
-  if (std::regex_match(name, m, block)) {
+  std::string digits;
+  auto layer_digits = [&](const std::string& rest) {
+    return !rest.empty() && rest.find_first_not_of("0123456789") == std::string::npos ? rest : std::string();
+  };
+  if (name.rfind(blocks, 0) == 0 && !(digits = layer_digits(name.substr(blocks.size()))).empty()) {
     point.site = HookSite::BlockOutput;
-  } else if (std::regex_match(name, m, module) && m[2] == edited) {
+  } else if (name.rfind(blocks, 0) == 0 && name.size() > blocks.size() + module.size() &&
+             name.compare(name.size() - module.size(), module.size(), module) == 0 &&
+             !(digits = layer_digits(name.substr(blocks.size(), name.size() - blocks.size() - module.size()))).empty()) {
     point.site = HookSite::EditedModule;
   } else {
-    fail(ErrorCode::InvalidArgument, "unknown hook point '" + name + "'; this " + info().architecture +
-                                         " model has 'transformer.h.{l}' and '" + info().edited_module + "'");
+    fail(ErrorCode::InvalidArgument, "unknown hook point '" + name + "'; this " + info().architecture + " model has '" +
+                                         blocks + "{l}' and '" + pattern + "'");
   }
   // Compared as text first: stoll throws out_of_range on 20 digits, which would read as an internal error.
-  const std::string digits = m[1];
   point.layer = digits.size() <= 9 ? std::stoll(digits) : INT64_MAX;
   if (point.layer >= info().n_layer)
     fail(ErrorCode::InvalidArgument, "hook point '" + name + "': layer " + digits +
