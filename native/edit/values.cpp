@@ -104,6 +104,10 @@ ValueResult compute_values(const CausalLM& model, const std::vector<HookLayer>& 
   torch::optim::Adam adam({delta}, torch::optim::AdamOptions(options.lr));
   torch::Tensor kl_init;  // (n, V): log-probabilities before any step
   auto done = torch::zeros({n}, torch::TensorOptions().dtype(torch::kBool).device(dev));
+  // A float16 model's gradients underflow to zero below 6e-8, and δ then never moves (the edit would be a
+  // no-op): the loss is scaled before the backward pass and the gradient unscaled after it; an overflow
+  // halves the scale and repeats the step. Adam's step is invariant to the scale up to its ε.
+  double loss_scale = model.dtype() == torch::kFloat16 ? 65536.0 : 1.0;
   ValueResult result;
   result.steps.assign(n, 0);
   result.final_loss.assign(n, 0);
@@ -154,7 +158,18 @@ ValueResult compute_values(const CausalLM& model, const std::vector<HookLayer>& 
     if (done.all().item<bool>() || step == options.steps - 1) break;
 
     adam.zero_grad();
-    (loss * (~done).to(torch::kFloat32)).sum().backward();  // δ rows are independent: the sum gives each its own gradient
+    // δ rows are independent: the sum gives each its own gradient.
+    ((loss * (~done).to(torch::kFloat32)).sum() * loss_scale).backward();
+    if (loss_scale != 1.0) {
+      auto grad = delta.mutable_grad();
+      if (!torch::isfinite(grad).all().item<bool>()) {
+        loss_scale /= 2;
+        if (loss_scale < 1) fail(ErrorCode::NumericalFailure, "the value optimisation's gradient overflows float16 even unscaled");
+        --step;  // the same step again, with half the scale
+        continue;
+      }
+      grad.div_(loss_scale);
+    }
     auto frozen = delta.detach().clone();
     adam.step();
     {
