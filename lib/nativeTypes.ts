@@ -23,7 +23,7 @@ export interface NativeForwardResult extends NativeTensor {
 }
 
 export interface NativeModelInfo {
-  architecture: 'gpt2' | 'gptj';
+  architecture: 'gpt2' | 'gptj' | 'llama' | 'mistral' | 'qwen2' | 'qwen3';
   nLayer: number;
   dModel: number;
   dFf: number;

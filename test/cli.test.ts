@@ -78,3 +78,14 @@ for (const [args, message] of cases) {
     t.regex(lines[0], message);
   });
 }
+
+test('inspect --model describes a checkpoint from its config and headers: architecture, sizes, presets, memory', async (t) => {
+  const out = await new Promise<string>((resolve, reject) => {
+    execFile(process.execPath, ['--import', 'tsx', cli, 'inspect', '--model', join(root, 'test', 'fixtures', 'tiny-llama'), '--dtype', 'bfloat16'],
+      { cwd: root, encoding: 'utf8', timeout: 60_000 }, (err, stdout) => (err && !stdout ? reject(err) : resolve(stdout)));
+  });
+  t.regex(out, /\(llama\): 3 layers, d_model 64, d_ff 128, 4 heads, vocab 512, context 128/);
+  t.regex(out, /176,576 parameters stored as F32; 344\.9 KiB in bfloat16/);
+  t.regex(out, /comeba-hk on layers 0,1, λ 15000/);
+  t.regex(out, /C_accu 128\.0 KiB \(float64\)/);
+});

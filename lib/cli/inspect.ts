@@ -1,25 +1,63 @@
 // `comeba inspect`: which libtorch was found and from where, which addon build was chosen and what it
-// was built against, CUDA as the addon sees it, and why loading failed if it did.
+// was built against, CUDA as the addon sees it, and why loading failed if it did. With --model, what a
+// checkpoint is and what editing it will take, from config.json and the safetensors headers alone.
 
 import { parseArgs } from 'node:util';
+import { describeCheckpoint } from '../checkpoint.js';
+import type { Dtype } from '../HookedModel.js';
 import { formatRejected } from '../libtorch.js';
+import { InvalidArgumentError } from '../errors.js';
 import { describeNative, type NativeDescription } from '../native.js';
 
 export const summary = 'show the libtorch found, the addon build chosen, CUDA devices, or why loading fails';
 
-const usage = `usage: comeba inspect [--json]
+const usage = `usage: comeba inspect [--json] [--model DIR [--dtype float32|float16|bfloat16]]
 
-  --json   print the full description as JSON`;
+  --json    print the full description as JSON
+  --model   also describe this checkpoint: architecture, sizes, the editor's presets, memory estimate
+  --dtype   the dtype the model would be loaded in (default float32)`;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: { json: { type: 'boolean' }, model: { type: 'string' }, dtype: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
   if (values.help) {
     console.log(usage);
     return 0;
   }
+  const dtype = (values.dtype ?? 'float32') as Dtype;
+  if (!['float32', 'float16', 'bfloat16'].includes(dtype)) throw new InvalidArgumentError(`--dtype must be float32, float16 or bfloat16, not '${dtype}'`);
+  if (values.dtype !== undefined && values.model === undefined) throw new InvalidArgumentError('--dtype describes a --model: pass --model DIR too');
+  const checkpoint = values.model === undefined ? undefined : describeCheckpoint(values.model, dtype);
   const description = describeNative();
-  console.log(values.json ? JSON.stringify(description, null, 2) : formatDescription(description));
+  if (values.json) {
+    console.log(JSON.stringify(checkpoint ? { ...description, checkpoint } : description, null, 2));
+  } else {
+    console.log(formatDescription(description));
+    if (checkpoint) console.log(formatCheckpoint(values.model!, dtype, checkpoint));
+  }
   return description.error ? 1 : 0;
+}
+
+function formatCheckpoint(dir: string, dtype: Dtype, c: ReturnType<typeof describeCheckpoint>): string {
+  const i = c.info;
+  const e = c.editor;
+  const m = c.memory;
+  return [
+    `model      ${dir} (${i.architecture}): ${i.nLayer} layers, d_model ${i.dModel}, d_ff ${i.dFf}, ${i.nHead} heads, vocab ${i.vocabSize}, context ${i.contextLength}`,
+    `weights    ${c.parameters.toLocaleString('en')} parameters stored as ${c.storedDtypes.join(', ')}; ${bytes(m.weights)} in ${dtype}`,
+    `editor     ${e.mode} on layers ${e.layers.join(',')}, λ ${e.lambda}, α_z ${e.alphaZ}, value steps ${e.vSteps} at lr ${e.vLr}, clamp ${e.clampNormFactor}`,
+    `memory     per edited layer: C_accu ${bytes(m.cAccuPerLayer)} (${e.accumulatorDtype}), E[kkᵀ] and λ·E[kkᵀ] ${bytes(m.statisticsPerLayer)} (float64), ΔW ${bytes(m.deltaPerLayer)} (float32)`,
+    `           editor state for ${e.layers.length} layers: ${bytes(m.editorTotal)}, besides the weights`,
+  ].join('\n');
+}
+
+function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let u = 0;
+  while (n >= 1024 && u < units.length - 1) { n /= 1024; u++; }
+  return `${n.toFixed(u === 0 ? 0 : 1)} ${units[u]}`;
 }
 
 const yesNo = (flag: boolean): string => (flag ? 'yes' : 'no');

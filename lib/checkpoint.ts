@@ -1,0 +1,88 @@
+// What a checkpoint folder is, read from config.json and the safetensors headers alone (no weights):
+// for `comeba inspect --model`, before anything heavy runs.
+import { closeSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
+import { join } from 'node:path';
+import { InvalidCheckpointError } from './errors.js';
+import { isRegularFile } from './files.js';
+import type { Dtype, ModelInfo } from './HookedModel.js';
+import { readCheckpointDefaults, resolveHyperparameters, type EditorHyperparameters } from './options.js';
+
+export interface CheckpointDescription {
+  info: Pick<ModelInfo, 'architecture' | 'nLayer' | 'dModel' | 'dFf' | 'nHead' | 'vocabSize' | 'contextLength'>;
+  /** Parameters counted from the safetensors headers. */
+  parameters: number;
+  storedDtypes: string[];
+  editor: EditorHyperparameters;
+  /** Bytes: the weights in `dtype`; per edited layer C_accu, E[kkᵀ] and λ·E[kkᵀ] (float64), ΔW (float32). */
+  memory: { weights: number; cAccuPerLayer: number; statisticsPerLayer: number; deltaPerLayer: number; editorTotal: number };
+}
+
+// config.json keys per family: GPT-2 style (gpt2, gptj) or Llama style.
+const sizeKeys = {
+  gpt: { nLayer: 'n_layer', dModel: 'n_embd', nHead: 'n_head', contextLength: 'n_positions', dFf: 'n_inner' },
+  llama: { nLayer: 'num_hidden_layers', dModel: 'hidden_size', nHead: 'num_attention_heads', contextLength: 'max_position_embeddings', dFf: 'intermediate_size' },
+} as const;
+const families: Record<string, keyof typeof sizeKeys> = { gpt2: 'gpt', gptj: 'gpt', llama: 'llama', mistral: 'llama', qwen2: 'llama', qwen3: 'llama' };
+
+export function describeCheckpoint(dir: string, dtype: Dtype = 'float32'): CheckpointDescription {
+  const configPath = join(dir, 'config.json');
+  if (!isRegularFile(configPath)) throw new InvalidCheckpointError(`invalid checkpoint ${dir}: no config.json`);
+  const config = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+  const architecture = String(config.model_type);
+  const family = families[architecture];
+  if (!family) throw new InvalidCheckpointError(`model_type '${architecture}' in ${configPath} is not supported (${Object.keys(families).join(', ')})`);
+  const keys = sizeKeys[family];
+  const int = (key: string, fallback?: number) => {
+    const v = config[key];
+    if (Number.isInteger(v) && (v as number) > 0) return v as number;
+    if (fallback !== undefined) return fallback;
+    throw new InvalidCheckpointError(`invalid checkpoint ${dir}: config.json needs a positive integer '${key}'`);
+  };
+  const dModel = int(keys.dModel);
+  const info = {
+    architecture: architecture as ModelInfo['architecture'], nLayer: int(keys.nLayer), dModel, nHead: int(keys.nHead),
+    vocabSize: int('vocab_size'), contextLength: int(keys.contextLength), dFf: int(keys.dFf, 4 * dModel),
+  };
+  let parameters = 0;
+  const stored = new Set<string>();
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort()) {
+    for (const entry of Object.entries(safetensorsHeader(join(dir, file)))) {
+      if (entry[0] === '__metadata__') continue;
+      const { dtype: d, shape } = entry[1] as { dtype: string; shape: number[] };
+      parameters += shape.reduce((a, b) => a * b, 1);
+      stored.add(d);
+    }
+  }
+  const editor = resolveHyperparameters({ ...info, eosTokenId: -1, bosTokenId: -1, editedModule: '', editedWeightShape: [0, 0], device: 'cpu', dtype } as ModelInfo, {}, readCheckpointDefaults(dir));
+  const F = info.dFf;
+  const cAccuPerLayer = F * F * (editor.accumulatorDtype === 'float64' ? 8 : 4);
+  const statisticsPerLayer = 2 * F * F * 8;  // E[kkᵀ] as loaded and λ·E[kkᵀ] kept for reset
+  const deltaPerLayer = dModel * F * 4;
+  return {
+    info, parameters, storedDtypes: [...stored].sort(), editor,
+    memory: {
+      weights: parameters * (dtype === 'float32' ? 4 : 2), cAccuPerLayer, statisticsPerLayer, deltaPerLayer,
+      editorTotal: editor.layers.length * (cAccuPerLayer + statisticsPerLayer + deltaPerLayer),
+    },
+  };
+}
+
+/** The JSON header of a safetensors file, read without its data. */
+function safetensorsHeader(path: string): Record<string, unknown> {
+  if (!isRegularFile(path)) throw new InvalidCheckpointError(`${path} is not a regular file`);
+  const fd = openSync(path, 'r');
+  try {
+    const len = Buffer.alloc(8);
+    if (readSync(fd, len, 0, 8, 0) !== 8) throw new InvalidCheckpointError(`${path} is shorter than a safetensors header`);
+    const n = Number(len.readBigUInt64LE(0));
+    if (n > 100 << 20) throw new InvalidCheckpointError(`${path}: a safetensors header of ${n} bytes is not plausible`);
+    const header = Buffer.alloc(n);
+    if (readSync(fd, header, 0, n, 8) !== n) throw new InvalidCheckpointError(`${path}: the header runs past the end of the file`);
+    return JSON.parse(header.toString('utf8')) as Record<string, unknown>;
+  } catch (err) {
+    if (err instanceof InvalidCheckpointError) throw err;
+    throw new InvalidCheckpointError(`${path}: the safetensors header is not valid JSON`, { cause: err });
+  } finally {
+    closeSync(fd);
+  }
+}
