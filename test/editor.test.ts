@@ -10,13 +10,18 @@ import {
 import { resolveHyperparameters } from '../lib/options.js';
 import { prepareRequest } from '../lib/requests.js';
 import {
-  add, float32Of, frobenius, makeRandomCorpus, mat, matmul, readSafetensors, solve, tempDir, tinyGpt2, tinyGptj, transpose,
+  add, checkpointTensor, frobenius, makeRandomCorpus, mat, matmul, solve, tempDir, tinyGpt2, tinyGptj, tinyLlama, transpose,
   type Mat,
 } from './helpers.js';
 
 const layers = [1, 2];
-const F = 256;
-const C = 64;
+// The tiny GPT-2 (Conv1D, bias) and the tiny Llama (nn.Linear, no bias, BOS) run every test; d_ff F, d_model C.
+// kappa: a κ inside the range of ‖ΔW x‖ / ρ at which the paper's rule swaps there (gpt2 10–18 ρ), so that the
+// calibrated scope keeps some of those swaps and removes others (llama: κ 3 removed none, 6 and 9 some).
+const fixtures = [
+  { name: 'gpt2', dir: tinyGpt2, F: 256, C: 64, kappa: 13 },
+  { name: 'llama', dir: tinyLlama, F: 128, C: 64, kappa: 7.5 },
+] as const;
 const statsDir = tempDir('comeba-stats-');
 let corpus: string | undefined;
 
@@ -43,332 +48,343 @@ async function editorFor(model: HookedModel, options: Partial<Parameters<typeof 
 
 const tensorMat = (t: { data: ArrayLike<number>; shape: number[] }): Mat => mat(t.shape[0], t.shape[1], t.data);
 
-test('comeba-hk with no edits leaves every output bit-identical', async (t) => {
-  await using model = await HookedModel.load(tinyGpt2);
-  const batch = requests.map((r) => model.tokenizer.encode(r.prompt.replace('{}', r.subject)));
-  const before = await model.logits(batch, { padding: 'left' });
-  const generated = await model.generate(batch[2], { maxNewTokens: 10 });
-  await using editor = await editorFor(model);
-  t.deepEqual((await model.logits(batch, { padding: 'left' })).data, before.data);
-  t.deepEqual(await model.generate(batch[2], { maxNewTokens: 10 }), generated);
-  t.is(editor.step, 0);
-});
-
-test('normal equations hold after each batch, per layer, in float64', async (t) => {
-  await using model = await HookedModel.load(tinyGpt2);
-  await using editor = await editorFor(model);
-  for (const batch of [requests, moreRequests, requests.slice(0, 2)]) {
-    const before = await editor.state();
-    const report = await editor.edit(batch, { capture: true });
-    const after = await editor.state();
-    report.layers.forEach((l, i) => {
-      const K = tensorMat(l.keys!);                        // (F, n)
-      const R = tensorMat(l.residual!);                    // (C, n)
-      const delta = tensorMat(l.delta!);                   // (C, F)
-      const KKt = matmul(K, transpose(K));
-      let A = add(tensorMat(before.layers[i].cAccu!), KKt);
-      for (let d = 0; d < F; d++) A.data[d * F + d] += l.jitter;
-      const RKt = matmul(R, transpose(K));
-      const rel = frobenius(add(matmul(delta, A), RKt, -1)) / frobenius(RKt);
-      t.true(rel <= 1e-8, `layer ${l.layer}, step ${report.step}: relative residual ${rel}`);
-      // C_accu accumulates exactly K Kᵀ; ΔW grows by ΔW_batch (stored in float32).
-      const accumulated = add(tensorMat(after.layers[i].cAccu!), add(tensorMat(before.layers[i].cAccu!), KKt), -1);
-      t.true(frobenius(accumulated) <= 1e-9 * frobenius(KKt));
-      const grown = add(add(tensorMat(after.layers[i].delta), tensorMat(before.layers[i].delta), -1), delta, -1);
-      t.true(frobenius(grown) <= 1e-6 * frobenius(delta) + 1e-7);
-    });
-  }
-  t.is(editor.step, 3);
-});
-
-test('memit mode equals a dense implementation of the formula, with C fixed at λ·E[kkᵀ]', async (t) => {
-  await using model = await HookedModel.load(tinyGpt2);
-  const lambda = 50;
-  await using editor = await editorFor(model, { mode: 'memit', lambda });
-  const statistics = await stats(model);
-  let total = layers.map(() => mat(C, F));
-  for (const batch of [requests, moreRequests]) {
-    const report = await editor.edit(batch, { capture: true });
-    for (const [i, l] of report.layers.entries()) {
-      const E = tensorMat(await statistics.secondMoment(l.layer));
-      const K = tensorMat(l.keys!);
-      const X = solve(add(mat(F, F, E.data.map((v) => lambda * v)), matmul(K, transpose(K))), K);  // (λE + KKᵀ)⁻¹K
-      const expected = matmul(tensorMat(l.residual!), transpose(X));                              // R Xᵀ
-      const diff = frobenius(add(tensorMat(l.delta!), expected, -1));
-      t.true(diff <= 1e-5, `layer ${l.layer}: |ΔW − dense| = ${diff}`);
-      total[i] = add(total[i], expected);
-    }
-  }
-  // The weights moved by exactly the sum of the dense updates (edited in place, no accumulation of C).
-  const state = await editor.state();
-  state.layers.forEach((s, i) => {
-    t.is(s.cAccu, null);
-    const diff = frobenius(add(tensorMat(s.delta), total[i], -1));
-    t.true(diff <= 1e-5, `layer ${s.layer}: |ΔW − Σ dense| = ${diff}`);
+for (const { name, dir, F, C, kappa } of fixtures) {
+  test(`${name}: comeba-hk with no edits leaves every output bit-identical`, async (t) => {
+    await using model = await HookedModel.load(dir);
+    const batch = requests.map((r) => model.tokenizer.encodePrompt(r.prompt.replace('{}', r.subject)));
+    const before = await model.logits(batch, { padding: 'left' });
+    const generated = await model.generate(batch[2], { maxNewTokens: 10 });
+    await using editor = await editorFor(model);
+    t.deepEqual((await model.logits(batch, { padding: 'left' })).data, before.data);
+    t.deepEqual(await model.generate(batch[2], { maxNewTokens: 10 }), generated);
+    t.is(editor.step, 0);
   });
-});
 
-test('keys are the edited module input at the subject, ½ bare prompt + ½ mean of the templates', async (t) => {
-  await using model = await HookedModel.load(tinyGpt2);
-  await using editor = await editorFor(model, { mode: 'memit' });
-  const report = await editor.edit(requests, { capture: true });
-  const K = tensorMat(report.layers[0].keys!);  // first edited layer: its input does not depend on any edit
-  for (const [r, req] of requests.entries()) {
-    const prepared = prepareRequest(model.tokenizer, req, editor.contextTemplates, r, model.info.contextLength);
-    const { records: [x] } = await model.run(prepared.contexts, {
-      hooks: [{ at: model.editedModule(layers[0]), record: 'input', positions: prepared.subjectLast.map((p) => [p]) }],
-    });
-    const n = prepared.contexts.length;
-    for (let f = 0; f < F; f++) {
-      let others = 0;
-      for (let j = 1; j < n; j++) others += x!.data[j * F + f];
-      const expected = 0.5 * x!.data[f] + 0.5 * (others / (n - 1));
-      t.true(Math.abs(K.data[f * K.cols + r] - expected) < 1e-5, `request ${r}, feature ${f}`);
+  test(`${name}: normal equations hold after each batch, per layer, in float64`, async (t) => {
+    await using model = await HookedModel.load(dir);
+    await using editor = await editorFor(model);
+    for (const batch of [requests, moreRequests, requests.slice(0, 2)]) {
+      const before = await editor.state();
+      const report = await editor.edit(batch, { capture: true });
+      const after = await editor.state();
+      report.layers.forEach((l, i) => {
+        const K = tensorMat(l.keys!);                        // (F, n)
+        const R = tensorMat(l.residual!);                    // (C, n)
+        const delta = tensorMat(l.delta!);                   // (C, F)
+        const KKt = matmul(K, transpose(K));
+        let A = add(tensorMat(before.layers[i].cAccu!), KKt);
+        for (let d = 0; d < F; d++) A.data[d * F + d] += l.jitter;
+        const RKt = matmul(R, transpose(K));
+        const rel = frobenius(add(matmul(delta, A), RKt, -1)) / frobenius(RKt);
+        t.true(rel <= 1e-8, `layer ${l.layer}, step ${report.step}: relative residual ${rel}`);
+        // C_accu accumulates exactly K Kᵀ; ΔW grows by ΔW_batch (stored in float32).
+        const accumulated = add(tensorMat(after.layers[i].cAccu!), add(tensorMat(before.layers[i].cAccu!), KKt), -1);
+        t.true(frobenius(accumulated) <= 1e-9 * frobenius(KKt));
+        const grown = add(add(tensorMat(after.layers[i].delta), tensorMat(before.layers[i].delta), -1), delta, -1);
+        t.true(frobenius(grown) <= 1e-6 * frobenius(delta) + 1e-7);
+      });
     }
-  }
-});
-
-/**
- * The validated hook computed densely: P = xW0 + b, D = ΔW x, swap where the z-score of ‖D‖ over real tokens ≥ α
- * (and, for the calibrated scope, ‖D‖ ≥ floor).
- */
-function validatedReference(x: Float32Array, len: number, W0: Float32Array, b: Float32Array, delta: Float32Array, alpha: number, floor = 0) {
-  const P = new Float64Array(len * C);
-  const D = new Float64Array(len * C);
-  const M = new Float64Array(len);
-  for (let t = 0; t < len; t++) {
-    for (let c = 0; c < C; c++) {
-      let p = b[c];
-      let d = 0;
-      for (let f = 0; f < F; f++) {
-        p += x[t * F + f] * W0[f * C + c];
-        d += delta[c * F + f] * x[t * F + f];
-      }
-      P[t * C + c] = p;
-      D[t * C + c] = d;
-      M[t] += d * d;
-    }
-    M[t] = Math.sqrt(M[t]);
-  }
-  const mean = M.reduce((s, v) => s + v, 0) / len;
-  const std = Math.sqrt(M.reduce((s, v) => s + (v - mean) ** 2, 0) / (len - 1));
-  const z = Array.from(M, (m) => (len >= 2 && std > 0 ? (m - mean) / std : -Infinity));
-  const swap = z.map((v, t) => v >= alpha && M[t] >= floor);
-  const out = Array.from(P, (p, i) => (swap[Math.floor(i / C)] ? p + D[i] : p));
-  return { out, swap, maxZ: Math.max(...z) };
-}
-
-/** The edited module of `layer` run on `rows`: per row its input x (T × F) and output y (T × C); W0 and b from the checkpoint. */
-async function editedModuleRows(model: HookedModel, layer: number, rows: number[][], padding: 'left' | 'right') {
-  const at = model.editedModule(layer);
-  const positions = rows.map((r) => r.map((_, p) => p));
-  const { records: [x, y] } = await model.run(rows, { padding, hooks: [{ at, record: 'input', positions }, { at, record: 'output', positions }] });
-  const weights = readSafetensors(join(tinyGpt2, 'model.safetensors')).tensors;
-  let offset = 0;
-  const perRow = rows.map((row) => {
-    const io = { x: x!.data.subarray(offset * F), y: y!.data.subarray(offset * C), length: row.length };
-    offset += row.length;
-    return io;
+    t.is(editor.step, 3);
   });
-  return { rows: perRow, W0: float32Of(weights.get(`${at}.weight`)!), b: float32Of(weights.get(`${at}.bias`)!) };
-}
 
-test('the validated hook swaps exactly where a dense reference does, padding excluded', async (t) => {
-  await using model = await HookedModel.load(tinyGpt2);
-  await using editor = await editorFor(model);
-  await editor.edit(requests);
-  const state = await editor.state();
-  const rows = [...requests, ...moreRequests].map((r) => model.tokenizer.encode(r.prompt.replace('{}', r.subject)));
-  let swapped = 0;
-  let kept = 0;
-  for (const [i, layer] of layers.entries()) {
-    const { rows: io, W0, b } = await editedModuleRows(model, layer, rows, 'left');
-    for (const { x, y, length } of io) {
-      const ref = validatedReference(x, length, W0, b, state.layers[i].delta.data, state.layers[i].alpha);
-      ref.out.forEach((v, k) => t.true(Math.abs(y[k] - v) < 1e-4, `layer ${layer}: output ${k}`));
-      swapped += ref.swap.filter(Boolean).length;
-      kept += ref.swap.filter((s) => !s).length;
-    }
-  }
-  t.true(swapped > 0 && kept > 0, `a meaningful case: ${swapped} swapped, ${kept} kept`);
-});
-
-test('the calibrated scope swaps only where ‖ΔW x‖ also reaches κ·ρ, ρ² = tr(ΔW E[kkᵀ] ΔWᵀ), and keeps α ≥ its floor', async (t) => {
-  await using model = await HookedModel.load(tinyGpt2);
-  const scopeKappa = 13;  // the paper's rule swaps tokens with ‖ΔW x‖ of 10–18 ρ here: κ = 13 keeps some, not all
-  const alphaFloor = 1.5;
-  await using editor = await editorFor(model, { scope: 'calibrated', scopeKappa, alphaFloor });
-  await editor.edit(requests);
-  await editor.edit(moreRequests);
-  const state = await editor.state();
-  const rows = [...requests, ...moreRequests].map((r) => model.tokenizer.encode(r.prompt.replace('{}', r.subject)));
-  let cut = 0;
-  let kept = 0;
-  for (const [i, layer] of layers.entries()) {
-    t.true(state.layers[i].alpha >= alphaFloor, `layer ${layer}: α ${state.layers[i].alpha}`);
-    // ρ² = Σ_cfg ΔW[c,f] E[f,g] ΔW[c,g], densely in float64
-    const E = await editor.statistics.secondMoment(layer);
-    const delta = state.layers[i].delta.data;
-    let rho2 = 0;
-    for (let c = 0; c < C; c++) {
-      for (let f = 0; f < F; f++) {
-        let s = 0;
-        for (let g = 0; g < F; g++) s += E.data[f * F + g] * delta[c * F + g];
-        rho2 += delta[c * F + f] * s;
+  test(`${name}: memit mode equals a dense implementation of the formula, with C fixed at λ·E[kkᵀ]`, async (t) => {
+    await using model = await HookedModel.load(dir);
+    const lambda = 50;
+    await using editor = await editorFor(model, { mode: 'memit', lambda });
+    const statistics = await stats(model);
+    let total = layers.map(() => mat(C, F));
+    for (const batch of [requests, moreRequests]) {
+      const report = await editor.edit(batch, { capture: true });
+      for (const [i, l] of report.layers.entries()) {
+        const E = tensorMat(await statistics.secondMoment(l.layer));
+        const K = tensorMat(l.keys!);
+        const X = solve(add(mat(F, F, E.data.map((v) => lambda * v)), matmul(K, transpose(K))), K);  // (λE + KKᵀ)⁻¹K
+        const expected = matmul(tensorMat(l.residual!), transpose(X));                              // R Xᵀ
+        const diff = frobenius(add(tensorMat(l.delta!), expected, -1));
+        t.true(diff <= 1e-5, `layer ${l.layer}: |ΔW − dense| = ${diff}`);
+        total[i] = add(total[i], expected);
       }
     }
-    const floor = scopeKappa * Math.sqrt(rho2);
-    t.true(Math.abs(editor.scopeFloors[i] - floor) <= 1e-6 * floor, `layer ${layer}: floor ${editor.scopeFloors[i]} vs ${floor}`);
-    const { rows: io, W0, b } = await editedModuleRows(model, layer, rows, 'right');
-    for (const { x, y, length } of io) {
-      const ref = validatedReference(x, length, W0, b, delta, state.layers[i].alpha, floor);
-      ref.out.forEach((v, k) => t.true(Math.abs(y[k] - v) < 1e-4, `layer ${layer}: output ${k}`));
-      const paper = validatedReference(x, length, W0, b, delta, state.layers[i].alpha);
-      cut += paper.swap.filter((s, p) => s && !ref.swap[p]).length;
-      kept += ref.swap.filter(Boolean).length;
-    }
-  }
-  t.true(cut > 0 && kept > 0, `a meaningful case: the floor removed ${cut} of the paper's swaps and kept ${kept}`);
-  t.throws(() => resolveHyperparameters(model.info, { mode: 'memit', scope: 'calibrated' }), { instanceOf: InvalidArgumentError });
-  t.throws(() => resolveHyperparameters(model.info, { scope: 'calibrated', alphaFloor: 3 }), { instanceOf: InvalidArgumentError });
-});
-
-test('α follows eq. 19: min(α, min over requests of the max z-score), measured without swapping', async (t) => {
-  await using plain = await HookedModel.load(tinyGpt2);
-  const weights = readSafetensors(join(tinyGpt2, 'model.safetensors')).tensors;
-  for (const alphaZ of [2.2, 0.1]) {
-    await using model = await HookedModel.load(tinyGpt2);
-    await using editor = await editorFor(model, { alphaZ });
-    const report = await editor.edit(requests);
+    // The weights moved by exactly the sum of the dense updates (edited in place, no accumulation of C).
     const state = await editor.state();
-    const rows = requests.map((r) => model.tokenizer.encode(r.prompt.replace('{}', r.subject)));
-    for (const [i, layer] of layers.entries()) {
-      const at = model.editedModule(layer);
-      const { records: [x] } = await plain.run(rows, { hooks: [{ at, record: 'input', positions: rows.map((r) => r.map((_, p) => p)) }] });
-      const W0 = float32Of(weights.get(`${at}.weight`)!);
-      const b = float32Of(weights.get(`${at}.bias`)!);
-      let offset = 0;
-      let candidate = Infinity;
-      for (const row of rows) {
-        candidate = Math.min(candidate, validatedReference(x!.data.subarray(offset * F), row.length, W0, b, state.layers[i].delta.data, 0).maxZ);
-        offset += row.length;
+    state.layers.forEach((s, i) => {
+      t.is(s.cAccu, null);
+      const diff = frobenius(add(tensorMat(s.delta), total[i], -1));
+      t.true(diff <= 1e-5, `layer ${s.layer}: |ΔW − Σ dense| = ${diff}`);
+    });
+  });
+
+  test(`${name}: keys are the edited module input at the subject, ½ bare prompt + ½ mean of the templates`, async (t) => {
+    await using model = await HookedModel.load(dir);
+    await using editor = await editorFor(model, { mode: 'memit' });
+    const report = await editor.edit(requests, { capture: true });
+    const K = tensorMat(report.layers[0].keys!);  // first edited layer: its input does not depend on any edit
+    for (const [r, req] of requests.entries()) {
+      const prepared = prepareRequest(model.tokenizer, req, editor.contextTemplates, r, model.info.contextLength);
+      const { records: [x] } = await model.run(prepared.contexts, {
+        hooks: [{ at: model.editedModule(layers[0]), record: 'input', positions: prepared.subjectLast.map((p) => [p]) }],
+      });
+      const n = prepared.contexts.length;
+      for (let f = 0; f < F; f++) {
+        let others = 0;
+        for (let j = 1; j < n; j++) others += x!.data[j * F + f];
+        const expected = 0.5 * x!.data[f] + 0.5 * (others / (n - 1));
+        t.true(Math.abs(K.data[f * K.cols + r] - expected) < 1e-5, `request ${r}, feature ${f}`);
       }
-      const expected = Math.min(alphaZ, candidate);
-      t.true(Math.abs(report.layers[i].alphaAfter - expected) < 1e-6, `α_z ${alphaZ}, layer ${layer}: ${report.layers[i].alphaAfter} vs ${expected}`);
-      t.is(editor.alphas[i], report.layers[i].alphaAfter);
-      if (alphaZ === 0.1) t.is(report.layers[i].alphaAfter, 0.1);  // already below every candidate: unchanged
     }
+  });
+
+  /**
+   * The validated hook computed densely: P = xW0 + b, D = ΔW x, swap where the z-score of ‖D‖ over real tokens ≥ α
+   * (and, for the calibrated scope, ‖D‖ ≥ floor).
+   */
+  /** The edited module's W0 as (F, C), in: out, whatever the checkpoint's layout, and its bias (zeros where it has none). */
+  function moduleWeights(at: string): { W0: Float32Array; b: Float32Array } {
+    const w = checkpointTensor(dir, `${at}.weight`);
+    let W0 = w.data;
+    if (w.shape[0] === C) {  // nn.Linear stores (out, in)
+      W0 = new Float32Array(F * C);
+      for (let c = 0; c < C; c++) for (let f = 0; f < F; f++) W0[f * C + c] = w.data[c * F + f];
+    }
+    const bias = checkpointTensor(dir, `${at}.bias`, true);
+    return { W0, b: bias ? bias.data : new Float32Array(C) };
   }
-});
 
-test('a failed batch leaves the editor exactly as it was', async (t) => {
-  await using model = await HookedModel.load(tinyGpt2);
-  await using editor = await editorFor(model);
-  await editor.edit(requests);
-  const sum = await editor.checksum();
-  const probe = await model.logits([model.tokenizer.encode('The city of Paris is in')]);
-
-  await t.throwsAsync(editor.edit(moreRequests, { failAfterLayer: 1 }), { message: /injected failure after 1 layer/ });
-  t.is(await editor.checksum(), sum);
-
-  const bad = await t.throwsAsync(editor.edit([moreRequests[0], { prompt: 'The capital of', subject: 'Spain', target: 'x' }]), { instanceOf: InvalidRequestError });
-  t.is((bad as InvalidRequestError).index, 1);
-  t.is(await editor.checksum(), sum);
-
-  const controller = new AbortController();
-  const slow = [...requests, ...moreRequests, ...requests];
-  await t.throwsAsync(
-    editor.edit(slow, { signal: controller.signal, onProgress: (p) => p.phase === 'values' && controller.abort() }),
-    { instanceOf: AbortError },
-  );
-  t.is(await editor.checksum(), sum);
-  t.is(editor.step, 1);
-  t.deepEqual((await model.logits([model.tokenizer.encode('The city of Paris is in')])).data, probe.data);
-
-  // And it still edits afterwards.
-  await editor.edit(moreRequests);
-  t.is(editor.step, 2);
-  t.not(await editor.checksum(), sum);
-});
-
-test('requests are validated with a typed error naming the bad one', async (t) => {
-  await using model = await HookedModel.load(tinyGpt2);
-  await using editor = await editorFor(model);
-  const cases: [unknown, RegExp][] = [
-    [{ prompt: 'The city of', subject: 'Paris', target: 'Rome' }, /does not occur in the prompt/],
-    [{ prompt: 'The city of {}', subject: 'Paris', target: '  ' }, /target is empty/],
-    [{ prompt: 'The {} of {}', subject: 'Paris', target: 'Rome' }, /more than one \{\}/],
-    [{ prompt: 'The city of {}', subject: '', target: 'Rome' }, /subject is empty/],
-    [{ prompt: 'The city of {}', subject: 7, target: 'Rome' }, /subject must be a string/],
-  ];
-  for (const [req, message] of cases) {
-    const err = await t.throwsAsync(editor.edit([requests[0], req as EditRequest]), { instanceOf: InvalidRequestError });
-    t.regex(err!.message, /^request 1: /);
-    t.regex(err!.message, message);
+  function validatedReference(x: Float32Array, len: number, W0: Float32Array, b: Float32Array, delta: Float32Array, alpha: number, floor = 0) {
+    const P = new Float64Array(len * C);
+    const D = new Float64Array(len * C);
+    const M = new Float64Array(len);
+    for (let t = 0; t < len; t++) {
+      for (let c = 0; c < C; c++) {
+        let p = b[c];
+        let d = 0;
+        for (let f = 0; f < F; f++) {
+          p += x[t * F + f] * W0[f * C + c];
+          d += delta[c * F + f] * x[t * F + f];
+        }
+        P[t * C + c] = p;
+        D[t * C + c] = d;
+        M[t] += d * d;
+      }
+      M[t] = Math.sqrt(M[t]);
+    }
+    const mean = M.reduce((s, v) => s + v, 0) / len;
+    const std = Math.sqrt(M.reduce((s, v) => s + (v - mean) ** 2, 0) / (len - 1));
+    const z = Array.from(M, (m) => (len >= 2 && std > 0 ? (m - mean) / std : -Infinity));
+    const swap = z.map((v, t) => v >= alpha && M[t] >= floor);
+    const out = Array.from(P, (p, i) => (swap[Math.floor(i / C)] ? p + D[i] : p));
+    return { out, swap, maxZ: Math.max(...z) };
   }
-  t.is(editor.step, 0);
-});
 
-test('save → load gives identical logits; another model is refused', async (t) => {
-  const dir = tempDir('comeba-state-');
-  const prompts = Array.from({ length: 50 }, (_, i) => Array.from({ length: 4 + (i % 9) }, (_, j) => (i * 31 + j * 17) % 511 + 1));
-  let expected: Float32Array;
-  {
-    await using model = await HookedModel.load(tinyGpt2);
+  /** The edited module of `layer` run on `rows`: per row its input x (T × F) and output y (T × C); W0 and b from the checkpoint. */
+  async function editedModuleRows(model: HookedModel, layer: number, rows: number[][], padding: 'left' | 'right') {
+    const at = model.editedModule(layer);
+    const positions = rows.map((r) => r.map((_, p) => p));
+    const { records: [x, y] } = await model.run(rows, { padding, hooks: [{ at, record: 'input', positions }, { at, record: 'output', positions }] });
+    let offset = 0;
+    const perRow = rows.map((row) => {
+      const io = { x: x!.data.subarray(offset * F), y: y!.data.subarray(offset * C), length: row.length };
+      offset += row.length;
+      return io;
+    });
+    return { rows: perRow, ...moduleWeights(at) };
+  }
+
+  test(`${name}: the validated hook swaps exactly where a dense reference does, padding excluded`, async (t) => {
+    await using model = await HookedModel.load(dir);
+    await using editor = await editorFor(model);
+    await editor.edit(requests);
+    const state = await editor.state();
+    const rows = [...requests, ...moreRequests].map((r) => model.tokenizer.encodePrompt(r.prompt.replace('{}', r.subject)));
+    let swapped = 0;
+    let kept = 0;
+    for (const [i, layer] of layers.entries()) {
+      const { rows: io, W0, b } = await editedModuleRows(model, layer, rows, 'left');
+      for (const { x, y, length } of io) {
+        const ref = validatedReference(x, length, W0, b, state.layers[i].delta.data, state.layers[i].alpha);
+        ref.out.forEach((v, k) => t.true(Math.abs(y[k] - v) < 1e-4, `layer ${layer}: output ${k}`));
+        swapped += ref.swap.filter(Boolean).length;
+        kept += ref.swap.filter((s) => !s).length;
+      }
+    }
+    t.true(swapped > 0 && kept > 0, `a meaningful case: ${swapped} swapped, ${kept} kept`);
+  });
+
+  test(`${name}: the calibrated scope swaps only where ‖ΔW x‖ also reaches κ·ρ, ρ² = tr(ΔW E[kkᵀ] ΔWᵀ), and keeps α ≥ its floor`, async (t) => {
+    await using model = await HookedModel.load(dir);
+    const scopeKappa = kappa;
+    const alphaFloor = 1.5;
+    await using editor = await editorFor(model, { scope: 'calibrated', scopeKappa, alphaFloor });
+    await editor.edit(requests);
+    await editor.edit(moreRequests);
+    const state = await editor.state();
+    const rows = [...requests, ...moreRequests].map((r) => model.tokenizer.encodePrompt(r.prompt.replace('{}', r.subject)));
+    let cut = 0;
+    let kept = 0;
+    for (const [i, layer] of layers.entries()) {
+      t.true(state.layers[i].alpha >= alphaFloor, `layer ${layer}: α ${state.layers[i].alpha}`);
+      // ρ² = Σ_cfg ΔW[c,f] E[f,g] ΔW[c,g], densely in float64
+      const E = await editor.statistics.secondMoment(layer);
+      const delta = state.layers[i].delta.data;
+      let rho2 = 0;
+      for (let c = 0; c < C; c++) {
+        for (let f = 0; f < F; f++) {
+          let s = 0;
+          for (let g = 0; g < F; g++) s += E.data[f * F + g] * delta[c * F + g];
+          rho2 += delta[c * F + f] * s;
+        }
+      }
+      const floor = scopeKappa * Math.sqrt(rho2);
+      t.true(Math.abs(editor.scopeFloors[i] - floor) <= 1e-6 * floor, `layer ${layer}: floor ${editor.scopeFloors[i]} vs ${floor}`);
+      const { rows: io, W0, b } = await editedModuleRows(model, layer, rows, 'right');
+      for (const { x, y, length } of io) {
+        const ref = validatedReference(x, length, W0, b, delta, state.layers[i].alpha, floor);
+        ref.out.forEach((v, k) => t.true(Math.abs(y[k] - v) < 1e-4, `layer ${layer}: output ${k}`));
+        const paper = validatedReference(x, length, W0, b, delta, state.layers[i].alpha);
+        cut += paper.swap.filter((s, p) => s && !ref.swap[p]).length;
+        kept += ref.swap.filter(Boolean).length;
+      }
+    }
+    t.true(cut > 0 && kept > 0, `a meaningful case: the floor removed ${cut} of the paper's swaps and kept ${kept}`);
+    t.throws(() => resolveHyperparameters(model.info, { mode: 'memit', scope: 'calibrated' }), { instanceOf: InvalidArgumentError });
+    t.throws(() => resolveHyperparameters(model.info, { scope: 'calibrated', alphaFloor: 3 }), { instanceOf: InvalidArgumentError });
+  });
+
+  test(`${name}: α follows eq. 19: min(α, min over requests of the max z-score), measured without swapping`, async (t) => {
+    await using plain = await HookedModel.load(dir);
+    for (const alphaZ of [2.2, 0.1]) {
+      await using model = await HookedModel.load(dir);
+      await using editor = await editorFor(model, { alphaZ });
+      const report = await editor.edit(requests);
+      const state = await editor.state();
+      const rows = requests.map((r) => model.tokenizer.encodePrompt(r.prompt.replace('{}', r.subject)));
+      for (const [i, layer] of layers.entries()) {
+        const at = model.editedModule(layer);
+        const { records: [x] } = await plain.run(rows, { hooks: [{ at, record: 'input', positions: rows.map((r) => r.map((_, p) => p)) }] });
+        const { W0, b } = moduleWeights(at);
+        let offset = 0;
+        let candidate = Infinity;
+        for (const row of rows) {
+          candidate = Math.min(candidate, validatedReference(x!.data.subarray(offset * F), row.length, W0, b, state.layers[i].delta.data, 0).maxZ);
+          offset += row.length;
+        }
+        const expected = Math.min(alphaZ, candidate);
+        t.true(Math.abs(report.layers[i].alphaAfter - expected) < 1e-6, `α_z ${alphaZ}, layer ${layer}: ${report.layers[i].alphaAfter} vs ${expected}`);
+        t.is(editor.alphas[i], report.layers[i].alphaAfter);
+        if (alphaZ === 0.1) t.is(report.layers[i].alphaAfter, 0.1);  // already below every candidate: unchanged
+      }
+    }
+  });
+
+  test(`${name}: a failed batch leaves the editor exactly as it was`, async (t) => {
+    await using model = await HookedModel.load(dir);
+    await using editor = await editorFor(model);
+    await editor.edit(requests);
+    const sum = await editor.checksum();
+    const probe = await model.logits([model.tokenizer.encodePrompt('The city of Paris is in')]);
+
+    await t.throwsAsync(editor.edit(moreRequests, { failAfterLayer: 1 }), { message: /injected failure after 1 layer/ });
+    t.is(await editor.checksum(), sum);
+
+    const bad = await t.throwsAsync(editor.edit([moreRequests[0], { prompt: 'The capital of', subject: 'Spain', target: 'x' }]), { instanceOf: InvalidRequestError });
+    t.is((bad as InvalidRequestError).index, 1);
+    t.is(await editor.checksum(), sum);
+
+    const controller = new AbortController();
+    const slow = [...requests, ...moreRequests, ...requests];
+    await t.throwsAsync(
+      editor.edit(slow, { signal: controller.signal, onProgress: (p) => p.phase === 'values' && controller.abort() }),
+      { instanceOf: AbortError },
+    );
+    t.is(await editor.checksum(), sum);
+    t.is(editor.step, 1);
+    t.deepEqual((await model.logits([model.tokenizer.encodePrompt('The city of Paris is in')])).data, probe.data);
+
+    // And it still edits afterwards.
+    await editor.edit(moreRequests);
+    t.is(editor.step, 2);
+    t.not(await editor.checksum(), sum);
+  });
+
+  test(`${name}: requests are validated with a typed error naming the bad one`, async (t) => {
+    await using model = await HookedModel.load(dir);
+    await using editor = await editorFor(model);
+    const cases: [unknown, RegExp][] = [
+      [{ prompt: 'The city of', subject: 'Paris', target: 'Rome' }, /does not occur in the prompt/],
+      [{ prompt: 'The city of {}', subject: 'Paris', target: '  ' }, /target is empty/],
+      [{ prompt: 'The {} of {}', subject: 'Paris', target: 'Rome' }, /more than one \{\}/],
+      [{ prompt: 'The city of {}', subject: '', target: 'Rome' }, /subject is empty/],
+      [{ prompt: 'The city of {}', subject: 7, target: 'Rome' }, /subject must be a string/],
+    ];
+    for (const [req, message] of cases) {
+      const err = await t.throwsAsync(editor.edit([requests[0], req as EditRequest]), { instanceOf: InvalidRequestError });
+      t.regex(err!.message, /^request 1: /);
+      t.regex(err!.message, message);
+    }
+    t.is(editor.step, 0);
+  });
+
+  test(`${name}: save → load gives identical logits; another model is refused`, async (t) => {
+    const stateDir = tempDir('comeba-state-');
+    const prompts = Array.from({ length: 50 }, (_, i) => Array.from({ length: 4 + (i % 9) }, (_, j) => (i * 31 + j * 17) % 511 + 1));
+    let expected: Float32Array;
+    {
+      await using model = await HookedModel.load(dir);
+      await using editor = await editorFor(model);
+      await editor.edit(requests);
+      await editor.edit(moreRequests);
+      await editor.save(stateDir);
+      expected = (await model.logits(prompts, { padding: 'left' })).data;
+      t.deepEqual(readdirSync(stateDir).sort(), ['editor.json', 'state-2.safetensors']);
+    }
+    {
+      await using model = await HookedModel.load(dir);
+      const unedited = (await model.logits(prompts, { padding: 'left' })).data;
+      await using editor = await ConsecutiveEditor.load(model, stateDir);
+      t.is(editor.step, 2);
+      t.deepEqual((await model.logits(prompts, { padding: 'left' })).data, expected);
+      t.notDeepEqual(unedited, expected);
+    }
+    await using other = await HookedModel.load(tinyGptj);
+    await t.throwsAsync(ConsecutiveEditor.load(other, stateDir), { instanceOf: ModelMismatchError });
+  });
+
+  test(`${name}: 100 consecutive batches complete and the saved state keeps its size`, async (t) => {
+    await using model = await HookedModel.load(dir);
+    await using editor = await editorFor(model, { vSteps: 3 });
+    const stateDir = tempDir('comeba-state-');
+    const subjects = ['Paris', 'Alice', 'Maria', 'Bob', 'London', 'France', 'Rome', 'Spain'];
+    const sizes: number[] = [];
+    for (let b = 0; b < 100; b++) {
+      const batch = Array.from({ length: 10 }, (_, i) => ({
+        prompt: 'The city of {} is in', subject: subjects[(b + i) % subjects.length], target: subjects[(b * 3 + i + 1) % subjects.length],
+      }));
+      await editor.edit(batch);
+      if (b === 0 || b === 99) {
+        await editor.save(stateDir);
+        sizes.push(statSync(join(stateDir, `state-${b + 1}.safetensors`)).size);
+      }
+    }
+    t.is(editor.step, 100);
+    t.is(sizes[0], sizes[1]);
+    t.log(`state ${sizes[0]} bytes after batch 1 and after batch 100`);
+  });
+
+  test(`${name}: token-by-token generation through the hooks equals recomputing the whole sequence each step`, async (t) => {
+    await using model = await HookedModel.load(dir);
     await using editor = await editorFor(model);
     await editor.edit(requests);
     await editor.edit(moreRequests);
-    await editor.save(dir);
-    expected = (await model.logits(prompts, { padding: 'left' })).data;
-    t.deepEqual(readdirSync(dir).sort(), ['editor.json', 'state-2.safetensors']);
-  }
-  {
-    await using model = await HookedModel.load(tinyGpt2);
-    const unedited = (await model.logits(prompts, { padding: 'left' })).data;
-    await using editor = await ConsecutiveEditor.load(model, dir);
-    t.is(editor.step, 2);
-    t.deepEqual((await model.logits(prompts, { padding: 'left' })).data, expected);
-    t.notDeepEqual(unedited, expected);
-  }
-  await using other = await HookedModel.load(tinyGptj);
-  await t.throwsAsync(ConsecutiveEditor.load(other, dir), { instanceOf: ModelMismatchError });
-});
-
-test('100 consecutive batches complete and the saved state keeps its size', async (t) => {
-  await using model = await HookedModel.load(tinyGpt2);
-  await using editor = await editorFor(model, { vSteps: 3 });
-  const dir = tempDir('comeba-state-');
-  const subjects = ['Paris', 'Alice', 'Maria', 'Bob', 'London', 'France', 'Rome', 'Spain'];
-  const sizes: number[] = [];
-  for (let b = 0; b < 100; b++) {
-    const batch = Array.from({ length: 10 }, (_, i) => ({
-      prompt: 'The city of {} is in', subject: subjects[(b + i) % subjects.length], target: subjects[(b * 3 + i + 1) % subjects.length],
-    }));
-    await editor.edit(batch);
-    if (b === 0 || b === 99) {
-      await editor.save(dir);
-      sizes.push(statSync(join(dir, `state-${b + 1}.safetensors`)).size);
+    for (const r of [...requests, ...moreRequests]) {
+      const prompt = model.tokenizer.encodePrompt(r.prompt.replace('{}', r.subject));
+      const { tokens } = await model.generate(prompt, { maxNewTokens: 15, stopAtEos: false });
+      const sequence = [...prompt];
+      for (let i = 0; i < 15; i++) {
+        const logits = await model.logits([sequence]);
+        const last = logits.data.subarray((sequence.length - 1) * 512, sequence.length * 512);
+        sequence.push(last.indexOf(Math.max(...last)));
+      }
+      t.deepEqual(tokens, sequence.slice(prompt.length), r.prompt);
     }
-  }
-  t.is(editor.step, 100);
-  t.is(sizes[0], sizes[1]);
-  t.log(`state ${sizes[0]} bytes after batch 1 and after batch 100`);
-});
-
-test('token-by-token generation through the hooks equals recomputing the whole sequence each step', async (t) => {
-  await using model = await HookedModel.load(tinyGpt2);
-  await using editor = await editorFor(model);
-  await editor.edit(requests);
-  await editor.edit(moreRequests);
-  for (const r of [...requests, ...moreRequests]) {
-    const prompt = model.tokenizer.encode(r.prompt.replace('{}', r.subject));
-    const { tokens } = await model.generate(prompt, { maxNewTokens: 15, stopAtEos: false });
-    const sequence = [...prompt];
-    for (let i = 0; i < 15; i++) {
-      const logits = await model.logits([sequence]);
-      const last = logits.data.subarray((sequence.length - 1) * 512, sequence.length * 512);
-      sequence.push(last.indexOf(Math.max(...last)));
-    }
-    t.deepEqual(tokens, sequence.slice(prompt.length), r.prompt);
-  }
-});
+  });
+}

@@ -1,7 +1,7 @@
 // Shared test utilities: fixture paths and references, tolerant comparison that reports where it failed,
 // and generators for checkpoints the tests need but do not ship (random models, corrupted files).
 import type { Implementation, TestFn } from 'ava';  // types only: scripts import this file outside ava
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -98,6 +98,18 @@ export function readSafetensors(path: string): { header: Record<string, any>; te
 
 export function float32Of(t: StTensor): Float32Array {
   return new Float32Array(t.bytes.buffer.slice(t.bytes.byteOffset, t.bytes.byteOffset + t.bytes.byteLength));
+}
+
+/** A float32 tensor of a checkpoint folder, from whichever of its safetensors files holds it (undefined if `optional` and none does). */
+export function checkpointTensor(dir: string, name: string): { data: Float32Array; shape: number[] };
+export function checkpointTensor(dir: string, name: string, optional: true): { data: Float32Array; shape: number[] } | undefined;
+export function checkpointTensor(dir: string, name: string, optional = false): { data: Float32Array; shape: number[] } | undefined {
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.safetensors'))) {
+    const t = readSafetensors(join(dir, file)).tensors.get(name);
+    if (t) return { data: float32Of(t), shape: t.shape };
+  }
+  if (optional) return undefined;
+  throw new Error(`${dir} holds no tensor ${name}`);
 }
 
 /** Serialises a header object and a data section exactly as given (so tests can write broken headers). */
