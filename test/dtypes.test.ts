@@ -3,8 +3,9 @@
 // leaving ΔW at 0 while the step counter advanced). Compared with the float32 edit of the same checkpoint
 // by what an edit sets, ΔW applied to the float32 keys.
 import test from 'ava';
-import { ConsecutiveEditor, HookedModel, type EditRequest, type LayerReport } from '../lib/index.js';
-import { makeRandomCorpus, tempDir, tinyGpt2, tinyLlama } from './helpers.js';
+import { join } from 'node:path';
+import { ConsecutiveEditor, HookedModel, NumericalFailureError, type EditRequest, type LayerReport } from '../lib/index.js';
+import { copyFixture, float32Of, makeRandomCorpus, readSafetensors, tempDir, tinyGpt2, tinyLlama, writeSafetensors } from './helpers.js';
 
 const requests: EditRequest[] = [
   { prompt: 'The city of {} is in', subject: 'Paris', target: 'Spain' },
@@ -66,3 +67,28 @@ for (const [name, dir, dtype, bound] of bounds) {
     }
   });
 }
+
+test('an update below the resolution of a float16 model is a NumericalFailureError, not a silent no-op', async (t) => {
+  // A small edit (δ clamped to 1e-4 of ‖z‖) on the tiny GPT-2 whose edited modules output about 200, where
+  // float16's spacing is 0.125: ΔW k rounds away there. The same edit of the same checkpoint in float32 goes in.
+  const dir = copyFixture(tinyGpt2, ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+  const weights = new Map([...readSafetensors(join(tinyGpt2, 'model.safetensors')).tensors].map(([name, s]) => [name, { shape: s.shape, data: float32Of(s) }]));
+  for (const layer of [0, 1]) weights.get(`transformer.h.${layer}.mlp.c_proj.bias`)!.data.fill(200);
+  writeSafetensors(join(dir, 'model.safetensors'), weights);
+  {
+    await using model = await HookedModel.load(dir, { dtype: 'float16' });
+    const corpus = makeRandomCorpus((ids) => model.tokenizer.decode(ids), 512, 100, 30);
+    await using editor = await ConsecutiveEditor.create(model, { stats: { corpus, cacheDir: statsDir }, layers: [0, 1], lambda: 50, clampNormFactor: 1e-4 });
+    const before = await editor.checksum();
+    const err = await t.throwsAsync(editor.edit(requests), { instanceOf: NumericalFailureError });
+    t.regex(err!.message, /below the resolution of the model's Half outputs/);
+    t.is(await editor.checksum(), before);
+    t.is(editor.step, 0);
+  }
+  await using model = await HookedModel.load(dir);
+  const corpus = makeRandomCorpus((ids) => model.tokenizer.decode(ids), 512, 100, 30);
+  await using editor = await ConsecutiveEditor.create(model, { stats: { corpus, cacheDir: statsDir }, layers: [0, 1], lambda: 50, clampNormFactor: 1e-4 });
+  await editor.edit(requests);
+  t.is(editor.step, 1);
+  t.true((await editor.state()).layers.every((l) => l.delta.data.some((v) => v !== 0)));
+});

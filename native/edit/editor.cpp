@@ -192,6 +192,22 @@ std::unique_ptr<EditHooks> Editor::inference_hooks() const {
       hook_layers(options_.mode == EditMode::ComebaHk ? HookMode::Validated : HookMode::Temporary));
 }
 
+void Editor::check_representable(int64_t layer, const torch::Tensor& keys, const torch::Tensor& delta) const {
+  // In half precision the hook adds ΔW k to the module's output in the model's dtype: an update below that
+  // output's resolution would leave the model unchanged while the editor counts the batch.
+  const auto dtype = model_->dtype();
+  if (dtype == torch::kFloat32) return;
+  torch::NoGradGuard no_grad;
+  auto k = keys.t().to(model_->device(), torch::kFloat32);                       // (n, F)
+  auto d = torch::matmul(k, delta.to(model_->device(), torch::kFloat32).t());    // (n, C): ΔW_batch k
+  if (!d.abs().gt(0).any().item<bool>()) return;                                 // nothing to apply
+  auto out = model_->edited_module(layer)(k.to(dtype));                          // (n, C) in the model's dtype
+  if (torch::equal(out + d.to(dtype), out))
+    fail(ErrorCode::NumericalFailure, "the update of layer " + std::to_string(layer) + " is below the resolution of the model's " +
+                                          c10::toString(dtype) + " outputs and would change nothing; load the model in float32 "
+                                          "(or bfloat16 for float16) to edit it");
+}
+
 EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditControl& control) {
   std::lock_guard edit_lock(edit_mutex_);
   validate_requests(*model_, requests);
@@ -239,6 +255,7 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
     auto delta = R.mm(solved.x.t());                                          // (C, F), eq. 13
     if (!torch::isfinite(delta).all().item<bool>())
       fail(ErrorCode::NumericalFailure, "the update of layer " + std::to_string(options_.layers[i]) + " contains NaN or Inf");
+    check_representable(options_.layers[i], K, delta);
     work[i].delta = work[i].delta + delta.to(torch::kFloat32);
     if (hooked) work[i].mode = HookMode::Validated;                            // with the old α
     batch_keys[i] = K;

@@ -96,6 +96,9 @@ class Editor {
  private:
   std::vector<HookLayer> hook_layers(HookMode mode) const;
   std::vector<LayerState> initial_state() const;
+  // Fails when adding ΔW_batch k (C, F) to the module's outputs at the batch's keys K (F, n) changes
+  // nothing in the model's dtype (a half-precision model, an update below its resolution).
+  void check_representable(int64_t layer, const torch::Tensor& keys, const torch::Tensor& delta) const;
   // κ·ρ of layer i for ΔW = delta under the calibrated scope, else 0.
   double scope_floor(size_t i, const torch::Tensor& delta) const;
 

@@ -57,6 +57,9 @@ std::vector<int64_t> generate(const CausalLM& model, const std::vector<int64_t>&
     }
     // The head only at the last position: the one generation reads.
     auto last = model.head(h.select(1, h.size(1) - 1)).squeeze(0).to(torch::kCPU, torch::kFloat32);  // (V)
+    if (!torch::isfinite(last).all().item<bool>())
+      fail(ErrorCode::NumericalFailure, "the model's logits contain NaN or Inf (an overflow in " + std::string(c10::toString(model.dtype())) +
+                                            "?); generation stopped after " + std::to_string(generated.size()) + " tokens");
     int64_t next = last.argmax().item<int64_t>();
     if (options.top_k > 0) {
       auto [values, ids] = last.topk(std::min(options.top_k, last.size(0)));
