@@ -1,9 +1,11 @@
 // Parity with Hugging Face transformers on the tiny fixtures: tokenizer ids, logits under both paddings,
 // and greedy generation through the KV cache.
 import test from 'ava';
-import { HookedModel } from '../lib/index.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { HookedModel, InvalidArgumentError } from '../lib/index.js';
 import { prepareRequest } from '../lib/requests.js';
-import { fixtureModels, loadReference, maxDiffAtRow, tinyGpt2, tinyGptj, tinyLlama } from './helpers.js';
+import { copyFixture, fixtureModels, loadReference, maxDiffAtRow, tinyGpt2, tinyGptj, tinyLlama } from './helpers.js';
 
 for (const [name, dir] of fixtureModels) {
   const ref = loadReference(dir);
@@ -72,14 +74,37 @@ test('Llama-family hook points have Hugging Face names', async (t) => {
   await t.throwsAsync(model.run([[1]], { hooks: [{ at: 'transformer.h.1', record: 'output', positions: [[0]] }] }), { message: /model\.layers\.\{l\}/ });
 });
 
-test('float16 and bfloat16 weights give logits close to float32', async (t) => {
-  const ref = loadReference(tinyGpt2);
-  for (const dtype of ['bfloat16', 'float16'] as const) {
-    await using model = await HookedModel.load(tinyGpt2, { dtype });
-    t.is(model.info.dtype, dtype);
-    const logits = await model.logits([ref.inputIds[3]]);
-    const diff = maxDiffAtRow(logits, 0, 0, ref.logitsOf(3));
-    // Relative to logits of magnitude ~10, half precision keeps two to three significant digits.
-    t.true(diff < 0.5, `${dtype}: max |diff| = ${diff}`);
-  }
+// Half precision, relative to float32's largest logit over the prompts. transformers' own float16 / bfloat16
+// forwards deviate from its float32 ones on these fixtures by (measured): gpt2 0.0074 / 0.046, llama 0.0145 /
+// 0.131, mistral 0.0110 / 0.164, qwen2 0.0115 / 0.132 (random weights at init range 0.3 with perturbed norms
+// make large activations); ours measured the same to three digits (qwen2 bfloat16 0.087). Bounds: 0.02 and 0.2.
+const halfBounds = { float16: 0.02, bfloat16: 0.2 } as const;
+
+for (const [name, dir] of fixtureModels) {
+  test(`${name}: float16 and bfloat16 logits deviate from float32 no more than transformers' own do`, async (t) => {
+    const ref = loadReference(dir);
+    for (const dtype of ['float16', 'bfloat16'] as const) {
+      await using model = await HookedModel.load(dir, { dtype });
+      t.is(model.info.dtype, dtype);
+      let worst = 0;
+      for (const [i, ids] of ref.inputIds.entries()) {
+        const expected = ref.logitsOf(i);
+        worst = Math.max(worst, maxDiffAtRow(await model.logits([ids]), 0, 0, expected) / Math.max(...expected.map(Math.abs)));
+      }
+      t.true(worst <= halfBounds[dtype], `${dtype}: max |Δlogit| / max |logit| = ${worst}`);
+    }
+  });
+}
+
+test('mistral: a sequence longer than the sliding window is refused; within it the window changes nothing', async (t) => {
+  const mistral = fixtureModels.find(([name]) => name === 'mistral')![1];
+  const dir = copyFixture(mistral, ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+  const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, sliding_window: 8 }));
+  await using windowed = await HookedModel.load(dir);
+  await using plain = await HookedModel.load(mistral);
+  const row = [1, 5, 9, 13, 17, 21, 25, 29];
+  t.deepEqual((await windowed.logits([row])).data, (await plain.logits([row])).data);
+  await t.throwsAsync(windowed.logits([[...row, 33]]), { instanceOf: InvalidArgumentError, message: /9 positions exceeds this model's sliding window of 8/ });
+  await t.throwsAsync(windowed.generate(row, { maxNewTokens: 2 }), { instanceOf: InvalidArgumentError });
 });
