@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HookedModel, InvalidArgumentError } from '../lib/index.js';
 import { prepareRequest } from '../lib/requests.js';
-import { copyFixture, fixtureModels, loadReference, maxDiffAtRow, tinyGpt2, tinyGptj, tinyLlama } from './helpers.js';
+import { copyFixture, fixtureModels, loadReference, maxDiffAtRow, tinyGptj, tinyLlama } from './helpers.js';
 
 for (const [name, dir] of fixtureModels) {
   const ref = loadReference(dir);
