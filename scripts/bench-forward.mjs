@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // Benchmark (not a test): forward tokens/s of comeba against Hugging Face transformers in Python, on the
-// same machine, in the same run, on a 124M-parameter GPT-2 with random weights (gpt2's own config).
+// same machine, in the same run, on a model with random weights: GPT-2 124M (gpt2's own config) or a Llama
+// of 125M (d_model 768, 12 layers, 12 heads over 4 kv heads, d_ff 2048, vocab 32000).
 // Prints both figures and their ratio (comeba / transformers; ≥ 1.0 means comeba is at least as fast).
 //
-//   node scripts/bench-forward.mjs [--batch 4] [--seq 256] [--repeats 5] [--threads N]
+//   node scripts/bench-forward.mjs [--arch gpt2|llama] [--batch 4] [--seq 256] [--repeats 5] [--threads N]
 // Needs python3 with torch and transformers (pip install --index-url file:///opt/pypi/simple torch==2.13.0+cpu transformers).
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { importLib } from './import-lib.mjs';
 
 const { values } = parseArgs({
   options: {
+    arch: { type: 'string', default: 'gpt2' },
     batch: { type: 'string', default: '4' },
     seq: { type: 'string', default: '256' },
     repeats: { type: 'string', default: '5' },
@@ -21,17 +23,26 @@ const { values } = parseArgs({
   },
 });
 const [batch, seq, repeats, threads] = [values.batch, values.seq, values.repeats, values.threads].map(Number);
+const archs = {
+  gpt2: { vocab: 50257, tokenizerFrom: 'test/fixtures/tiny-gpt2', python: 'GPT2LMHeadModel(GPT2Config())' },
+  llama: {
+    vocab: 32000, tokenizerFrom: 'test/fixtures/tiny-llama',
+    python: 'LlamaForCausalLM(LlamaConfig(vocab_size=32000, hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=4, max_position_embeddings=2048))',
+  },
+};
+const arch = archs[values.arch];
+if (!arch) throw new Error(`--arch must be one of ${Object.keys(archs).join(', ')}`);
 
 // One random batch of token ids, shared by both sides.
-const ids = Array.from({ length: batch }, (_, b) => Array.from({ length: seq }, (_, i) => (i * 7919 + b * 104729) % 50257));
+const ids = Array.from({ length: batch }, (_, b) => Array.from({ length: seq }, (_, i) => (i * 7919 + b * 104729) % arch.vocab));
 
 const python = String.raw`
 import json, sys, time, torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 out, ids, repeats, threads = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 torch.manual_seed(0)
 torch.set_num_threads(threads)
-model = GPT2LMHeadModel(GPT2Config()).eval()
+model = ${arch.python}.eval()
 model.save_pretrained(out)
 x = torch.tensor(ids)
 times = []
@@ -49,7 +60,7 @@ try {
   if (py.status !== 0) throw new Error(`python side failed:\n${py.stderr}`);
   const ref = JSON.parse(py.stdout.trim().split('\n').pop());
   // The tokenizer is irrelevant to a forward pass over ids; the fixture's keeps the folder loadable.
-  for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join('test/fixtures/tiny-gpt2', f), join(dir, f));
+  for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(arch.tokenizerFrom, f), join(dir, f));
 
   const { loadNative } = await importLib('native');
   loadNative().setThreads(threads);
@@ -70,7 +81,7 @@ try {
     ['comeba (libtorch, N-API)', tokens / ours, ours],
     [`transformers ${ref.attn} (torch ${ref.torch})`, tokens / ref.seconds, ref.seconds],
   ];
-  console.log(`GPT-2 ${(ref.params / 1e6).toFixed(0)}M random weights, float32, CPU, batch ${batch} × ${seq} tokens, ${threads} threads, median of ${repeats}`);
+  console.log(`${values.arch === 'gpt2' ? 'GPT-2' : 'Llama'} ${(ref.params / 1e6).toFixed(0)}M random weights, float32, CPU, batch ${batch} × ${seq} tokens, ${threads} threads, median of ${repeats}`);
   for (const [name, tps, s] of rows) console.log(`  ${name.padEnd(36)} ${tps.toFixed(0).padStart(8)} tokens/s  (${(s * 1000).toFixed(0)} ms/forward)`);
   console.log(`  ratio comeba / transformers: ${(ref.seconds / ours).toFixed(3)}`);
 } finally {

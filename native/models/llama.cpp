@@ -167,8 +167,8 @@ class Llama final : public CausalLM {
       q = rotary(q.transpose(1, 2));                                                     // (B, H, T, D)
       auto [ks, vs] = cache_kv(cache, l, rotary(k.transpose(1, 2)),
                                b.v_proj(a).view({B, T, KV, D}).transpose(1, 2));         // (B, KV, S, D)
-      // Grouped-query attention: kv head j serves query heads j·H/KV … (j+1)·H/KV − 1.
-      auto y = at::scaled_dot_product_attention(q, ks.repeat_interleave(H / KV, 1), vs.repeat_interleave(H / KV, 1), mask);  // (B, H, T, D)
+      // Grouped-query attention: kv head j serves query heads j·H/KV … (j+1)·H/KV − 1 (enable_gqa: no copies).
+      auto y = at::scaled_dot_product_attention(q, ks, vs, mask, 0.0, false, c10::nullopt, /*enable_gqa=*/KV != H);  // (B, H, T, D)
       h = h + b.o_proj(merge_heads(y));                                                  // (B, T, C)
       auto m = b.post_attention_layernorm(h);                                            // (B, T, C)
       auto x = torch::silu(b.gate_proj(m)) * b.up_proj(m);                               // (B, T, F): the key space
