@@ -41,16 +41,24 @@ struct KvCache {
 };
 
 struct ModelInfo {
-  std::string architecture;  // "gpt2" | "gptj"
+  std::string architecture;  // config.json's model_type: gpt2, gptj, llama, mistral, qwen2, qwen3
   int64_t n_layer = 0, d_model = 0, d_ff = 0, n_head = 0, vocab_size = 0, n_ctx = 0;
   int64_t eos_token_id = -1, bos_token_id = -1;
   std::string edited_module;  // HF name pattern of the edited projection, "{}" for the layer
 };
 
-// The config.json fields GPT-2 and GPT-J share (n_layer, n_embd, n_head, vocab_size, n_positions, n_inner,
-// eos/bos ids), checked for consistency.
+// config.json's names for the sizes, which differ between model families.
+struct SizeKeys {
+  const char *n_layer, *d_model, *n_head, *n_ctx, *d_ff;
+  bool head_size_from_d_model;  // d_model / n_head (else a head_dim of its own may be given)
+};
+inline constexpr SizeKeys kGptSizes{"n_layer", "n_embd", "n_head", "n_positions", "n_inner", true};
+inline constexpr SizeKeys kLlamaSizes{"num_hidden_layers", "hidden_size", "num_attention_heads", "max_position_embeddings",
+                                      "intermediate_size", false};
+
+// The sizes (d_ff defaults to 4·d_model), vocab_size and eos/bos ids, checked for consistency.
 ModelInfo read_model_info(const Json& config, const std::string& dir, const std::string& architecture,
-                          const std::string& edited_module);
+                          const std::string& edited_module, const SizeKeys& keys = kGptSizes);
 
 class CausalLM {
  public:

@@ -85,7 +85,7 @@ torch::Tensor rotary_inv_freq(const Json& config, int64_t head_dim, const std::s
 class Llama final : public CausalLM {
  public:
   Llama(const Variant& variant, const std::string& dir, const Json& config, torch::Device device, torch::Dtype dtype)
-      : variant_(variant), info_(read_llama_info(config, dir, variant.model_type)), device_(device), dtype_(dtype) {
+      : variant_(variant), info_(read_model_info(config, dir, variant.model_type, "model.layers.{}.mlp.down_proj", kLlamaSizes)), device_(device), dtype_(dtype) {
     const std::string act = config_string_or(config, "hidden_act", "silu");
     if (act != "silu") fail(ErrorCode::UnsupportedArchitecture, "hidden_act '" + act + "' in " + dir + "/config.json is not supported (silu)");
     const int64_t C = info_.d_model, F = info_.d_ff, H = info_.n_head;
@@ -185,23 +185,6 @@ class Llama final : public CausalLM {
   }
 
  private:
-  static ModelInfo read_llama_info(const Json& config, const std::string& dir, const std::string& architecture) {
-    ModelInfo info;
-    info.architecture = architecture;
-    info.n_layer = config_int(config, "num_hidden_layers", dir);
-    info.d_model = config_int(config, "hidden_size", dir);
-    info.n_head = config_int(config, "num_attention_heads", dir);
-    info.vocab_size = config_int(config, "vocab_size", dir);
-    info.n_ctx = config_int(config, "max_position_embeddings", dir);
-    info.d_ff = config_int(config, "intermediate_size", dir);
-    info.eos_token_id = config_first_int_or(config, "eos_token_id", -1);
-    info.bos_token_id = config_first_int_or(config, "bos_token_id", -1);
-    info.edited_module = "model.layers.{}.mlp.down_proj";
-    for (int64_t v : {info.n_layer, info.d_model, info.n_head, info.vocab_size, info.n_ctx, info.d_ff})
-      if (v <= 0) fail(ErrorCode::InvalidCheckpoint, "config.json in " + dir + " has a non-positive size");
-    return info;
-  }
-
   Variant variant_;
   ModelInfo info_;
   torch::Device device_;

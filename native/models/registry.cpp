@@ -17,22 +17,22 @@ std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir, torch::Device d
 }
 
 ModelInfo read_model_info(const Json& config, const std::string& dir, const std::string& architecture,
-                          const std::string& edited_module) {
+                          const std::string& edited_module, const SizeKeys& keys) {
   ModelInfo info;
   info.architecture = architecture;
-  info.n_layer = config_int(config, "n_layer", dir);
-  info.d_model = config_int(config, "n_embd", dir);
-  info.n_head = config_int(config, "n_head", dir);
+  info.n_layer = config_int(config, keys.n_layer, dir);
+  info.d_model = config_int(config, keys.d_model, dir);
+  info.n_head = config_int(config, keys.n_head, dir);
   info.vocab_size = config_int(config, "vocab_size", dir);
-  info.n_ctx = config_int(config, "n_positions", dir);
-  info.d_ff = config_int_or(config, "n_inner", 4 * info.d_model);
-  info.eos_token_id = config_int_or(config, "eos_token_id", -1);
-  info.bos_token_id = config_int_or(config, "bos_token_id", -1);
+  info.n_ctx = config_int(config, keys.n_ctx, dir);
+  info.d_ff = config_int_or(config, keys.d_ff, 4 * info.d_model);
+  info.eos_token_id = config_first_int_or(config, "eos_token_id", -1);
+  info.bos_token_id = config_first_int_or(config, "bos_token_id", -1);
   info.edited_module = edited_module;
   for (int64_t v : {info.n_layer, info.d_model, info.n_head, info.vocab_size, info.n_ctx, info.d_ff})
     if (v <= 0) fail(ErrorCode::InvalidCheckpoint, "config.json in " + dir + " has a non-positive size");
-  if (info.d_model % info.n_head != 0)
-    fail(ErrorCode::InvalidCheckpoint, "n_embd is not a multiple of n_head in " + dir + "/config.json");
+  if (keys.head_size_from_d_model && info.d_model % info.n_head != 0)
+    fail(ErrorCode::InvalidCheckpoint, std::string(keys.d_model) + " is not a multiple of " + keys.n_head + " in " + dir + "/config.json");
   return info;
 }
 
