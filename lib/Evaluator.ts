@@ -2,6 +2,7 @@
 // 0–100 scale. Reliability and generality are target-token accuracy on the edit and rephrased prompts;
 // locality is agreement with the unedited model's predictions, captured by `snapshot` before any edit.
 // Optionally MEMIT's CounterFact probability metrics, from mean per-token NLL of new vs true targets.
+// `perplexity` measures general ability on held-out text (did the edited model stay a language model?).
 import { callNative, InvalidArgumentError } from './errors.js';
 import type { HookedModel } from './HookedModel.js';
 import { withLeadingSpace } from './requests.js';
@@ -50,6 +51,15 @@ export interface EvaluatorOptions {
   batchSize?: number;
   /** Also compute MEMIT's probability metrics (needs `trueTarget`). Default false. */
   probabilities?: boolean;
+}
+
+export interface PerplexityResult {
+  /** exp of the mean next-token NLL over every scored token of every document. */
+  perplexity: number;
+  /** Tokens scored (each document's tokens after its first). */
+  tokens: number;
+  /** Documents scored (those with at least two tokens). */
+  documents: number;
 }
 
 interface Query { prompt: number[]; target: number[] }
@@ -108,6 +118,29 @@ export class Evaluator {
       };
     }
     return result;
+  }
+
+  /**
+   * Perplexity of the model as it is now (through an attached editor's hooks) on `texts`: each document
+   * encoded as a prompt (BOS where the model takes one), cut to the context length, every token after the
+   * first predicted from those before it; a row ends before its last token, as the teacher-forced metrics'
+   * rows do. Natively, in batches of `batchSize` documents.
+   */
+  async perplexity(texts: readonly string[]): Promise<PerplexityResult> {
+    if (!Array.isArray(texts)) throw new InvalidArgumentError('perplexity expects an array of texts');
+    const queries = texts.flatMap((text, i) => {
+      if (typeof text !== 'string') throw new InvalidArgumentError(`text ${i} is not a string`);
+      const ids = this.model.tokenizer.encodePrompt(text).slice(0, this.model.info.contextLength);
+      return ids.length >= 2 ? [{ prompt: ids.slice(0, 1), target: ids.slice(1) }] : [];
+    });
+    if (queries.length === 0) throw new InvalidArgumentError('perplexity needs at least one text of two or more tokens');
+    let nll = 0;
+    let tokens = 0;
+    for (const [i, s] of (await this.#score(queries)).entries()) {
+      nll += s!.meanNll * queries[i].target.length;
+      tokens += queries[i].target.length;
+    }
+    return { perplexity: Math.exp(nll / tokens), tokens, documents: queries.length };
   }
 
   /** Token ids, each text encoded once per Evaluator (a sweep scores the same records at every checkpoint): prompts with BOS where the model takes one, targets as continuations. */

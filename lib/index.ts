@@ -13,7 +13,7 @@ export type { CollectOptions, StatisticsProgress, StatisticsProvenance } from '.
 export { defaultLayers, editModes, scopes } from './options.js';
 export type { EditMode, EditorHyperparameters, Scope, ValueOptions } from './options.js';
 export { Evaluator } from './Evaluator.js';
-export type { EvalRecord, EvalResult, EvaluatorOptions, RecordScores, Snapshot } from './Evaluator.js';
+export type { EvalRecord, EvalResult, EvaluatorOptions, PerplexityResult, RecordScores, Snapshot } from './Evaluator.js';
 export { loadDataset, detectFormat, datasetFormats } from './datasets.js';
 export type { DatasetFormat, EditCase, LoadDatasetOptions } from './datasets.js';
 export { renderChart } from './chart.js';

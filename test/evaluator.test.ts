@@ -2,7 +2,7 @@
 // prompt, argmax and log-softmax in JS.
 import test from 'ava';
 import { ConsecutiveEditor, Evaluator, HookedModel, Statistics, type EvalRecord } from '../lib/index.js';
-import { makeRandomCorpus, tempDir, tinyGpt2 } from './helpers.js';
+import { fixtureModels, makeRandomCorpus, tempDir, tinyGpt2 } from './helpers.js';
 
 const records: EvalRecord[] = [
   { prompt: 'The city of Paris is in', target: 'Spain', rephrase: 'Paris lies in the country of', locality: { prompt: 'Alice works as a doctor in', answer: 'London' }, trueTarget: 'France' },
@@ -76,3 +76,52 @@ test('metrics equal a per-record reference, before and after an edit', async (t)
   const after = await check();
   t.notDeepEqual(after.records, before.records, 'the edit changed something to measure');
 });
+
+/**
+ * Perplexity the plain way: one unpadded forward per document, log-softmax in JS, every token after the first.
+ * The row ends before the document's last token, as the teacher-forced rows do today (the validated hook's
+ * z-score is taken over the whole row, so for comeba-hk that token matters; METHOD.md §6 asks for full rows,
+ * which issue 15 brings to every metric at once).
+ */
+async function referencePerplexity(model: HookedModel, texts: string[]): Promise<{ perplexity: number; tokens: number }> {
+  let nll = 0;
+  let tokens = 0;
+  for (const text of texts) {
+    const ids = model.tokenizer.encodePrompt(text).slice(0, model.info.contextLength);
+    if (ids.length < 2) continue;
+    const logits = await model.logits([ids.slice(0, -1)]);
+    const V = logits.shape[2];
+    for (let k = 1; k < ids.length; k++) {
+      const row = Array.from(logits.data.subarray((k - 1) * V, k * V));
+      const max = Math.max(...row);
+      nll -= row[ids[k]] - max - Math.log(row.reduce((s, v) => s + Math.exp(v - max), 0));
+      tokens++;
+    }
+  }
+  return { perplexity: Math.exp(nll / tokens), tokens };
+}
+
+for (const [name, dir] of fixtureModels.filter(([n]) => n === 'gpt2' || n === 'llama')) {
+  test(`${name}: perplexity on held-out text equals a per-document reference, before and after an edit`, async (t) => {
+    await using model = await HookedModel.load(dir);
+    const texts = [
+      'The city of Paris is known for its river, its music and its food.', 'Hello', '',
+      'After many years as a teacher, Nina moved to Oslo to learn Norwegian.', 'word '.repeat(200),
+    ];
+    const evaluator = new Evaluator(model, { batchSize: 2 });
+    const before = await evaluator.perplexity(texts);
+    const expected = await referencePerplexity(model, texts);
+    t.is(before.tokens, expected.tokens);
+    t.is(before.documents, model.tokenizer.bos === undefined ? 3 : 4);  // '' and, without BOS, 'Hello' (1 token) have nothing to score
+    t.true(Math.abs(before.perplexity / expected.perplexity - 1) < 1e-5, `${before.perplexity} vs ${expected.perplexity}`);
+    await using editor = await ConsecutiveEditor.create(model, {
+      stats: { corpus: makeRandomCorpus((ids) => model.tokenizer.decode(ids), 512, 100, 30), cacheDir: tempDir() }, layers: [0, 1], lambda: 50,
+    });
+    await editor.edit([{ prompt: 'The city of {} is in', subject: 'Paris', target: 'Spain' }]);
+    const after = await evaluator.perplexity(texts);
+    const expectedAfter = await referencePerplexity(model, texts);
+    t.true(Math.abs(after.perplexity / expectedAfter.perplexity - 1) < 1e-5, `${after.perplexity} vs ${expectedAfter.perplexity}`);
+    t.not(after.perplexity, before.perplexity);
+    await t.throwsAsync(evaluator.perplexity(['']), { message: /at least one text of two or more tokens/ });
+  });
+}
