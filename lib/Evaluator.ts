@@ -3,6 +3,9 @@
 // locality is agreement with the unedited model's predictions, captured by `snapshot` before any edit.
 // Optionally MEMIT's CounterFact probability metrics, from mean per-token NLL of new vs true targets.
 // `perplexity` measures general ability on held-out text (did the edited model stay a language model?).
+// With `generation`, the same three metrics the way a user meets the model: greedy generation through the
+// hooks (KV cache), exact match of the target at the start of the generated text ("The Mirage of Model
+// Editing": teacher forcing flatters editors); locality against the unedited model's own generation.
 import { callNative, InvalidArgumentError } from './errors.js';
 import type { HookedModel } from './HookedModel.js';
 import { withLeadingSpace } from './requests.js';
@@ -23,6 +26,8 @@ export interface EvalRecord {
 /** The unedited model's argmax at every locality answer position, per record (null without locality). */
 export interface Snapshot {
   locality: (number[] | null)[];
+  /** With `generation`: the unedited model's greedy continuation of each locality prompt. */
+  generatedLocality?: (number[] | null)[];
 }
 
 export interface RecordScores {
@@ -33,6 +38,8 @@ export interface RecordScores {
   efficacy?: number;
   paraphrase?: number;
   neighborhood?: number;
+  /** With `generation` (0 or 100 per record): the generated text starts with the target / equals the unedited generation. */
+  generated?: { reliability: number; generality?: number; locality?: number };
 }
 
 export interface EvalResult {
@@ -43,6 +50,8 @@ export interface EvalResult {
   average: number;
   /** With `probabilities`: MEMIT's efficacy, paraphrase and neighbourhood success, 0–100. */
   probabilities?: { efficacy: number; paraphrase: number; neighborhood: number };
+  /** With `generation`: the generation-based reliability, generality and locality, 0–100, and their mean. */
+  generated?: { reliability: number; generality: number; locality: number; average: number };
   records: RecordScores[];
 }
 
@@ -51,6 +60,10 @@ export interface EvaluatorOptions {
   batchSize?: number;
   /** Also compute MEMIT's probability metrics (needs `trueTarget`). Default false. */
   probabilities?: boolean;
+  /** Also the generation-based metrics: greedy continuations of target length + `extraTokens`. Default false. */
+  generation?: boolean;
+  /** Tokens generated beyond the target's (or the locality answer's) length. Default 2. */
+  extraTokens?: number;
 }
 
 export interface PerplexityResult {
@@ -69,20 +82,27 @@ export class Evaluator {
   readonly model: HookedModel;
   readonly batchSize: number;
   readonly probabilities: boolean;
+  readonly generation: boolean;
+  readonly extraTokens: number;
   #ids = new Map<string, number[]>();
 
   constructor(model: HookedModel, options: EvaluatorOptions = {}) {
     this.model = model;
     this.batchSize = options.batchSize ?? 64;
     this.probabilities = options.probabilities ?? false;
+    this.generation = options.generation ?? false;
+    this.extraTokens = options.extraTokens ?? 2;
     if (!Number.isInteger(this.batchSize) || this.batchSize < 1) throw new InvalidArgumentError('batchSize must be a positive integer');
+    if (!Number.isInteger(this.extraTokens) || this.extraTokens < 0) throw new InvalidArgumentError('extraTokens must be an integer ≥ 0');
   }
 
-  /** Captures the current (unedited) model's locality predictions. Call it before the first edit. */
+  /** Captures the current (unedited) model's locality predictions (and generations). Call it before the first edit. */
   async snapshot(records: readonly EvalRecord[]): Promise<Snapshot> {
     const queries = records.map((r, i) => (r.locality ? this.#query(r.locality.prompt, r.locality.answer, i) : null));
     const scored = await this.#score(queries);
-    return { locality: scored.map((s) => s?.argmax ?? null) };
+    const snapshot: Snapshot = { locality: scored.map((s) => s?.argmax ?? null) };
+    if (this.generation) snapshot.generatedLocality = await this.#generate(queries);
+    return snapshot;
   }
 
   /** Scores the model as it is now (through an attached editor's hooks) against `snapshot`. */
@@ -109,7 +129,26 @@ export class Evaluator {
       if (withTrue && loc[i] && locNew[i]) s.neighborhood = Number(loc[i]!.meanNll < locNew[i]!.meanNll);
       return s;
     });
+    if (this.generation) {
+      if (!snapshot.generatedLocality) throw new InvalidArgumentError('the snapshot has no generations: take it with an Evaluator with generation: true');
+      const [genRel, genGen, genLoc] = [
+        await this.#generate(records.map((r, i) => q(r.prompt, r.target, i))),
+        await this.#generate(records.map((r, i) => q(r.rephrase, r.target, i))),
+        await this.#generate(records.map((r, i) => q(r.locality?.prompt, r.locality?.answer, i))),
+      ];
+      const startsWithTarget = (ids: number[], r: EvalRecord) => (this.model.tokenizer.decode(ids).startsWith(withLeadingSpace(r.target)) ? 100 : 0);
+      records.forEach((r, i) => {
+        const g: NonNullable<RecordScores['generated']> = { reliability: startsWithTarget(genRel[i]!, r) };
+        if (genGen[i]) g.generality = startsWithTarget(genGen[i]!, r);
+        if (genLoc[i]) g.locality = genLoc[i]!.join() === snapshot.generatedLocality![i]?.join() ? 100 : 0;
+        scores[i].generated = g;
+      });
+    }
     const result = summarise(scores);
+    if (this.generation) {
+      const g = summarise(scores.map((s) => s.generated!));
+      result.generated = { reliability: g.reliability, generality: g.generality, locality: g.locality, average: g.average };
+    }
     if (withTrue) {
       result.probabilities = {
         efficacy: 100 * mean(scores.map((s) => s.efficacy)),
@@ -155,6 +194,15 @@ export class Evaluator {
     const q = { prompt: this.#encode(prompt, 'prompt'), target: this.#encode(target, 'target') };
     if (q.prompt.length === 0 || q.target.length === 0) throw new InvalidArgumentError(`record ${index}: empty prompt or target`);
     return q;
+  }
+
+  /** Greedy continuations (through the hooks, KV cache) of each non-null query's prompt, target length + extraTokens long. */
+  async #generate(queries: (Query | null)[]): Promise<(number[] | null)[]> {
+    const out: (number[] | null)[] = [];
+    for (const q of queries) {
+      out.push(q ? (await this.model.generate(q.prompt, { maxNewTokens: q.target.length + this.extraTokens, stopAtEos: false })).tokens : null);
+    }
+    return out;
   }
 
   /** Scores the non-null queries in native batches; nulls stay null. */

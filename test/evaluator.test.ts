@@ -125,3 +125,61 @@ for (const [name, dir] of fixtureModels.filter(([n]) => n === 'gpt2' || n === 'l
     await t.throwsAsync(evaluator.perplexity(['']), { message: /at least one text of two or more tokens/ });
   });
 }
+
+/** Greedy continuation by full recomputation, one unpadded forward per new token (no KV cache). */
+async function referenceGeneration(model: HookedModel, prompt: string, length: number): Promise<number[]> {
+  const sequence = model.tokenizer.encodePrompt(prompt);
+  const start = sequence.length;
+  for (let i = 0; i < length; i++) {
+    const logits = await model.logits([sequence]);
+    const V = logits.shape[2];
+    const last = Array.from(logits.data.subarray((sequence.length - 1) * V, sequence.length * V));
+    sequence.push(last.indexOf(Math.max(...last)));
+  }
+  return sequence.slice(start);
+}
+
+const baseRecords = records;
+for (const [name, dir] of fixtureModels.filter(([n]) => n === 'gpt2' || n === 'llama')) {
+  test(`${name}: generation-based metrics equal greedy continuations computed by full recomputation, before and after an edit`, async (t) => {
+    await using model = await HookedModel.load(dir);
+    const evaluator = new Evaluator(model, { batchSize: 3, generation: true, extraTokens: 2 });
+    const length = (text: string) => model.tokenizer.encode(` ${text}`).length + 2;
+    // One more record whose target (set after the edit) is what the edited model generates anyway, so that
+    // both outcomes occur; the snapshot reads only locality prompts.
+    const records: EvalRecord[] = [...baseRecords, { prompt: 'Bob speaks French and lives', target: '?', rephrase: 'Bob speaks French and lives' }];
+    const snapshot = await evaluator.snapshot(records);
+    const unedited = await Promise.all(records.map((r) => (r.locality ? referenceGeneration(model, r.locality.prompt, length(r.locality.answer)) : null)));
+    t.deepEqual(snapshot.generatedLocality, unedited);
+    // Edit so that some records' targets are generated: the metrics must see it.
+    await using editor = await ConsecutiveEditor.create(model, {
+      stats: { corpus: makeRandomCorpus((ids) => model.tokenizer.decode(ids), 512, 100, 30), cacheDir: tempDir() }, layers: [0, 1], lambda: 50, vSteps: 40,
+    });
+    await editor.edit([{ prompt: 'The city of {} is in', subject: 'Paris', target: 'Spain' }, { prompt: 'The capital of {} is', subject: 'Spain', target: 'Berlin' }]);
+    // Targets are continuations after a space (EasyEdit's rule): take the first prompt whose continuation is one.
+    for (const prompt of ['Bob speaks French and lives', 'The city of', 'Hello, my name is', 'Maria walked to the', 'In the morning,']) {
+      const continuation = model.tokenizer.decode(await referenceGeneration(model, prompt, 3));
+      if (/^ \w/.test(continuation)) {
+        Object.assign(records[records.length - 1], { prompt, rephrase: prompt, target: continuation.trimStart() });
+        break;
+      }
+    }
+    t.not(records[records.length - 1].target, '?', 'no prompt continues with a word');
+    const result = await evaluator.evaluate(records, snapshot);
+    for (const [i, r] of records.entries()) {
+      const starts = async (prompt: string) => (model.tokenizer.decode(await referenceGeneration(model, prompt, length(r.target))).startsWith(` ${r.target}`) ? 100 : 0);
+      const expected: Record<string, number> = { reliability: await starts(r.prompt) };
+      if (r.rephrase) expected.generality = await starts(r.rephrase);
+      if (r.locality) expected.locality = (await referenceGeneration(model, r.locality.prompt, length(r.locality.answer))).join() === unedited[i]!.join() ? 100 : 0;
+      t.deepEqual(result.records[i].generated, expected, `record ${i}`);
+    }
+    const mean = (k: 'reliability' | 'generality' | 'locality') => {
+      const v = result.records.flatMap((s) => (s.generated?.[k] === undefined ? [] : [s.generated[k]!]));
+      return v.reduce((a, b) => a + b, 0) / v.length;
+    };
+    t.like(result.generated, { reliability: mean('reliability'), generality: mean('generality'), locality: mean('locality') });
+    t.true(result.generated!.reliability > 0 && result.generated!.reliability < 100, 'a meaningful case: some targets generated, some not');
+    t.log(`teacher-forced ${result.reliability.toFixed(1)} / ${result.generality.toFixed(1)} / ${result.locality.toFixed(1)}, generated ${result.generated!.reliability.toFixed(1)} / ${result.generated!.generality.toFixed(1)} / ${result.generated!.locality.toFixed(1)}`);
+    await t.throwsAsync(evaluator.evaluate(records, { locality: snapshot.locality }), { message: /no generations/ });
+  });
+}
