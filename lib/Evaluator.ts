@@ -75,6 +75,13 @@ export interface PerplexityResult {
   documents: number;
 }
 
+export interface FluencyResult {
+  /** Mean over the prompts of MEMIT's weighted n-gram entropy of the generated text (higher: less repetitive). */
+  fluency: number;
+  /** Per prompt: the entropy, and the generated text it was computed on. */
+  texts: { text: string; entropy: number }[];
+}
+
 interface Query { prompt: number[]; target: number[] }
 interface Scored { argmax: number[]; meanNll: number }
 
@@ -182,6 +189,22 @@ export class Evaluator {
     return { perplexity: Math.exp(nll / tokens), tokens, documents: queries.length };
   }
 
+  /**
+   * Fluency as MEMIT measures it: greedy generation of `maxNewTokens` from each prompt (through the hooks),
+   * then the weighted entropy of its word bigrams and trigrams (weights 2/3 and 4/3, bits, averaged).
+   * Words are runs of letters/digits or single punctuation marks (MEMIT uses nltk's word_tokenize).
+   */
+  async fluency(prompts: readonly string[], options: { maxNewTokens?: number } = {}): Promise<FluencyResult> {
+    const maxNewTokens = options.maxNewTokens ?? 100;
+    if (!Array.isArray(prompts) || prompts.length === 0) throw new InvalidArgumentError('fluency expects a non-empty array of prompts');
+    const texts: FluencyResult['texts'] = [];
+    for (const prompt of prompts) {
+      const generated = await this.model.generate(this.model.tokenizer.encodePrompt(prompt), { maxNewTokens, stopAtEos: false });
+      texts.push({ text: generated.text, entropy: nGramEntropy(generated.text) });
+    }
+    return { fluency: texts.reduce((s, t) => s + t.entropy, 0) / texts.length, texts };
+  }
+
   /** Token ids, each text encoded once per Evaluator (a sweep scores the same records at every checkpoint): prompts with BOS where the model takes one, targets as continuations. */
   #encode(text: string, as: 'prompt' | 'target'): number[] {
     const key = `${as}:${text}`;
@@ -216,6 +239,21 @@ export class Evaluator {
     }
     return out;
   }
+}
+
+/** MEMIT's compute_n_gram_entropy: mean of (2/3)·H(bigrams) and (4/3)·H(trigrams), in bits. */
+export function nGramEntropy(text: string): number {
+  const words = text.match(/[\p{L}\p{N}]+|[^\s\p{L}\p{N}]/gu) ?? [];
+  const entropies = [2, 3].map((n) => {
+    const counts = new Map<string, number>();
+    for (let i = 0; i + n <= words.length; i++) {
+      const gram = words.slice(i, i + n).join('\u0000');
+      counts.set(gram, (counts.get(gram) ?? 0) + 1);
+    }
+    const total = [...counts.values()].reduce((a, b) => a + b, 0);
+    return [...counts.values()].reduce((h, c) => h - (c / total) * Math.log2(c / total), 0);
+  });
+  return ((2 / 3) * entropies[0] + (4 / 3) * entropies[1]) / 2;
 }
 
 /** Fraction of positions where the prediction equals the expected token, 0–100. */

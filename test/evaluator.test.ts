@@ -1,7 +1,7 @@
 // Evaluator metrics against a straightforward per-record reference written here: one unpadded forward per
 // prompt, argmax and log-softmax in JS.
 import test from 'ava';
-import { ConsecutiveEditor, Evaluator, HookedModel, Statistics, type EvalRecord } from '../lib/index.js';
+import { ConsecutiveEditor, Evaluator, HookedModel, nGramEntropy, Statistics, type EvalRecord } from '../lib/index.js';
 import { fixtureModels, makeRandomCorpus, tempDir, tinyGpt2 } from './helpers.js';
 
 const records: EvalRecord[] = [
@@ -183,3 +183,30 @@ for (const [name, dir] of fixtureModels.filter(([n]) => n === 'gpt2' || n === 'l
     await t.throwsAsync(evaluator.evaluate(records, { locality: snapshot.locality }), { message: /no generations/ });
   });
 }
+
+test("n-gram entropy is MEMIT's: the mean of 2/3 · H(bigrams) and 4/3 · H(trigrams), in bits", (t) => {
+  // a b a b a b: bigrams ab ×3, ba ×2; trigrams aba ×2, bab ×2.
+  const h2 = -(0.6 * Math.log2(0.6) + 0.4 * Math.log2(0.4));
+  const h3 = 1;
+  t.true(Math.abs(nGramEntropy('a b a b a b') - ((2 / 3) * h2 + (4 / 3) * h3) / 2) < 1e-12);
+  t.is(nGramEntropy('same same same same'), 0);  // one bigram, one trigram
+  t.is(nGramEntropy('Paris, France.'), nGramEntropy('Paris , France .'));  // punctuation marks are words
+  t.true(nGramEntropy('the cat sat on the mat while the dog ran') > nGramEntropy('the cat the cat the cat the cat the cat'));
+});
+
+test('fluency is the n-gram entropy of the greedy continuation of each prompt, through the hooks', async (t) => {
+  await using model = await HookedModel.load(tinyGpt2);
+  await using editor = await ConsecutiveEditor.create(model, {
+    stats: { corpus: makeRandomCorpus((ids) => model.tokenizer.decode(ids), 512, 100, 30), cacheDir: tempDir() }, layers: [0, 1], lambda: 50,
+  });
+  await editor.edit([{ prompt: 'The city of {} is in', subject: 'Paris', target: 'Spain' }]);
+  const evaluator = new Evaluator(model);
+  const prompts = ['The city of Paris is in', 'Alice works as a'];
+  const result = await evaluator.fluency(prompts, { maxNewTokens: 12 });
+  for (const [i, prompt] of prompts.entries()) {
+    const text = model.tokenizer.decode(await referenceGeneration(model, prompt, 12));
+    t.is(result.texts[i].text, text);
+    t.is(result.texts[i].entropy, nGramEntropy(text));
+  }
+  t.is(result.fluency, (result.texts[0].entropy + result.texts[1].entropy) / 2);
+});
