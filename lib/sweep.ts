@@ -2,9 +2,11 @@
 //   consecutive:  edit the first n cases in batches with no roll-back; evaluate the cases edited so far every
 //                 `evalEvery` edits and at the end (evaluation never changes the editor).
 //   single-round: edit each batch, evaluate it, roll back (the paper's Table 1 protocol).
-// Layout of `out`: settings.json (what the results depend on; a rerun resumes only with the same), metrics.jsonl
-// (one line per checkpoint), summary.json, chart.svg, and per mode a folder with the editor state (consecutive)
-// or the scores so far (single-round) as of the last checkpoint.
+// Layout of `out`: settings.json (what the results depend on; a rerun resumes only with the same), runs.jsonl
+// (what ran it: versions, device, threads; a line per invocation), metrics.jsonl (one line per checkpoint, with
+// seconds per phase), summary.json, chart.svg, and per mode a folder with the editor state (consecutive) or the
+// scores so far (single-round) as of the last checkpoint.
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -14,6 +16,7 @@ import { loadDataset, type DatasetFormat, type EditCase } from './datasets.js';
 import { InvalidArgumentError } from './errors.js';
 import { Evaluator, summarise, type EvalResult, type RecordScores, type Snapshot } from './Evaluator.js';
 import { removeOrphanedTemporaries, writeAtomically } from './files.js';
+import { describeNative, loadNative, packageRoot } from './native.js';
 import { HookedModel, type Device, type Dtype } from './HookedModel.js';
 import { readCheckpointDefaults, resolveHyperparameters, singleRoundLambda, type EditMode, type Scope } from './options.js';
 import { Statistics } from './statistics.js';
@@ -66,6 +69,9 @@ export type SweepEvent =
   | { type: 'checkpoint'; mode: SweepMethod; metrics: MetricsLine }
   | { type: 'stats'; message: string };
 
+/** Cumulative wall seconds of a mode per phase: the editor's four (EditReport.seconds) and evaluation. */
+export interface PhaseSeconds { values: number; keys: number; solves: number; alpha: number; evaluation: number }
+
 export interface MetricsLine {
   mode: SweepMethod;
   protocol: Protocol;
@@ -74,7 +80,9 @@ export interface MetricsLine {
   generality: number;
   locality: number;
   average: number;
+  /** Editing seconds (evaluation excluded). */
   seconds: number;
+  phases: PhaseSeconds;
 }
 
 export interface SweepSummary extends Omit<MetricsLine, 'edits'> {
@@ -86,7 +94,40 @@ export interface SweepSummary extends Omit<MetricsLine, 'edits'> {
 }
 
 /** Seconds spent and where a mode stands, saved with its checkpoint. */
-interface ModeProgress { edits: number; seconds: number; scores?: RecordScores[] }
+interface ModeProgress { edits: number; seconds: number; phases?: PhaseSeconds; scores?: RecordScores[] }
+
+/**
+ * What ran a sweep, one line per invocation in `runs.jsonl` (a resumed sweep may run on another machine):
+ * with settings.json, everything a result depends on.
+ */
+export interface SweepRun {
+  startedAt: string;
+  comeba: string;
+  gitCommit?: string;
+  node: string;
+  libtorch?: string;
+  cuda: boolean;
+  device: string;
+  dtype: string;
+  threads: number;
+}
+
+function describeRun(model: HookedModel): SweepRun {
+  const pkg = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string };
+  let gitCommit: string | undefined;
+  if (existsSync(join(packageRoot, '.git'))) {
+    try {
+      gitCommit = execFileSync('git', ['-C', packageRoot, 'rev-parse', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {
+      gitCommit = undefined;  // not a git checkout after all, or no git: the version says enough
+    }
+  }
+  const native = describeNative();
+  return {
+    startedAt: new Date().toISOString(), comeba: pkg.version, gitCommit, node: process.version, libtorch: native.libtorch?.version,
+    cuda: native.runtime?.buildInfo.cudaCompiled ?? false, device: model.info.device, dtype: model.info.dtype, threads: loadNative().getThreads(),
+  };
+}
 
 export async function runSweep(options: SweepOptions): Promise<SweepSummary[]> {
   validate(options);
@@ -100,6 +141,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary[]> {
   await using model = await HookedModel.load(options.model, { device: options.device, dtype: options.dtype });
   claimOutput(options.out, sweepSettings(options, model, corpus));
   removeOrphanedTemporaries(options.out); // left by a run that was killed mid-write
+  appendFileSync(join(options.out, 'runs.jsonl'), `${JSON.stringify(describeRun(model))}\n`);
   if (corpus.text !== undefined) {
     writeAtomically(corpus.path, corpus.text);
     options.onEvent?.({ type: 'stats', message: `no --stats-corpus: using text made from the ${all.length} cases of the dataset (${corpus.path})` });
@@ -131,6 +173,7 @@ async function runMode(options: SweepOptions, cases: EditCase[], mode: SweepMeth
   // Consecutive: the saved editor state is the truth (it is written first at a checkpoint).
   let edits = consecutive ? Math.min(editor.step * options.batch, options.n) : saved.edits;
   let seconds = saved.seconds;
+  const phases: PhaseSeconds = saved.phases ?? { values: 0, keys: 0, solves: 0, alpha: 0, evaluation: 0 };
   let scores: RecordScores[] = saved.scores ?? [];
   keepMetricsUpTo(options.out, mode, options.protocol, edits);
   options.onEvent?.({ type: 'mode', mode, resumedAt: edits, n: options.n });
@@ -139,11 +182,11 @@ async function runMode(options: SweepOptions, cases: EditCase[], mode: SweepMeth
   const checkpoint = async (result: EvalResult) => {
     const line: MetricsLine = {
       mode, protocol: options.protocol, edits, reliability: result.reliability, generality: result.generality,
-      locality: result.locality, average: result.average, seconds: elapsed(),
+      locality: result.locality, average: result.average, seconds: elapsed(), phases: { ...phases },
     };
     // State first, then its progress file, then the metrics line: a kill anywhere resumes at a consistent point.
     if (consecutive) await editor.save(stateDir);
-    writeAtomically(progressFile, JSON.stringify({ edits, seconds: line.seconds, scores: consecutive ? undefined : scores }));
+    writeAtomically(progressFile, JSON.stringify({ edits, seconds: line.seconds, phases, scores: consecutive ? undefined : scores }));
     appendFileSync(join(options.out, 'metrics.jsonl'), `${JSON.stringify(line)}\n`);
     options.onEvent?.({ type: 'checkpoint', mode, metrics: line });
     return line;
@@ -158,9 +201,12 @@ async function runMode(options: SweepOptions, cases: EditCase[], mode: SweepMeth
   if (edits > 0 && !last) last = await checkpoint(await evaluateNow());
   while (edits < options.n) {
     const batch = cases.slice(edits, Math.min(edits + options.batch, options.n));
-    await editor.edit(batch.map((c) => c.request));
+    const report = await editor.edit(batch.map((c) => c.request));
+    for (const phase of ['values', 'keys', 'solves', 'alpha'] as const) phases[phase] += report.seconds[phase];
     if (options.protocol === 'single-round') {
+      const evalStart = performance.now();
       const result = await evaluator.evaluate(batch.map((c) => c.record), sliceSnapshot(snapshot, edits, edits + batch.length));
+      phases.evaluation += (performance.now() - evalStart) / 1000;
       scores = scores.concat(result.records);
       await editor.reset();
     }
@@ -171,6 +217,7 @@ async function runMode(options: SweepOptions, cases: EditCase[], mode: SweepMeth
       const result = await evaluateNow();
       // Evaluation time is not editing time: leave it out of edits/s.
       started += performance.now() - evalStart;
+      phases.evaluation += (performance.now() - evalStart) / 1000;
       last = await checkpoint(result);
     }
   }

@@ -17,8 +17,8 @@ const args = (out: string) => ['--import', 'tsx', cli, 'sweep', '--n', '40', '--
 
 /** The summary without wall-clock figures, which differ between runs. */
 const comparable = (out: string) =>
-  (JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as SweepSummary[]).map(({ seconds, editsPerSecond, ...rest }) => rest);
-const metrics = (out: string) => readMetrics(out).map(({ seconds, ...rest }) => rest);
+  (JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as SweepSummary[]).map(({ seconds, editsPerSecond, phases, ...rest }) => rest);
+const metrics = (out: string) => readMetrics(out).map(({ seconds, phases, ...rest }) => rest);  // timings differ
 
 test('a sweep killed with SIGKILL half-way and rerun ends as an uninterrupted run', async (t) => {
   const straight = tempDir('comeba-sweep-');
@@ -146,4 +146,20 @@ test('a folder with sweep results but no settings.json to check them against is 
   const err = await t.throwsAsync(runSweep(small(out)), { instanceOf: InvalidArgumentError });
   t.regex(err?.message ?? '', /holds sweep results \(metrics\.jsonl\) but no settings\.json/);
   t.false(existsSync(join(out, 'settings.json')));
+});
+
+test('every metrics line carries seconds per phase, and runs.jsonl records what ran the sweep', async (t) => {
+  const out = await finishedSweep();
+  const [line] = readMetrics(out);
+  const { values, keys, solves, alpha, evaluation } = line.phases;
+  t.true([values, keys, solves, alpha, evaluation].every((s) => Number.isFinite(s) && s >= 0));
+  t.true(values > 0 && evaluation > 0);
+  t.true(values + keys + solves + alpha <= line.seconds + 1e-6, 'the editor phases fit in the editing time');
+  const runs = readFileSync(join(out, 'runs.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  t.true(runs.length >= 1);
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+  t.like(runs[0], { comeba: pkg.version, node: process.version, device: 'cpu', dtype: 'float32' });
+  t.regex(runs[0].libtorch, /^\d+\.\d+\.\d+/);
+  t.true(Number.isInteger(runs[0].threads) && runs[0].threads >= 1);
+  t.false(Number.isNaN(Date.parse(runs[0].startedAt)));
 });
