@@ -6,6 +6,7 @@
 // With `generation`, the same three metrics the way a user meets the model: greedy generation through the
 // hooks (KV cache), exact match of the target at the start of the generated text ("The Mirage of Model
 // Editing": teacher forcing flatters editors); locality against the unedited model's own generation.
+// Records with `portability` (MQuAKE's multi-hop questions) are also scored on the questions' new answer.
 import { callNative, InvalidArgumentError } from './errors.js';
 import type { HookedModel } from './HookedModel.js';
 import { withLeadingSpace } from './requests.js';
@@ -21,6 +22,12 @@ export interface EvalRecord {
   locality?: { prompt: string; answer: string };
   /** The original target, for the probability metrics. */
   trueTarget?: string;
+  /**
+   * Multi-hop questions whose answer the edits (this record's and earlier ones) should change to `answer`
+   * (MQuAKE): teacher-forced accuracy of `answer` averaged over the questions; with `generation`, MQuAKE's
+   * multi-hop accuracy (some question's generation starts with `answer` or one of `aliases`).
+   */
+  portability?: { questions: string[]; answer: string; aliases?: string[] };
 }
 
 /** The unedited model's argmax at every locality answer position, per record (null without locality). */
@@ -38,8 +45,10 @@ export interface RecordScores {
   efficacy?: number;
   paraphrase?: number;
   neighborhood?: number;
+  /** Records with `portability`: target-token accuracy of the new answer on the multi-hop questions, 0–100. */
+  portability?: number;
   /** With `generation` (0 or 100 per record): the generated text starts with the target / equals the unedited generation. */
-  generated?: { reliability: number; generality?: number; locality?: number };
+  generated?: { reliability: number; generality?: number; locality?: number; portability?: number };
 }
 
 export interface EvalResult {
@@ -50,8 +59,10 @@ export interface EvalResult {
   average: number;
   /** With `probabilities`: MEMIT's efficacy, paraphrase and neighbourhood success, 0–100. */
   probabilities?: { efficacy: number; paraphrase: number; neighborhood: number };
-  /** With `generation`: the generation-based reliability, generality and locality, 0–100, and their mean. */
-  generated?: { reliability: number; generality: number; locality: number; average: number };
+  /** Over the records with `portability` (NaN when none has it); not part of `average`, as in the paper. */
+  portability: number;
+  /** With `generation`: the generation-based reliability, generality and locality, 0–100, their mean, and portability. */
+  generated?: { reliability: number; generality: number; locality: number; average: number; portability: number };
   records: RecordScores[];
 }
 
@@ -127,6 +138,9 @@ export class Evaluator {
     const relTrue = await this.#score(records.map((r, i) => (withTrue ? q(r.prompt, r.trueTarget, i) : null)));
     const genTrue = await this.#score(records.map((r, i) => (withTrue ? q(r.rephrase, r.trueTarget, i) : null)));
     const locNew = await this.#score(records.map((r, i) => (withTrue ? q(r.locality?.prompt, r.target, i) : null)));
+    // Portability: one row per (record, question).
+    const hops = records.flatMap((r, i) => (r.portability?.questions ?? []).map((question) => ({ i, query: this.#query(question, r.portability!.answer, i) })));
+    const hopScores = await this.#score(hops.map((h) => h.query));
     const scores: RecordScores[] = records.map((r, i) => {
       const s: RecordScores = { reliability: accuracy(rel[i]!.argmax, this.#encode(r.target, 'target')) };
       if (gen[i]) s.generality = accuracy(gen[i]!.argmax, this.#encode(r.target, 'target'));
@@ -134,27 +148,40 @@ export class Evaluator {
       if (withTrue && relTrue[i]) s.efficacy = Number(rel[i]!.meanNll < relTrue[i]!.meanNll);
       if (withTrue && gen[i] && genTrue[i]) s.paraphrase = Number(gen[i]!.meanNll < genTrue[i]!.meanNll);
       if (withTrue && loc[i] && locNew[i]) s.neighborhood = Number(loc[i]!.meanNll < locNew[i]!.meanNll);
+      const mine = hops.flatMap((h, k) => (h.i === i ? [accuracy(hopScores[k]!.argmax, h.query.target)] : []));
+      if (mine.length > 0) s.portability = mine.reduce((a, b) => a + b, 0) / mine.length;
       return s;
     });
     if (this.generation) {
       if (!snapshot.generatedLocality) throw new InvalidArgumentError('the snapshot has no generations: take it with an Evaluator with generation: true');
-      const [genRel, genGen, genLoc] = [
-        await this.#generate(records.map((r, i) => q(r.prompt, r.target, i))),
-        await this.#generate(records.map((r, i) => q(r.rephrase, r.target, i))),
-        await this.#generate(records.map((r, i) => q(r.locality?.prompt, r.locality?.answer, i))),
+      // Every continuation in one call: the native side batches rows of one length together.
+      const queries = [
+        ...records.map((r, i) => q(r.prompt, r.target, i)),
+        ...records.map((r, i) => q(r.rephrase, r.target, i)),
+        ...records.map((r, i) => q(r.locality?.prompt, r.locality?.answer, i)),
+        ...hops.map((h) => ({ prompt: h.query.prompt, target: this.#longestAnswer(records[h.i].portability!) })),
       ];
-      const startsWithTarget = (ids: number[], r: EvalRecord) => (this.model.tokenizer.decode(ids).startsWith(withLeadingSpace(r.target)) ? 100 : 0);
+      const generated = await this.#generate(queries);
+      const n = records.length;
+      const startsWith = (ids: number[], answers: string[]) => {
+        const text = this.model.tokenizer.decode(ids);
+        return answers.some((a) => text.startsWith(withLeadingSpace(a))) ? 100 : 0;
+      };
       records.forEach((r, i) => {
-        const g: NonNullable<RecordScores['generated']> = { reliability: startsWithTarget(genRel[i]!, r) };
-        if (genGen[i]) g.generality = startsWithTarget(genGen[i]!, r);
-        if (genLoc[i]) g.locality = genLoc[i]!.join() === snapshot.generatedLocality![i]?.join() ? 100 : 0;
+        const g: NonNullable<RecordScores['generated']> = { reliability: startsWith(generated[i]!, [r.target]) };
+        if (generated[n + i]) g.generality = startsWith(generated[n + i]!, [r.target]);
+        if (generated[2 * n + i]) g.locality = generated[2 * n + i]!.join() === snapshot.generatedLocality![i]?.join() ? 100 : 0;
+        if (r.portability) {
+          const answers = [r.portability.answer, ...(r.portability.aliases ?? [])];
+          g.portability = hops.some((h, k) => h.i === i && startsWith(generated[3 * n + k]!, answers) === 100) ? 100 : 0;
+        }
         scores[i].generated = g;
       });
     }
     const result = summarise(scores);
     if (this.generation) {
       const g = summarise(scores.map((s) => s.generated!));
-      result.generated = { reliability: g.reliability, generality: g.generality, locality: g.locality, average: g.average };
+      result.generated = { reliability: g.reliability, generality: g.generality, locality: g.locality, average: g.average, portability: g.portability };
     }
     if (withTrue) {
       result.probabilities = {
@@ -197,11 +224,16 @@ export class Evaluator {
   async fluency(prompts: readonly string[], options: { maxNewTokens?: number } = {}): Promise<FluencyResult> {
     const maxNewTokens = options.maxNewTokens ?? 100;
     if (!Array.isArray(prompts) || prompts.length === 0) throw new InvalidArgumentError('fluency expects a non-empty array of prompts');
-    const texts: FluencyResult['texts'] = [];
-    for (const prompt of prompts) {
-      const generated = await this.model.generate(this.model.tokenizer.encodePrompt(prompt), { maxNewTokens, stopAtEos: false });
-      texts.push({ text: generated.text, entropy: nGramEntropy(generated.text) });
-    }
+    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new InvalidArgumentError('fluency: maxNewTokens must be a positive integer');
+    const ids = prompts.map((prompt, i) => {
+      if (typeof prompt !== 'string' || prompt === '') throw new InvalidArgumentError(`fluency: prompt ${i} is not a non-empty string`);
+      return this.model.tokenizer.encodePrompt(prompt);
+    });
+    const generated = await this.#generateIds(ids, ids.map(() => maxNewTokens));
+    const texts = generated.map((g) => {
+      const text = this.model.tokenizer.decode(g);
+      return { text, entropy: nGramEntropy(text) };
+    });
     return { fluency: texts.reduce((s, t) => s + t.entropy, 0) / texts.length, texts };
   }
 
@@ -213,6 +245,11 @@ export class Evaluator {
     return ids;
   }
 
+  /** The multi-hop answer's spelling with the most tokens: generation runs long enough for any of them. */
+  #longestAnswer(p: NonNullable<EvalRecord['portability']>): number[] {
+    return [p.answer, ...(p.aliases ?? [])].map((a) => this.#encode(a, 'target')).reduce((a, b) => (b.length > a.length ? b : a));
+  }
+
   #query(prompt: string, target: string, index: number): Query {
     const q = { prompt: this.#encode(prompt, 'prompt'), target: this.#encode(target, 'target') };
     if (q.prompt.length === 0 || q.target.length === 0) throw new InvalidArgumentError(`record ${index}: empty prompt or target`);
@@ -221,9 +258,21 @@ export class Evaluator {
 
   /** Greedy continuations (through the hooks, KV cache) of each non-null query's prompt, target length + extraTokens long. */
   async #generate(queries: (Query | null)[]): Promise<(number[] | null)[]> {
-    const out: (number[] | null)[] = [];
-    for (const q of queries) {
-      out.push(q ? (await this.model.generate(q.prompt, { maxNewTokens: q.target.length + this.extraTokens, stopAtEos: false })).tokens : null);
+    const todo = queries.flatMap((q, i) => (q ? [i] : []));
+    const generated = await this.#generateIds(todo.map((i) => queries[i]!.prompt), todo.map((i) => queries[i]!.target.length + this.extraTokens));
+    const out: (number[] | null)[] = queries.map(() => null);
+    todo.forEach((i, k) => { out[i] = generated[k]; });
+    return out;
+  }
+
+  /** Batched greedy generation, `lengths[i]` tokens for prompt i: sorted by length so that a batch holds one length. */
+  async #generateIds(prompts: number[][], lengths: number[]): Promise<number[][]> {
+    const order = prompts.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
+    const out: number[][] = new Array(prompts.length);
+    for (let start = 0; start < order.length; start += this.batchSize) {
+      const chunk = order.slice(start, start + this.batchSize);
+      const res = await callNative(() => this.model.native.generateGreedy(chunk.map((i) => prompts[i]), chunk.map((i) => lengths[i])));
+      chunk.forEach((i, k) => { out[i] = res[k]; });
     }
     return out;
   }
@@ -264,12 +313,12 @@ function accuracy(predicted: readonly number[], expected: readonly number[]): nu
 }
 
 /** The three metrics' means over `scores` (NaN where no record has one) and their average. */
-export function summarise(scores: RecordScores[]): EvalResult {
+export function summarise(scores: Omit<RecordScores, 'generated'>[]): EvalResult {
   const reliability = mean(scores.map((s) => s.reliability));
   const generality = mean(scores.map((s) => s.generality));
   const locality = mean(scores.map((s) => s.locality));
   const present = [reliability, generality, locality].filter((v) => !Number.isNaN(v));
-  return { reliability, generality, locality, average: mean(present), records: scores };
+  return { reliability, generality, locality, average: mean(present), portability: mean(scores.map((s) => s.portability)), records: scores };
 }
 
 function mean(values: (number | undefined)[]): number {

@@ -1,18 +1,21 @@
 // Edit datasets in their published formats → edit requests plus the records the Evaluator scores
 // (METHOD.md §6). CounterFact in EasyEdit's form, zsRE in MEND's, CounterFact in ROME/MEMIT's form, and a
-// plain JSON-lines form of our own. A malformed record is an InvalidDatasetError naming the file, the
+// plain JSON-lines form of our own; MQuAKE (several edits per case, scored on multi-hop questions). A malformed record is an InvalidDatasetError naming the file, the
 // record's index and the field.
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, InvalidDatasetError } from './errors.js';
 import type { EvalRecord } from './Evaluator.js';
 import { fillTemplate, type EditRequest } from './requests.js';
 
-export type DatasetFormat = 'counterfact' | 'zsre' | 'memit' | 'jsonl';
+export type DatasetFormat = 'counterfact' | 'zsre' | 'memit' | 'mquake' | 'jsonl';
 
-export const datasetFormats: readonly DatasetFormat[] = ['counterfact', 'zsre', 'memit', 'jsonl'];
+export const datasetFormats: readonly DatasetFormat[] = ['counterfact', 'zsre', 'memit', 'mquake', 'jsonl'];
 
 export interface EditCase {
-  /** CounterFact's `case_id`; for zsRE the record's index in the file; for JSON lines its `id`, else its index. */
+  /**
+   * CounterFact's `case_id`; for zsRE the record's index in the file; for MQuAKE `<case_id>.<k>` for its k-th
+   * rewrite; for JSON lines its `id`, else its index.
+   */
   id: string;
   request: EditRequest;
   record: EvalRecord;
@@ -159,6 +162,36 @@ function memitCase(value: unknown, at: At): EditCase {
   return { id: String(id), request, record };
 }
 
+/**
+ * An MQuAKE case: one edit per requested rewrite (its question as the rephrase, no locality prompt), in the
+ * file's order; the last carries the multi-hop questions, so they are scored once all the case's edits are made.
+ */
+function mquakeCases(value: unknown, at: At): EditCase[] {
+  const raw = asObject(value, at);
+  const id = raw.case_id;
+  if (typeof id !== 'number' && typeof id !== 'string') fail(at, `expected a number, got ${describe(id)}`, 'case_id');
+  const rewrites = raw.requested_rewrite;
+  if (!Array.isArray(rewrites) || rewrites.length === 0) fail(at, `expected a non-empty list of rewrites, got ${describe(rewrites)}`, 'requested_rewrite');
+  const cases = rewrites.map((rw, k): EditCase => {
+    const field = `requested_rewrite[${k}]`;
+    const r = asObject(rw, at);
+    const targetOf = (key: 'target_new' | 'target_true'): string => {
+      const t = r[key];
+      if (typeof t !== 'object' || t === null || Array.isArray(t)) fail(at, `expected an object {str}, got ${describe(t)}`, `${field}.${key}`);
+      return str(t as Raw, 'str', at, `${field}.${key}.str`);
+    };
+    const target = targetOf('target_new');
+    const { request, text } = makeRequest(str(r, 'prompt', at, `${field}.prompt`), str(r, 'subject', at, `${field}.subject`), target, at,
+      { prompt: `${field}.prompt`, subject: `${field}.subject` });
+    return { id: `${String(id)}.${k}`, request, record: { prompt: text, target, rephrase: str(r, 'question', at, `${field}.question`), trueTarget: targetOf('target_true') } };
+  });
+  const questions = strArray(raw, 'questions', at);
+  if (questions.length === 0) fail(at, 'expected at least one question', 'questions');
+  const aliases = raw.new_answer_alias === undefined ? [] : strArray(raw, 'new_answer_alias', at);
+  cases[cases.length - 1].record.portability = { questions, answer: str(raw, 'new_answer', at), aliases };
+  return cases;
+}
+
 function jsonlCase(value: unknown, at: At): EditCase {
   const raw = asObject(value, at);
   const target = str(raw, 'target', at);
@@ -233,13 +266,15 @@ export function loadDataset(path: string, format: DatasetFormat, options: LoadDa
     const at = { file: path, index };
     if (format === 'counterfact') keep(counterfactCase(list[index], at));
     else if (format === 'zsre') keep(zsreCase(list[index], at, options.stripNqPrefix ?? false));
+    else if (format === 'mquake') mquakeCases(list[index], at).slice(0, limit - cases.length).forEach(keep);
     else keep(memitCase(list[index], at));
   }
   return cases;
 }
 
 /**
- * The format of a dataset file, by content: a JSON list whose first record has `requested_rewrite` → memit,
+ * The format of a dataset file, by content: a JSON list whose first record has `requested_rewrite` → memit
+ * (mquake when it is a list),
  * `src` and `alt` → zsre, `target_new` and `rephrase_prompt` → counterfact; JSON lines (a `.jsonl` file, or
  * one whose first line is an object with `prompt`, `subject` and `target`) → jsonl.
  */
@@ -255,7 +290,7 @@ export function detectFormat(path: string): DatasetFormat {
   if (parsed && Array.isArray(data)) {
     const first = data.find((r) => typeof r === 'object' && r !== null && !Array.isArray(r)) as Raw | undefined;
     if (first) {
-      if ('requested_rewrite' in first) return 'memit';
+      if ('requested_rewrite' in first) return Array.isArray(first.requested_rewrite) ? 'mquake' : 'memit';
       if ('src' in first && 'alt' in first) return 'zsre';
       if ('target_new' in first && 'rephrase_prompt' in first) return 'counterfact';
     }

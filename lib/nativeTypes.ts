@@ -43,6 +43,7 @@ export interface NativeHookedModel {
   forward(batch: number[][], options: { padding: 'left' | 'right'; hooks?: NativeHookSpec[] }): Promise<NativeForwardResult>;
   scoreTargets(prompts: number[][], targets: number[][]): Promise<{ argmax: number[][]; meanNll: number[] }>;
   generate(prompt: number[], options: { maxNewTokens: number; stopAtEos: boolean; topK?: number; seed?: number }): Promise<number[]>;
+  generateGreedy(prompts: number[][], maxNewTokens: number[]): Promise<number[][]>;
   dispose(): void;
 }
 

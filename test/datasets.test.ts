@@ -276,3 +276,43 @@ sharedTest('the real zsRE train 1k file: 1,000 cases, first is UniFirst', (t) =>
   t.deepEqual(cases.filter((c) => c.request.target.trim() === '').map((c) => c.id), ['534', '723']);
   t.is(loadDataset(path, 'zsre', { skipEmptyTargets: true }).length, 998);
 });
+
+test('mquake records: one edit per rewrite, the last carrying the multi-hop questions', (t) => {
+  const rewrite = (subject: string, target: string, truth: string) => ({
+    prompt: '{} is a citizen of', subject, target_new: { str: target, id: 'Q1' }, target_true: { str: truth, id: 'Q2' }, question: `Where is ${subject} from?`,
+  });
+  const raw = [{
+    case_id: 7, requested_rewrite: [rewrite('Ann', 'Chile', 'Peru'), rewrite('Bo', 'Iran', 'Oman')],
+    questions: ['Q one?', 'Q two?'], answer: 'Spanish', answer_alias: [], new_answer: 'Persian', new_answer_alias: ['Farsi'],
+  }];
+  const path = join(dir, 'mquake.json');
+  writeFileSync(path, JSON.stringify(raw));
+  t.is(detectFormat(path), 'mquake');
+  t.deepEqual(loadDataset(path, 'mquake'), [
+    { id: '7.0', request: { prompt: '{} is a citizen of', subject: 'Ann', target: 'Chile' }, record: { prompt: 'Ann is a citizen of', target: 'Chile', rephrase: 'Where is Ann from?', trueTarget: 'Peru' } },
+    {
+      id: '7.1', request: { prompt: '{} is a citizen of', subject: 'Bo', target: 'Iran' },
+      record: { prompt: 'Bo is a citizen of', target: 'Iran', rephrase: 'Where is Bo from?', trueTarget: 'Oman', portability: { questions: ['Q one?', 'Q two?'], answer: 'Persian', aliases: ['Farsi'] } },
+    },
+  ]);
+  t.is(loadDataset(path, 'mquake', { limit: 1 }).length, 1);
+  for (const [broken, field] of [
+    [{ ...raw[0], requested_rewrite: [] }, 'requested_rewrite'],
+    [{ ...raw[0], questions: [] }, 'questions'],
+    [{ ...raw[0], requested_rewrite: [raw[0].requested_rewrite[0], { ...raw[0].requested_rewrite[1], question: 3 }] }, 'requested_rewrite[1].question'],
+  ] as const) {
+    writeFileSync(path, JSON.stringify([broken]));
+    t.like(t.throws(() => loadDataset(path, 'mquake'), { instanceOf: InvalidDatasetError }), { field });
+  }
+});
+
+sharedTest('the real MQuAKE-hard file: 429 cases of 4 rewrites, multi-hop questions on every fourth edit', (t) => {
+  const path = join(sharedData, 'mquake', 'MQuAKE-hard.json');
+  t.is(detectFormat(path), 'mquake');
+  const cases = loadDataset(path, 'mquake');
+  t.is(cases.length, 429 * 4);
+  t.is(cases[0].id, '7417.0');
+  t.deepEqual(cases[0].request, { prompt: '{} was performed by', subject: 'Hey Jude', target: 'Madonna' });
+  t.deepEqual(cases[3].record.portability?.answer, 'Arabic');
+  t.is(cases.filter((c) => c.record.portability).length, 429);
+});

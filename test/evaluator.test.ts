@@ -210,3 +210,68 @@ test('fluency is the n-gram entropy of the greedy continuation of each prompt, t
   }
   t.is(result.fluency, (result.texts[0].entropy + result.texts[1].entropy) / 2);
 });
+
+test('portability: multi-hop questions scored on the new answer (teacher-forced per question, generated: any question, any alias)', async (t) => {
+  await using model = await HookedModel.load(tinyGpt2);
+  await using editor = await ConsecutiveEditor.create(model, {
+    stats: { corpus: makeRandomCorpus((ids) => model.tokenizer.decode(ids), 512, 100, 30), cacheDir: tempDir() }, layers: [0, 1], lambda: 50, vSteps: 40,
+  });
+  await editor.edit([{ prompt: 'The city of {} is in', subject: 'Paris', target: 'Spain' }]);
+  // A question whose greedy continuation is a word, that word as an alias: one generated hit is certain.
+  let question = '';
+  let alias = '';
+  for (const q of ['Paris is a city in the country of', 'The city of', 'Bob speaks French and lives', 'Hello, my name is', 'In the morning,']) {
+    const continuation = model.tokenizer.decode(await referenceGeneration(model, q, 2));
+    if (/^ \w/.test(continuation)) {
+      [question, alias] = [q, continuation.trimStart()];
+      break;
+    }
+  }
+  t.not(question, '', 'no question continues with a word');
+  const recs: EvalRecord[] = [
+    { prompt: 'The city of Paris is in', target: 'Spain', portability: { questions: ['Where is the city of Paris?', question], answer: 'Spain', aliases: ['Espana', alias] } },
+    { prompt: 'Alice works as a', target: 'lawyer', portability: { questions: ['What does Alice do?'], answer: 'lawyer in Rome' } },
+    { prompt: 'The capital of Spain is', target: 'Berlin' },
+  ];
+  const evaluator = new Evaluator(model, { batchSize: 2, generation: true, extraTokens: 1 });
+  const result = await evaluator.evaluate(recs, await evaluator.snapshot(recs));
+  for (const [i, r] of recs.entries()) {
+    if (!r.portability) {
+      t.is(result.records[i].portability, undefined);
+      t.is(result.records[i].generated!.portability, undefined);
+      continue;
+    }
+    const p = r.portability;
+    const perQuestion = await Promise.all(p.questions.map(async (q) => {
+      const ref = await reference(model, q, p.answer);
+      return acc(ref.argmax, ref.target);
+    }));
+    t.is(result.records[i].portability, avg(perQuestion), `record ${i}`);
+    const answers = [p.answer, ...(p.aliases ?? [])];
+    const length = Math.max(...answers.map((a) => model.tokenizer.encode(` ${a}`).length)) + 1;
+    let hit = 0;
+    for (const q of p.questions) {
+      const text = model.tokenizer.decode(await referenceGeneration(model, q, length));
+      if (answers.some((a) => text.startsWith(` ${a}`))) hit = 100;
+    }
+    t.is(result.records[i].generated!.portability, hit, `record ${i} generated`);
+  }
+  t.is(result.records[0].generated!.portability, 100);
+  t.is(result.portability, avg([result.records[0].portability!, result.records[1].portability!]));
+  t.is(result.generated!.portability, avg([100, result.records[1].generated!.portability!]));
+  t.is(result.average, avg([result.reliability, result.generality, result.locality].filter((v) => !Number.isNaN(v))), 'portability stays out of the average');
+});
+
+test('batched generation through comeba-hk hooks gives each row what generating it alone gives', async (t) => {
+  await using model = await HookedModel.load(tinyGpt2);
+  await using editor = await ConsecutiveEditor.create(model, {
+    mode: 'comeba-hk', stats: { corpus: makeRandomCorpus((ids) => model.tokenizer.decode(ids), 512, 100, 30), cacheDir: tempDir() }, layers: [0, 1], lambda: 50,
+  });
+  await editor.edit([{ prompt: 'The city of {} is in', subject: 'Paris', target: 'Spain' }, { prompt: '{} works as a', subject: 'Alice', target: 'lawyer' }]);
+  const prompts = ['The city of Paris is in', 'Alice works as a', 'Paris', 'In the morning, Maria went to the old library in Paris and', 'Bob'];
+  const evaluator = new Evaluator(model, { batchSize: 4 });
+  const result = await evaluator.fluency(prompts, { maxNewTokens: 16 });
+  for (const [i, prompt] of prompts.entries()) {
+    t.is(result.texts[i].text, (await model.generate(prompt, { maxNewTokens: 16, stopAtEos: false })).text, prompts[i]);
+  }
+});

@@ -15,6 +15,7 @@ void HookedModelWrap::init(Napi::Env env, Napi::Object exports) {
                           InstanceMethod("info", &HookedModelWrap::guard<&HookedModelWrap::info>),
                           InstanceMethod("forward", &HookedModelWrap::guard<&HookedModelWrap::forward>),
                           InstanceMethod("generate", &HookedModelWrap::guard<&HookedModelWrap::generate>),
+                          InstanceMethod("generateGreedy", &HookedModelWrap::guard<&HookedModelWrap::generate_greedy>),
                           InstanceMethod("scoreTargets", &HookedModelWrap::guard<&HookedModelWrap::score_targets>),
                           InstanceMethod("dispose", &HookedModelWrap::guard<&HookedModelWrap::dispose>)});
   addon_data(env).hooked_model = Napi::Persistent(cls);
@@ -128,6 +129,26 @@ Napi::Value HookedModelWrap::generate(const Napi::CallbackInfo& info) {
         return comeba::generate(*model, prompt, gen, hooks.get());
       },
       [](Napi::Env env, Tokens& tokens) -> Napi::Value { return to_js_ints(env, tokens); });
+}
+
+// generateGreedy(prompts, maxNewTokens) → number[][]: batched greedy continuations, through the attached editor.
+Napi::Value HookedModelWrap::generate_greedy(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto model = require_model(env);
+  auto prompts = to_token_rows(info[0], "prompts");
+  auto lengths = to_token_list(info[1], "maxNewTokens");
+  return PromiseWorker<TokenRows>::start(
+      env, info.This().As<Napi::Object>(),
+      [model, editor = editor_, prompts = std::move(prompts), lengths = std::move(lengths)] {
+        auto hooks = editor ? editor->inference_hooks() : nullptr;
+        if (hooks) hooks->track_sequence();
+        return comeba::generate_greedy(*model, prompts, lengths, hooks.get());
+      },
+      [](Napi::Env env, TokenRows& rows) -> Napi::Value {
+        auto out = Napi::Array::New(env, rows.size());
+        for (size_t i = 0; i < rows.size(); ++i) out.Set(i, to_js_ints(env, rows[i]));
+        return out;
+      });
 }
 
 // scoreTargets(prompts, targets) → { argmax: number[][], meanNll: number[] }, through the attached editor.

@@ -31,6 +31,7 @@ class HookedModelWrap final : public GuardedWrap<HookedModelWrap> {
   Napi::Value info(const Napi::CallbackInfo& info);
   Napi::Value forward(const Napi::CallbackInfo& info);
   Napi::Value generate(const Napi::CallbackInfo& info);
+  Napi::Value generate_greedy(const Napi::CallbackInfo& info);
   Napi::Value score_targets(const Napi::CallbackInfo& info);
   Napi::Value dispose(const Napi::CallbackInfo& info);
 

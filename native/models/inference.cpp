@@ -2,6 +2,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <map>
+
 #include "common/error.h"
 
 namespace comeba {
@@ -33,6 +35,46 @@ ForwardResult run_forward(const CausalLM& model, const TokenRows& rows, bool lef
   return result;
 }
 
+namespace {
+
+// The logits at each row's last position (B, V) float32 on the CPU, refusing NaN/Inf (an overflow in
+// float16/bfloat16 would otherwise decode as token 0).
+torch::Tensor last_logits(const CausalLM& model, const torch::Tensor& h, size_t generated) {
+  auto last = model.head(h.select(1, h.size(1) - 1)).to(torch::kCPU, torch::kFloat32);  // (B, V)
+  if (!torch::isfinite(last).all().item<bool>())
+    fail(ErrorCode::NumericalFailure, "the model's logits contain NaN or Inf (an overflow in " + std::string(c10::toString(model.dtype())) +
+                                          "?); generation stopped after " + std::to_string(generated) + " tokens");
+  return last;
+}
+
+// The batch of one new token per row that continues `cache`.
+TokenBatch next_tokens(const torch::Tensor& next, const KvCache& cache, torch::Device device) {
+  const int64_t B = next.size(0);
+  TokenBatch batch;
+  batch.ids = next.to(device).view({B, 1});
+  batch.real = torch::ones({B, 1}, torch::TensorOptions().dtype(torch::kBool).device(device));
+  batch.positions = cache.next_position.view({B, 1});
+  batch.lengths.assign(B, 1);
+  batch.offsets.assign(B, 0);
+  return batch;
+}
+
+// One decoding step's final residual stream (B, T, C). When a hook decision at an earlier position changed,
+// the cache is stale: recompute every row's whole sequence (prompt ++ generated), as without a cache.
+torch::Tensor decode_step(const CausalLM& model, TokenBatch& batch, KvCache& cache, ForwardHooks* hooks,
+                          const TokenRows& prompts, const TokenRows& generated) {
+  auto h = model.hidden(batch, hooks, &cache);
+  if (!hooks || !hooks->cache_stale()) return h;
+  TokenRows sequences = prompts;
+  for (size_t r = 0; r < sequences.size(); ++r) sequences[r].insert(sequences[r].end(), generated[r].begin(), generated[r].end());
+  hooks->reset_sequence();
+  cache = KvCache();
+  batch = TokenBatch::pack(sequences, /*left_pad=*/true, 0, model.device());
+  return model.hidden(batch, hooks, &cache);
+}
+
+}  // namespace
+
 std::vector<int64_t> generate(const CausalLM& model, const std::vector<int64_t>& prompt, const GenerateOptions& options,
                               ForwardHooks* hooks) {
   const int64_t max_new_tokens = options.max_new_tokens;
@@ -43,37 +85,51 @@ std::vector<int64_t> generate(const CausalLM& model, const std::vector<int64_t>&
   auto generator = at::make_generator<at::CPUGeneratorImpl>(options.seed);
   KvCache cache;
   auto batch = TokenBatch::pack({prompt}, false, 0, model.device());
-  std::vector<int64_t> generated;
+  TokenRows generated(1);
   for (int64_t step = 0; step < max_new_tokens; ++step) {
-    auto h = model.hidden(batch, hooks, &cache);                         // (1, T, C)
-    if (hooks && hooks->cache_stale()) {
-      // A hook decision at an earlier position changed: recompute the whole sequence, as without a cache.
-      std::vector<int64_t> sequence = prompt;
-      sequence.insert(sequence.end(), generated.begin(), generated.end());
-      hooks->reset_sequence();
-      cache = KvCache();
-      batch = TokenBatch::pack({sequence}, false, 0, model.device());
-      h = model.hidden(batch, hooks, &cache);
-    }
-    // The head only at the last position: the one generation reads.
-    auto last = model.head(h.select(1, h.size(1) - 1)).squeeze(0).to(torch::kCPU, torch::kFloat32);  // (V)
-    if (!torch::isfinite(last).all().item<bool>())
-      fail(ErrorCode::NumericalFailure, "the model's logits contain NaN or Inf (an overflow in " + std::string(c10::toString(model.dtype())) +
-                                            "?); generation stopped after " + std::to_string(generated.size()) + " tokens");
+    auto h = decode_step(model, batch, cache, hooks, {prompt}, generated);  // (1, T, C)
+    auto last = last_logits(model, h, generated[0].size()).squeeze(0);       // (V)
     int64_t next = last.argmax().item<int64_t>();
     if (options.top_k > 0) {
       auto [values, ids] = last.topk(std::min(options.top_k, last.size(0)));
       next = ids[torch::multinomial(torch::softmax(values, 0), 1, false, generator).item<int64_t>()].item<int64_t>();
     }
-    generated.push_back(next);
+    generated[0].push_back(next);
     if (options.stop_at_eos && next == model.info().eos_token_id) break;
-    batch.ids = torch::full({1, 1}, next, torch::TensorOptions().dtype(torch::kInt64).device(model.device()));
-    batch.real = torch::ones({1, 1}, torch::TensorOptions().dtype(torch::kBool).device(model.device()));
-    batch.positions = cache.next_position.view({1, 1});
-    batch.lengths = {1};
-    batch.offsets = {0};
+    batch = next_tokens(torch::tensor({next}, torch::kInt64), cache, model.device());
   }
-  return generated;
+  return generated[0];
+}
+
+TokenRows generate_greedy(const CausalLM& model, const TokenRows& prompts, const std::vector<int64_t>& max_new_tokens,
+                          ForwardHooks* hooks) {
+  if (prompts.size() != max_new_tokens.size()) fail(ErrorCode::InvalidArgument, "one maxNewTokens per prompt is needed");
+  // Rows of one length decode together: a row that rode along past its own length could run out of context.
+  std::map<int64_t, std::vector<size_t>> groups;
+  for (size_t r = 0; r < prompts.size(); ++r) {
+    if (max_new_tokens[r] < 0) fail(ErrorCode::InvalidArgument, "row " + std::to_string(r) + ": maxNewTokens must be ≥ 0");
+    validate_tokens(model, {prompts[r]}, max_new_tokens[r]);
+    groups[max_new_tokens[r]].push_back(r);
+  }
+  TokenRows out(prompts.size());
+  c10::InferenceMode inference;
+  for (const auto& [steps, rows] : groups) {
+    if (steps == 0) continue;
+    TokenRows group_prompts, generated(rows.size());
+    for (size_t r : rows) group_prompts.push_back(prompts[r]);
+    if (hooks) hooks->reset_sequence();
+    KvCache cache;
+    auto batch = TokenBatch::pack(group_prompts, /*left_pad=*/true, 0, model.device());
+    for (int64_t step = 0; step < steps; ++step) {
+      auto h = decode_step(model, batch, cache, hooks, group_prompts, generated);  // (B, T, C)
+      auto next = last_logits(model, h, step).argmax(-1);                         // (B)
+      const auto* ids = next.data_ptr<int64_t>();
+      for (size_t i = 0; i < rows.size(); ++i) generated[i].push_back(ids[i]);
+      batch = next_tokens(next, cache, model.device());
+    }
+    for (size_t i = 0; i < rows.size(); ++i) out[rows[i]] = std::move(generated[i]);
+  }
+  return out;
 }
 
 }  // namespace comeba

@@ -35,4 +35,11 @@ struct GenerateOptions {
 std::vector<int64_t> generate(const CausalLM& model, const std::vector<int64_t>& prompt, const GenerateOptions& options,
                               ForwardHooks* hooks);
 
+// Greedy continuations of many prompts at once, `max_new_tokens[r]` tokens for row r (no stop at EOS): rows
+// of one length form a batch, left-padded so that every row's next token is the last column, with one KV
+// cache. Each row's tokens are those generate() gives it alone (padding is masked; hooks take z-scores over
+// each row's real tokens).
+TokenRows generate_greedy(const CausalLM& model, const TokenRows& prompts, const std::vector<int64_t>& max_new_tokens,
+                          ForwardHooks* hooks);
+
 }  // namespace comeba
