@@ -49,6 +49,8 @@ export interface RecordScores {
   portability?: number;
   /** With `generation` (0 or 100 per record): the generated text starts with the target / equals the unedited generation. */
   generated?: { reliability: number; generality?: number; locality?: number; portability?: number };
+  /** With `generation`: what the model now generates for the edit, rephrase and locality prompts. */
+  answers?: { prompt: string; rephrase?: string; locality?: string };
 }
 
 export interface EvalResult {
@@ -176,13 +178,13 @@ export class Evaluator {
           g.portability = hops.some((h, k) => h.i === i && startsWith(generated[3 * n + k]!, answers) === 100) ? 100 : 0;
         }
         scores[i].generated = g;
+        const answers: NonNullable<RecordScores['answers']> = { prompt: this.model.tokenizer.decode(generated[i]!) };
+        if (generated[n + i]) answers.rephrase = this.model.tokenizer.decode(generated[n + i]!);
+        if (generated[2 * n + i]) answers.locality = this.model.tokenizer.decode(generated[2 * n + i]!);
+        scores[i].answers = answers;
       });
     }
     const result = summarise(scores);
-    if (this.generation) {
-      const g = summarise(scores.map((s) => s.generated!));
-      result.generated = { reliability: g.reliability, generality: g.generality, locality: g.locality, average: g.average, portability: g.portability };
-    }
     if (withTrue) {
       result.probabilities = {
         efficacy: 100 * mean(scores.map((s) => s.efficacy)),
@@ -217,7 +219,8 @@ export class Evaluator {
   }
 
   /**
-   * Fluency as MEMIT measures it: greedy generation of `maxNewTokens` from each prompt (through the hooks),
+   * Fluency as MEMIT measures it: greedy generation of `maxNewTokens` from each prompt (through the hooks; fewer
+   * where the context ends first),
    * then the weighted entropy of its word bigrams and trigrams (weights 2/3 and 4/3, bits, averaged).
    * Words are runs of letters/digits or single punctuation marks (MEMIT uses nltk's word_tokenize).
    */
@@ -265,8 +268,12 @@ export class Evaluator {
     return out;
   }
 
-  /** Batched greedy generation, `lengths[i]` tokens for prompt i: sorted by length so that a batch holds one length. */
-  async #generateIds(prompts: number[][], lengths: number[]): Promise<number[][]> {
+  /**
+   * Batched greedy generation, `lengths[i]` tokens for prompt i (fewer where the model's context ends first):
+   * sorted by length so that a batch holds one length.
+   */
+  async #generateIds(prompts: number[][], wanted: number[]): Promise<number[][]> {
+    const lengths = wanted.map((n, i) => Math.max(0, Math.min(n, this.model.info.contextLength - prompts[i].length)));
     const order = prompts.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
     const out: number[][] = new Array(prompts.length);
     for (let start = 0; start < order.length; start += this.batchSize) {
@@ -312,13 +319,21 @@ function accuracy(predicted: readonly number[], expected: readonly number[]): nu
   return (100 * hits) / expected.length;
 }
 
-/** The three metrics' means over `scores` (NaN where no record has one) and their average. */
-export function summarise(scores: Omit<RecordScores, 'generated'>[]): EvalResult {
-  const reliability = mean(scores.map((s) => s.reliability));
-  const generality = mean(scores.map((s) => s.generality));
-  const locality = mean(scores.map((s) => s.locality));
-  const present = [reliability, generality, locality].filter((v) => !Number.isNaN(v));
-  return { reliability, generality, locality, average: mean(present), portability: mean(scores.map((s) => s.portability)), records: scores };
+/**
+ * The metrics' means over `scores` (NaN where no record has one), the average of the three, and the same for
+ * the generation-based metrics when every record has them.
+ */
+export function summarise(scores: RecordScores[]): EvalResult {
+  const means = (of: Omit<RecordScores, 'generated'>[]) => {
+    const reliability = mean(of.map((s) => s.reliability));
+    const generality = mean(of.map((s) => s.generality));
+    const locality = mean(of.map((s) => s.locality));
+    const average = mean([reliability, generality, locality].filter((v) => !Number.isNaN(v)));
+    return { reliability, generality, locality, average, portability: mean(of.map((s) => s.portability)) };
+  };
+  const result: EvalResult = { ...means(scores), records: scores };
+  if (scores.length > 0 && scores.every((s) => s.generated)) result.generated = means(scores.map((s) => s.generated!));
+  return result;
 }
 
 function mean(values: (number | undefined)[]): number {

@@ -2,10 +2,14 @@
 //   consecutive:  edit the first n cases in batches with no roll-back; evaluate the cases edited so far every
 //                 `evalEvery` edits and at the end (evaluation never changes the editor).
 //   single-round: edit each batch, evaluate it, roll back (the paper's Table 1 protocol).
+// Every checkpoint reports the paper's teacher-forced metrics and, unless skipped, the generation-based ones
+// (and portability where the records have multi-hop questions); consecutive sweeps also held-out perplexity and
+// fluency, each against the unedited model's.
 // Layout of `out`: settings.json (what the results depend on; a rerun resumes only with the same), runs.jsonl
 // (what ran it: versions, device, threads; a line per invocation), metrics.jsonl (one line per checkpoint, with
-// seconds per phase), summary.json, chart.svg, and per mode a folder with the editor state (consecutive) or the
-// scores so far (single-round) as of the last checkpoint.
+// seconds per phase), batches.jsonl (seconds and α per batch), summary.json (the results with their protocol
+// and provenance), chart.svg, report.html, and per mode a folder with the editor state (consecutive) or the
+// scores so far (single-round) as of the last checkpoint, and records.json (each record's scores and answers).
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -15,11 +19,12 @@ import { ConsecutiveEditor } from './ConsecutiveEditor.js';
 import { loadDataset, type DatasetFormat, type EditCase } from './datasets.js';
 import { InvalidArgumentError } from './errors.js';
 import { Evaluator, summarise, type EvalResult, type RecordScores, type Snapshot } from './Evaluator.js';
+import { writeReport } from './report.js';
 import { removeOrphanedTemporaries, writeAtomically } from './files.js';
 import { describeNative, loadNative, packageRoot } from './native.js';
 import { HookedModel, type Device, type Dtype } from './HookedModel.js';
 import { readCheckpointDefaults, resolveHyperparameters, singleRoundLambda, type EditMode, type Scope } from './options.js';
-import { Statistics } from './statistics.js';
+import { readDocuments, Statistics, type StatisticsProvenance } from './statistics.js';
 
 export type Protocol = 'consecutive' | 'single-round';
 export const protocols: readonly Protocol[] = ['consecutive', 'single-round'];
@@ -27,6 +32,22 @@ export const protocols: readonly Protocol[] = ['consecutive', 'single-round'];
 /** What a sweep compares: the edit modes, and comeba-hk with the calibrated scope (README "Editing scope"). */
 export type SweepMethod = EditMode | 'comeba-hk+calibrated';
 export const sweepMethods: readonly SweepMethod[] = ['comeba-hk', 'comeba-hk+calibrated', 'comeba-wo-hk', 'memit'];
+
+/** Metrics a sweep computes unless told to skip them (the teacher-forced ones are always computed). */
+export type OptionalMetric = 'generation' | 'perplexity' | 'fluency';
+export const optionalMetrics: readonly OptionalMetric[] = ['generation', 'perplexity', 'fluency'];
+
+/** How the sweep's extra metrics are taken, one table. */
+export const evaluationDefaults = {
+  /** Generation-based metrics: tokens generated beyond the target's length. */
+  extraTokens: 2,
+  /** Fluency: the prompts of the first this many cases, each continued by `fluencyTokens` greedy tokens (MEMIT: 100). */
+  fluencyPrompts: 50,
+  fluencyTokens: 100,
+  /** Held-out perplexity without --heldout: this share of the statistics corpus's documents, at most `heldoutMax`, from its end. */
+  heldoutShare: 0.05,
+  heldoutMax: 200,
+} as const;
 
 /**
  * The editor settings a sweep gives `method`: its mode and scope, and λ: --lambda, else the checkpoint's comeba.json,
@@ -58,6 +79,10 @@ export interface SweepOptions {
   alphaFloor?: number;
   /** Text corpus for E[kkᵀ]; default: the checkpoint's stats-corpus.txt, else text made from the whole dataset. */
   statsCorpus?: string;
+  /** Held-out text for perplexity; default: the last documents of the statistics corpus, which the statistics then leave out. */
+  heldout?: string;
+  /** Optional metrics not to compute. */
+  skip?: OptionalMetric[];
   device?: Device;
   dtype?: Dtype;
   onEvent?: (event: SweepEvent) => void;
@@ -76,22 +101,63 @@ export interface MetricsLine {
   mode: SweepMethod;
   protocol: Protocol;
   edits: number;
+  /** The paper's teacher-forced metrics (EasyEdit's), 0–100. */
   reliability: number;
   generality: number;
   locality: number;
   average: number;
+  /** Teacher-forced accuracy on multi-hop questions (records that have them). */
+  portability?: number;
+  /** Generation-based reliability, generality, locality, their average and portability (unless skipped). */
+  generated?: { reliability: number; generality: number; locality: number; average: number; portability?: number };
+  /** Consecutive: perplexity on the held-out text, and its ratio to the unedited model's (unless skipped). */
+  perplexity?: number;
+  perplexityRatio?: number;
+  /** Consecutive: MEMIT's n-gram entropy of greedy generations, and the unedited model's (unless skipped). */
+  fluency?: number;
+  fluencyBefore?: number;
   /** Editing seconds (evaluation excluded). */
   seconds: number;
   phases: PhaseSeconds;
+  /** SHA-256 of settings.json, and the line of runs.jsonl of the invocation that wrote this line (0-based). */
+  settings: string;
+  run: number;
 }
 
-export interface SweepSummary extends Omit<MetricsLine, 'edits'> {
+export interface SweepSummary extends Omit<MetricsLine, 'edits' | 'settings' | 'run'> {
   n: number;
   batch: number;
   editsPerSecond: number;
   model: string;
   data: string;
 }
+
+/** One committed batch: its phases' seconds and each edited layer's α after it. */
+export interface BatchLine {
+  mode: SweepMethod;
+  protocol: Protocol;
+  edits: number;
+  seconds: { values: number; keys: number; solves: number; alpha: number; total: number };
+  alpha: { layer: number; alpha: number }[];
+}
+
+/** summary.json: the results with everything needed to reproduce them. */
+export interface SweepSummaryFile {
+  format: 'comeba-sweep-summary/2';
+  /** settings.json's content, and its SHA-256 (what each metrics line names). */
+  settings: SweepSettings;
+  settingsSha256: string;
+  runs: SweepRun[];
+  statistics: StatisticsProvenance;
+  /** The records evaluated: the dataset's first n (ids of the first and last). */
+  records: { first: string; last: string; count: number };
+  /** The unedited model's held-out perplexity and fluency, what the ratios compare with. */
+  baseline: Baseline;
+  evaluation: typeof evaluationDefaults & { skipped: OptionalMetric[]; heldoutDocuments?: number };
+  modes: (SweepSummary & { contextTemplates: string[] })[];
+}
+
+interface Baseline { perplexity?: number; fluency?: number }
 
 /** Seconds spent and where a mode stands, saved with its checkpoint. */
 interface ModeProgress { edits: number; seconds: number; phases?: PhaseSeconds; scores?: RecordScores[] }
@@ -131,35 +197,65 @@ function describeRun(model: HookedModel): SweepRun {
 
 export async function runSweep(options: SweepOptions): Promise<SweepSummary[]> {
   validate(options);
+  const skip = options.skip ?? [];
   // Records with an empty target cannot be edited (two in zsRE's train split): leave them out.
   const all = loadDataset(options.data, options.format, { skipEmptyTargets: true });
   if (all.length < options.n) throw new InvalidArgumentError(`${options.data} holds ${all.length} cases, fewer than --n ${options.n}`);
   const cases = all.slice(0, options.n);
-  const corpus = statsCorpus(options, all);
+  const corpus = corpora(options, all);
   mkdirSync(options.out, { recursive: true });
   // One model, snapshot and E[kkᵀ] for every mode: disposing a mode's editor leaves the model unedited.
   await using model = await HookedModel.load(options.model, { device: options.device, dtype: options.dtype });
-  claimOutput(options.out, sweepSettings(options, model, corpus));
+  const settings = sweepSettings(options, model, corpus);
+  claimOutput(options.out, settings);
   removeOrphanedTemporaries(options.out); // left by a run that was killed mid-write
   appendFileSync(join(options.out, 'runs.jsonl'), `${JSON.stringify(describeRun(model))}\n`);
-  if (corpus.text !== undefined) {
-    writeAtomically(corpus.path, corpus.text);
-    options.onEvent?.({ type: 'stats', message: `no --stats-corpus: using text made from the ${all.length} cases of the dataset (${corpus.path})` });
+  for (const file of new Set([corpus.source, corpus.stats, corpus.heldout])) if (file?.text !== undefined) writeAtomically(file.path, file.text);
+  if (corpus.made) options.onEvent?.({ type: 'stats', message: `no --stats-corpus: using text made from the ${all.length} cases of the dataset (${corpus.source.path})` });
+  if (corpus.heldout && !options.heldout) {
+    options.onEvent?.({ type: 'stats', message: `held-out perplexity on the last ${corpus.heldout.documents.length} documents of the statistics corpus, which the statistics leave out` });
   }
-  const evaluator = new Evaluator(model);
-  const snapshot = await evaluator.snapshot(cases.map((c) => c.record));  // before any editor attaches
-  const shared: SharedSetup = { model, evaluator, snapshot, stats: await statistics(model, options, corpus.path) };
-  const summaries: SweepSummary[] = [];
+  const evaluator = new Evaluator(model, { generation: !skip.includes('generation'), extraTokens: evaluationDefaults.extraTokens });
+  // Before any editor attaches: the unedited model's predictions, perplexity and fluency.
+  const snapshot = await evaluator.snapshot(cases.map((c) => c.record));
+  const fluencyPrompts = cases.slice(0, evaluationDefaults.fluencyPrompts).map((c) => c.record.prompt);
+  const measure = async (): Promise<Baseline> => ({
+    perplexity: corpus.heldout ? (await evaluator.perplexity(corpus.heldout.documents)).perplexity : undefined,
+    fluency: skip.includes('fluency') ? undefined : (await evaluator.fluency(fluencyPrompts, { maxNewTokens: evaluationDefaults.fluencyTokens })).fluency,
+  });
+  const baseline = await measure();
+  const shared: SharedSetup = {
+    model, evaluator, snapshot, measure, baseline, stats: await statistics(model, options, corpus.stats.path),
+    provenance: { settings: sha256(`${JSON.stringify(settings, null, 2)}\n`), run: readJsonLines<SweepRun>(join(options.out, 'runs.jsonl')).length - 1 },
+  };
+  const summaries: (SweepSummary & { contextTemplates: string[] })[] = [];
   for (const mode of options.modes) summaries.push(await runMode(options, cases, mode, shared));
-  writeAtomically(join(options.out, 'summary.json'), JSON.stringify(summaries, null, 2));
+  const summary: SweepSummaryFile = {
+    format: 'comeba-sweep-summary/2', settings, settingsSha256: shared.provenance.settings,
+    runs: readJsonLines<SweepRun>(join(options.out, 'runs.jsonl')), statistics: shared.stats.provenance,
+    records: { first: cases[0].id, last: cases[cases.length - 1].id, count: cases.length }, baseline,
+    evaluation: { ...evaluationDefaults, skipped: skip, heldoutDocuments: corpus.heldout?.documents.length }, modes: summaries,
+  };
+  writeAtomically(join(options.out, 'summary.json'), JSON.stringify(summary, null, 2));
   const series = options.modes.map((mode) => ({ label: mode, points: readMetrics(options.out).filter((m) => m.mode === mode && m.protocol === options.protocol) }));
   writeAtomically(join(options.out, 'chart.svg'), renderChart(series, { title: `${options.protocol} editing, batch ${options.batch}` }));
-  return summaries;
+  writeReport(options.out);
+  return summaries.map(({ contextTemplates, ...s }) => s);
 }
 
-interface SharedSetup { model: HookedModel; evaluator: Evaluator; snapshot: Snapshot; stats: Statistics }
+interface SharedSetup {
+  model: HookedModel;
+  evaluator: Evaluator;
+  snapshot: Snapshot;
+  stats: Statistics;
+  /** Held-out perplexity and fluency of the model as it is now (through the hooks), and before any edit. */
+  measure: () => Promise<Baseline>;
+  baseline: Baseline;
+  provenance: { settings: string; run: number };
+}
 
-async function runMode(options: SweepOptions, cases: EditCase[], mode: SweepMethod, { model, evaluator, snapshot, stats }: SharedSetup): Promise<SweepSummary> {
+async function runMode(options: SweepOptions, cases: EditCase[], mode: SweepMethod, shared: SharedSetup): Promise<SweepSummary & { contextTemplates: string[] }> {
+  const { model, evaluator, snapshot, stats, baseline } = shared;
   const dir = join(options.out, mode);
   mkdirSync(dir, { recursive: true });
   const records = cases.map((c) => c.record);
@@ -175,26 +271,36 @@ async function runMode(options: SweepOptions, cases: EditCase[], mode: SweepMeth
   let seconds = saved.seconds;
   const phases: PhaseSeconds = saved.phases ?? { values: 0, keys: 0, solves: 0, alpha: 0, evaluation: 0 };
   let scores: RecordScores[] = saved.scores ?? [];
-  keepMetricsUpTo(options.out, mode, options.protocol, edits);
+  keepLinesUpTo(options.out, 'metrics.jsonl', mode, options.protocol, edits);
+  keepLinesUpTo(options.out, 'batches.jsonl', mode, options.protocol, edits);
   options.onEvent?.({ type: 'mode', mode, resumedAt: edits, n: options.n });
   let started = performance.now();
   const elapsed = () => seconds + (performance.now() - started) / 1000;
-  const checkpoint = async (result: EvalResult) => {
+  const checkpoint = async ({ result, now }: Evaluation) => {
     const line: MetricsLine = {
       mode, protocol: options.protocol, edits, reliability: result.reliability, generality: result.generality,
-      locality: result.locality, average: result.average, seconds: elapsed(), phases: { ...phases },
+      locality: result.locality, average: result.average, seconds: elapsed(), phases: { ...phases }, ...shared.provenance,
     };
+    if (!Number.isNaN(result.portability)) line.portability = result.portability;
+    if (result.generated) {
+      const { portability, ...g } = result.generated;
+      line.generated = Number.isNaN(portability) ? g : { ...g, portability };
+    }
+    if (now.perplexity !== undefined) Object.assign(line, { perplexity: now.perplexity, perplexityRatio: now.perplexity / baseline.perplexity! });
+    if (now.fluency !== undefined) Object.assign(line, { fluency: now.fluency, fluencyBefore: baseline.fluency });
     // State first, then its progress file, then the metrics line: a kill anywhere resumes at a consistent point.
     if (consecutive) await editor.save(stateDir);
     writeAtomically(progressFile, JSON.stringify({ edits, seconds: line.seconds, phases, scores: consecutive ? undefined : scores }));
+    writeAtomically(join(dir, 'records.json'), JSON.stringify(cases.slice(0, edits).map((c, i) => ({ id: c.id, ...c.record, scores: result.records[i] }))));
     appendFileSync(join(options.out, 'metrics.jsonl'), `${JSON.stringify(line)}\n`);
     options.onEvent?.({ type: 'checkpoint', mode, metrics: line });
     return line;
   };
 
-  const evaluateNow = () => consecutive
-    ? evaluator.evaluate(records.slice(0, edits), sliceSnapshot(snapshot, 0, edits))
-    : Promise.resolve(summarise(scores));
+  // Consecutive: the edited model now; single-round: the scores each batch got before its roll-back.
+  const evaluateNow = async (): Promise<Evaluation> => consecutive
+    ? { result: await evaluator.evaluate(records.slice(0, edits), sliceSnapshot(snapshot, 0, edits)), now: await shared.measure() }
+    : { result: summarise(scores), now: {} };
   const recorded = () => readMetrics(options.out).find((m) => m.mode === mode && m.protocol === options.protocol && m.edits === edits);
   // Killed after saving a checkpoint's state but before its metrics line: write the line now.
   let last = recorded();
@@ -203,6 +309,10 @@ async function runMode(options: SweepOptions, cases: EditCase[], mode: SweepMeth
     const batch = cases.slice(edits, Math.min(edits + options.batch, options.n));
     const report = await editor.edit(batch.map((c) => c.request));
     for (const phase of ['values', 'keys', 'solves', 'alpha'] as const) phases[phase] += report.seconds[phase];
+    const batchLine: BatchLine = {
+      mode, protocol: options.protocol, edits: edits + batch.length, seconds: report.seconds, alpha: report.layers.map((l) => ({ layer: l.layer, alpha: l.alphaAfter })),
+    };
+    appendFileSync(join(options.out, 'batches.jsonl'), `${JSON.stringify(batchLine)}\n`);
     if (options.protocol === 'single-round') {
       const evalStart = performance.now();
       const result = await evaluator.evaluate(batch.map((c) => c.record), sliceSnapshot(snapshot, edits, edits + batch.length));
@@ -222,24 +332,60 @@ async function runMode(options: SweepOptions, cases: EditCase[], mode: SweepMeth
     }
   }
   if (!last) throw new InvalidArgumentError(`no checkpoint recorded for ${mode}`);
+  const { edits: _, settings: _s, run: _r, ...result } = last;
   return {
-    ...last, n: options.n, batch: options.batch, editsPerSecond: options.n / Math.max(last.seconds, 1e-9),
-    model: options.model, data: options.data,
+    ...result, n: options.n, batch: options.batch, editsPerSecond: options.n / Math.max(last.seconds, 1e-9),
+    model: options.model, data: options.data, contextTemplates: [...editor.contextTemplates],
   };
 }
 
+interface Evaluation { result: EvalResult; now: Baseline }
+
+/** A corpus file of the sweep: where it is, and its text when the sweep writes it there. */
+interface CorpusFile { path: string; text?: string }
+
+interface Corpora {
+  /** The statistics corpus as given (or made), what settings.json identifies. */
+  source: CorpusFile;
+  /** Whether `source` was made from the dataset. */
+  made: boolean;
+  /** What the statistics read: `source`, less the held-out documents when those come from it. */
+  stats: CorpusFile;
+  /** Held-out text for perplexity (none when skipped). */
+  heldout?: CorpusFile & { documents: string[] };
+}
+
 /**
- * The corpus for E[kkᵀ]: --stats-corpus, else the checkpoint's stats-corpus.txt, else (`text`, to be written to
- * `path`) text in the dataset's own distribution: every prompt completed with its true answer. That text is made
- * from all the cases, not the first n, so the statistics (and the results) do not change with --n.
+ * The corpus for E[kkᵀ]: --stats-corpus, else the checkpoint's stats-corpus.txt, else text in the dataset's own
+ * distribution (every prompt completed with its true answer), made from all the cases, not the first n, so the
+ * statistics (and the results) do not change with --n. The held-out text: --heldout, else the corpus's last
+ * documents (evaluationDefaults), which the statistics then do not see (both parts written as JSON lines).
  */
-function statsCorpus(options: SweepOptions, all: EditCase[]): { path: string; text?: string } {
-  const path = options.statsCorpus ?? join(options.model, 'stats-corpus.txt');
-  if (existsSync(path)) return { path };
-  const lines = all.flatMap(({ record: r }) => [
-    `${r.prompt} ${r.trueTarget ?? ''}`, r.rephrase ? `${r.rephrase} ${r.trueTarget ?? ''}` : '', r.locality ? `${r.locality.prompt} ${r.locality.answer}` : '',
-  ]).filter((l) => l.trim() !== '');
-  return { path: join(options.out, 'stats-corpus.txt'), text: lines.join('\n') };
+function corpora(options: SweepOptions, all: EditCase[]): Corpora {
+  let source: CorpusFile = { path: options.statsCorpus ?? join(options.model, 'stats-corpus.txt') };
+  const made = !existsSync(source.path);
+  if (made) {
+    const lines = all.flatMap(({ record: r }) => [
+      `${r.prompt} ${r.trueTarget ?? ''}`, r.rephrase ? `${r.rephrase} ${r.trueTarget ?? ''}` : '', r.locality ? `${r.locality.prompt} ${r.locality.answer}` : '',
+    ]).filter((l) => l.trim() !== '');
+    source = { path: join(options.out, 'stats-corpus.txt'), text: lines.join('\n') };
+  }
+  if (options.skip?.includes('perplexity')) return { source, made, stats: source };
+  if (options.heldout) {
+    const documents = readDocuments(readFileSync(options.heldout, 'utf8'), options.heldout);
+    if (documents.length === 0) throw new InvalidArgumentError(`--heldout ${options.heldout} holds no text`);
+    return { source, made, stats: source, heldout: { path: options.heldout, documents } };
+  }
+  const documents = readDocuments(source.text ?? readFileSync(source.path, 'utf8'), source.path);
+  const k = Math.min(evaluationDefaults.heldoutMax, Math.floor(documents.length * evaluationDefaults.heldoutShare));
+  if (k < 1) throw new InvalidArgumentError(`the statistics corpus ${source.path} has too few documents (${documents.length}) to hold some out: pass --heldout FILE or --skip perplexity`);
+  const jsonl = (docs: string[]) => docs.map((text) => JSON.stringify({ text })).join('\n') + '\n';
+  const heldout = documents.slice(-k);
+  return {
+    source, made,
+    stats: { path: join(options.out, 'stats-corpus.jsonl'), text: jsonl(documents.slice(0, -k)) },
+    heldout: { path: join(options.out, 'heldout.jsonl'), text: jsonl(heldout), documents: heldout },
+  };
 }
 
 async function statistics(model: HookedModel, options: SweepOptions, corpus: string): Promise<Statistics> {
@@ -254,7 +400,7 @@ async function statistics(model: HookedModel, options: SweepOptions, corpus: str
  */
 type SweepSettings = Record<string, unknown>;
 
-function sweepSettings(o: SweepOptions, model: HookedModel, corpus: { path: string; text?: string }): SweepSettings {
+function sweepSettings(o: SweepOptions, model: HookedModel, corpus: Corpora): SweepSettings {
   const defaults = readCheckpointDefaults(o.model);
   const resolved = (m: SweepMethod) => resolveHyperparameters(model.info, { ...editorSettings(m, o), layers: o.layers, alphaZ: o.alphaZ }, defaults);
   // Layers, α and the value optimisation do not depend on the mode.
@@ -270,7 +416,9 @@ function sweepSettings(o: SweepOptions, model: HookedModel, corpus: { path: stri
     '--mode': sweepMethods.filter((m) => o.modes.includes(m)),
     '--layers': layers,
     '--alpha-z': alphaZ,
-    '--stats-corpus': { path: resolve(corpus.path), sha256: sha256(corpus.text ?? readFileSync(corpus.path)) },
+    '--stats-corpus': { path: resolve(corpus.source.path), sha256: sha256(corpus.source.text ?? readFileSync(corpus.source.path)) },
+    '--heldout': corpus.heldout ? { path: resolve(corpus.heldout.path), sha256: sha256(corpus.heldout.text ?? readFileSync(corpus.heldout.path)) } : 'none',
+    '--skip': optionalMetrics.filter((m) => o.skip?.includes(m)),
     '--device': o.device ?? 'cpu',
     '--dtype': o.dtype ?? 'float32',
     'editor defaults from the model (comeba.json, presets)': values,
@@ -286,7 +434,7 @@ function sweepSettings(o: SweepOptions, model: HookedModel, corpus: { path: stri
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 
 /** Files a sweep writes into `out`: their presence without settings.json means results nothing can check. */
-const sweepOutputs = ['metrics.jsonl', 'summary.json', ...sweepMethods];
+const sweepOutputs = ['metrics.jsonl', 'batches.jsonl', 'summary.json', ...sweepMethods];
 
 /**
  * Starts `out` with `settings` (settings.json), or checks that the sweep it holds has them: a rerun with other
@@ -325,26 +473,29 @@ function show(value: unknown): string {
 }
 
 function sliceSnapshot(snapshot: Snapshot, from: number, to: number): Snapshot {
-  return { locality: snapshot.locality.slice(from, to) };
+  const slice: Snapshot = { locality: snapshot.locality.slice(from, to) };
+  if (snapshot.generatedLocality) slice.generatedLocality = snapshot.generatedLocality.slice(from, to);
+  return slice;
 }
 
-export function readMetrics(out: string): MetricsLine[] {
-  const file = join(out, 'metrics.jsonl');
+/** The lines of a JSON-lines file that parse (a kill may leave a torn last line); none when it is missing. */
+export function readJsonLines<T>(file: string): T[] {
   if (!existsSync(file)) return [];
-  // A kill may leave a torn last line: keep the lines that parse.
   return readFileSync(file, 'utf8').split('\n').flatMap((line) => {
     try {
-      return line.trim() ? [JSON.parse(line) as MetricsLine] : [];
+      return line.trim() ? [JSON.parse(line) as T] : [];
     } catch {
       return [];
     }
   });
 }
 
-/** Drops this mode's metric lines beyond the resumed checkpoint (and any torn line). */
-function keepMetricsUpTo(out: string, mode: SweepMethod, protocol: Protocol, edits: number): void {
-  const lines = readMetrics(out).filter((m) => !(m.mode === mode && m.protocol === protocol && m.edits > edits));
-  const file = join(out, 'metrics.jsonl');
+export const readMetrics = (out: string): MetricsLine[] => readJsonLines<MetricsLine>(join(out, 'metrics.jsonl'));
+
+/** Drops this mode's lines in `name` beyond the resumed checkpoint (and any torn line). */
+function keepLinesUpTo(out: string, name: 'metrics.jsonl' | 'batches.jsonl', mode: SweepMethod, protocol: Protocol, edits: number): void {
+  const file = join(out, name);
+  const lines = readJsonLines<{ mode: SweepMethod; protocol: Protocol; edits: number }>(file).filter((m) => !(m.mode === mode && m.protocol === protocol && m.edits > edits));
   if (lines.length === 0) rmSync(file, { force: true });
   else writeAtomically(file, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
 }
@@ -361,8 +512,11 @@ function validate(o: SweepOptions): void {
   if (new Set(o.modes).size !== o.modes.length) throw new InvalidArgumentError(`--mode names a mode twice: ${o.modes.join(',')}`);
   if (!protocols.includes(o.protocol)) throw new InvalidArgumentError(`--protocol must be one of ${protocols.join(', ')}, not '${String(o.protocol)}'`);
   // A missing corpus given on purpose is a mistake, not a reason to fall back to another one.
-  if (o.statsCorpus !== undefined && !(existsSync(o.statsCorpus) && statSync(o.statsCorpus).isFile())) {
-    throw new InvalidArgumentError(`--stats-corpus ${o.statsCorpus}: no such file`);
+  for (const [flag, file] of [['--stats-corpus', o.statsCorpus], ['--heldout', o.heldout]] as const) {
+    if (file !== undefined && !(existsSync(file) && statSync(file).isFile())) throw new InvalidArgumentError(`${flag} ${file}: no such file`);
+  }
+  for (const m of o.skip ?? []) {
+    if (!optionalMetrics.includes(m)) throw new InvalidArgumentError(`--skip takes ${optionalMetrics.join(', ')}, not '${String(m)}'`);
   }
   // mkdir would fail later with ENOTDIR: say which file is in the way.
   for (let dir = resolve(o.out); ; dir = dirname(dir)) {

@@ -21,16 +21,18 @@ export const fixtureModels = [
 export const sharedData = process.env.COMEBA_SHARED_DATA || join(repoRoot, '..', 'shared', 'data');
 
 /**
- * `test` for tests that read sharedData. Where it is missing (a plain clone) they are skipped with the reason in
- * their title; with COMEBA_REQUIRE_SHARED_DATA=1 (CI) they fail instead, so missing data cannot pass unnoticed.
+ * `test` for tests that need something a plain clone may lack. Where it is missing they are skipped with the
+ * reason in their title; with `<requireVar>=1` (CI) they fail instead, so a missing need cannot pass unnoticed.
  */
-export function needingSharedData(test: TestFn): (title: string, implementation: Implementation<[]>) => void {
-  if (existsSync(sharedData)) return test;
-  if (process.env.COMEBA_REQUIRE_SHARED_DATA === '1') {
-    return (title) => test(title, (t) => t.fail(`${sharedData} is missing, and COMEBA_REQUIRE_SHARED_DATA=1 requires it`));
-  }
-  return (title, implementation) => test.skip(`${title} (skipped: no ${sharedData}; set COMEBA_SHARED_DATA to where it is)`, implementation);
+export function needing(test: TestFn, present: boolean, missing: string, requireVar: string, hint: string): (title: string, implementation: Implementation<[]>) => void {
+  if (present) return test;
+  if (process.env[requireVar] === '1') return (title) => test(title, (t) => t.fail(`${missing}, and ${requireVar}=1 requires it`));
+  return (title, implementation) => test.skip(`${title} (skipped: ${missing}; ${hint})`, implementation);
 }
+
+/** `test` for tests that read sharedData (CI sets COMEBA_REQUIRE_SHARED_DATA=1). */
+export const needingSharedData = (test: TestFn) =>
+  needing(test, existsSync(sharedData), `no ${sharedData}`, 'COMEBA_REQUIRE_SHARED_DATA', 'set COMEBA_SHARED_DATA to where it is');
 
 export interface Span { offset: number; length: number }
 export interface Reference {

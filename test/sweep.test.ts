@@ -7,7 +7,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadDataset } from '../lib/datasets.js';
 import { InvalidArgumentError } from '../lib/errors.js';
-import { editorSettings, runSweep, readMetrics, type SweepOptions, type SweepSummary } from '../lib/sweep.js';
+import { createHash } from 'node:crypto';
+import { ConsecutiveEditor, Evaluator, HookedModel } from '../lib/index.js';
+import { readDocuments } from '../lib/statistics.js';
+import { editorSettings, evaluationDefaults, runSweep, readMetrics, type SweepOptions, type SweepSummaryFile } from '../lib/sweep.js';
 import { needingSharedData, sharedData, tempDir, tinyGpt2 } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -15,10 +18,10 @@ const cli = join(root, 'lib', 'cli', 'main.ts');
 const sharedTest = needingSharedData(test);
 const args = (out: string) => ['--import', 'tsx', cli, 'sweep', '--n', '40', '--batch', '10', '--eval-every', '10', '--mode', 'comeba-hk+calibrated', '--out', out];
 
-/** The summary without wall-clock figures, which differ between runs. */
-const comparable = (out: string) =>
-  (JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as SweepSummary[]).map(({ seconds, editsPerSecond, phases, ...rest }) => rest);
-const metrics = (out: string) => readMetrics(out).map(({ seconds, phases, ...rest }) => rest);  // timings differ
+const summaryOf = (out: string) => JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as SweepSummaryFile;
+/** The per-mode summaries without wall-clock figures, which differ between runs. */
+const comparable = (out: string) => summaryOf(out).modes.map(({ seconds, editsPerSecond, phases, ...rest }) => rest);
+const metrics = (out: string) => readMetrics(out).map(({ seconds, phases, run, settings, ...rest }) => rest);  // timings, invocations and paths differ
 
 test('a sweep killed with SIGKILL half-way and rerun ends as an uninterrupted run', async (t) => {
   const straight = tempDir('comeba-sweep-');
@@ -116,7 +119,7 @@ test('a rerun with other settings is refused, naming each changed flag with its 
   writeFileSync(otherData, JSON.stringify(records));
   await refused({ data: otherData }, /--data .*testbed\/counterfact\.json \(sha256 [0-9a-f]{12}\) → .*counterfact\.json \(sha256 [0-9a-f]{12}\)/);
   const corpus = join(tempDir('comeba-sweep-corpus-'), 'corpus.txt');
-  writeFileSync(corpus, 'Some other text for the statistics.\n');
+  writeFileSync(corpus, Array.from({ length: 40 }, (_, i) => `Some other text for the statistics, line ${i}.`).join('\n'));
   await refused({ statsCorpus: corpus }, /--stats-corpus .*stats-corpus\.txt \(sha256 [0-9a-f]{12}\) → .*corpus\.txt/);
   t.is(readFileSync(join(out, 'metrics.jsonl'), 'utf8'), metricsBefore);
   // The same settings resume: here the sweep is complete and reports the same checkpoint.
@@ -162,4 +165,56 @@ test('every metrics line carries seconds per phase, and runs.jsonl records what 
   t.regex(runs[0].libtorch, /^\d+\.\d+\.\d+/);
   t.true(Number.isInteger(runs[0].threads) && runs[0].threads >= 1);
   t.false(Number.isNaN(Date.parse(runs[0].startedAt)));
+});
+
+test('the held-out text is the end of the statistics corpus, which the statistics leave out', async (t) => {
+  const out = await finishedSweep();
+  const source = readDocuments(readFileSync(join(out, 'stats-corpus.txt'), 'utf8'), 'stats-corpus.txt');
+  const used = readDocuments(readFileSync(join(out, 'stats-corpus.jsonl'), 'utf8'), 'stats-corpus.jsonl');
+  const heldout = readDocuments(readFileSync(join(out, 'heldout.jsonl'), 'utf8'), 'heldout.jsonl');
+  t.is(heldout.length, Math.min(evaluationDefaults.heldoutMax, Math.floor(source.length * evaluationDefaults.heldoutShare)));
+  t.deepEqual([...used, ...heldout], source);
+  t.is(summaryOf(out).statistics.corpus, join(out, 'stats-corpus.jsonl'), 'the statistics read the corpus without the held-out part');
+});
+
+test('each checkpoint\'s generation metrics, held-out perplexity and fluency equal the Evaluator\'s on the saved editor; provenance names settings.json and the run', async (t) => {
+  const out = await finishedSweep();
+  const summary = summaryOf(out);
+  const line = readMetrics(out).at(-1)!;
+  t.is(line.settings, createHash('sha256').update(readFileSync(join(out, 'settings.json'))).digest('hex'));
+  t.is(summary.settingsSha256, line.settings);
+  t.like(summary.runs[line.run], { node: process.version });
+  t.deepEqual(summary.records, { first: '0', last: '1', count: 2 });
+  t.true(summary.modes[0].contextTemplates[0] === '{}');
+  // Recompute from the files alone: the unedited model, then the saved editor.
+  await using model = await HookedModel.load(tinyGpt2);
+  const evaluator = new Evaluator(model, { generation: true, extraTokens: evaluationDefaults.extraTokens });
+  const heldout = readDocuments(readFileSync(join(out, 'heldout.jsonl'), 'utf8'), 'heldout.jsonl');
+  const cases = loadDataset(testbedData, 'counterfact').slice(0, 2);
+  const prompts = cases.map((c) => c.record.prompt);
+  const fluency = async () => (await evaluator.fluency(prompts, { maxNewTokens: evaluationDefaults.fluencyTokens })).fluency;
+  const snapshot = await evaluator.snapshot(cases.map((c) => c.record));
+  t.is(summary.baseline.perplexity, (await evaluator.perplexity(heldout)).perplexity);
+  t.is(summary.baseline.fluency, await fluency());
+  await using editor = await ConsecutiveEditor.load(model, join(out, 'comeba-hk', 'editor'));
+  const result = await evaluator.evaluate(cases.map((c) => c.record), snapshot);
+  t.deepEqual(line.generated, { reliability: result.generated!.reliability, generality: result.generated!.generality, locality: result.generated!.locality, average: result.generated!.average });
+  t.is(line.perplexity, (await evaluator.perplexity(heldout)).perplexity);
+  t.is(line.perplexityRatio, line.perplexity! / summary.baseline.perplexity!);
+  t.is(line.fluency, await fluency());
+  t.is(line.fluencyBefore, summary.baseline.fluency);
+  t.is(editor.step, 1);
+  const records = JSON.parse(readFileSync(join(out, 'comeba-hk', 'records.json'), 'utf8'));
+  t.deepEqual(records.map((r: { scores: unknown }) => r.scores), JSON.parse(JSON.stringify(result.records)));
+});
+
+test('--skip leaves the optional metrics out, and the statistics then read the whole corpus', async (t) => {
+  const out = tempDir('comeba-sweep-');
+  await runSweep({ ...small(out), skip: ['generation', 'perplexity', 'fluency'] });
+  const [line] = readMetrics(out);
+  for (const key of ['generated', 'perplexity', 'perplexityRatio', 'fluency'] as const) t.is(line[key], undefined, key);
+  t.false(existsSync(join(out, 'heldout.jsonl')));
+  t.is(summaryOf(out).statistics.corpus, join(out, 'stats-corpus.txt'));
+  t.deepEqual(JSON.parse(readFileSync(join(out, 'settings.json'), 'utf8'))['--skip'], ['generation', 'perplexity', 'fluency']);
+  await t.throwsAsync(runSweep({ ...small(tempDir('comeba-sweep-')), skip: ['speed' as never] }), { instanceOf: InvalidArgumentError, message: /--skip takes generation, perplexity, fluency, not 'speed'/ });
 });

@@ -13,6 +13,7 @@ const commands: Record<string, () => Promise<Command>> = {
   inspect: () => import('./inspect.js'),
   generate: () => import('./generate.js'),
   sweep: () => import('./sweep.js'),
+  report: () => import('./report.js'),
   libtorch: () => import('./libtorch.js'),
   build: () => import('./build.js'),
 };

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { datasetFormats, detectFormat } from '../datasets.js';
 import { packageRoot } from '../native.js';
-import { protocols, runSweep, sweepMethods, type SweepEvent, type SweepSummary } from '../sweep.js';
+import { optionalMetrics, protocols, runSweep, sweepMethods, type SweepEvent, type SweepSummary } from '../sweep.js';
 import { checkpointLayerCount, device, dtypes, existingFile, oneOf, parseLayers, positiveInteger, positiveNumber } from './args.js';
 
 export const summary = 'edit a dataset consecutively (or single-round) and report reliability, generality, locality';
@@ -16,7 +16,8 @@ const usage = `usage: comeba sweep [options]        (rerun the same command to r
 
   --model DIR          Hugging Face checkpoint folder        (default: the embedded testbed model)
   --data FILE          dataset                               (default: the testbed's counterfact.json)
-  --format F           counterfact | zsre | memit | jsonl    (default: detected from the file)
+  --format F           counterfact | zsre | memit | mquake | jsonl
+                                                             (default: detected from the file)
   --n N                number of edits                       (default 1000)
   --batch B            edits per batch                       (default 10; 30 for single-round)
   --mode M             comeba-hk | comeba-hk+calibrated | comeba-wo-hk | memit,
@@ -27,11 +28,17 @@ const usage = `usage: comeba sweep [options]        (rerun the same command to r
   --scope-kappa X, --alpha-floor X
                        κ and α floor of comeba-hk+calibrated (defaults: README "Editing scope")
   --stats-corpus FILE  text for E[kkᵀ]                       (default: <model>/stats-corpus.txt, else the dataset's own text)
+  --heldout FILE       text for held-out perplexity          (default: the last 5 % (≤ 200) documents of the
+                                                              statistics corpus, which the statistics then leave out)
+  --skip M             metrics not to compute: generation, perplexity, fluency (comma-separated)
   --eval-every N       edits between evaluations             (default 200, rounded up to a multiple of --batch)
   --protocol P         consecutive | single-round            (default consecutive)
   --out DIR            results and resumable state           (default ./comeba-sweep)
   --device D, --dtype T
 
+Every checkpoint reports the paper's teacher-forced metrics and the generation-based ones (greedy, target
+length + 2 tokens, exact match), portability on multi-hop questions (MQuAKE), and for consecutive sweeps held-out
+perplexity (ratio to the unedited model's) and fluency (n-gram entropy of 100 greedy tokens from 50 prompts).
 A rerun with the same --out resumes; one whose settings differ from <out>/settings.json is refused.`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -50,6 +57,8 @@ export async function run(argv: string[]): Promise<number> {
       'scope-kappa': { type: 'string' },
       'alpha-floor': { type: 'string' },
       'stats-corpus': { type: 'string' },
+      heldout: { type: 'string' },
+      skip: { type: 'string' },
       'eval-every': { type: 'string' },
       protocol: { type: 'string', default: 'consecutive' },
       out: { type: 'string', default: 'comeba-sweep' },
@@ -82,13 +91,15 @@ export async function run(argv: string[]): Promise<number> {
     scopeKappa: optionalNumber('scope-kappa', true),
     alphaFloor: optionalNumber('alpha-floor', true),
     statsCorpus: v['stats-corpus'], device: device(v.device!), dtype: oneOf('--dtype', v.dtype!, dtypes),
+    heldout: v.heldout === undefined ? undefined : existingFile('--heldout', v.heldout),
+    skip: v.skip === undefined ? [] : v.skip.split(',').map((m) => oneOf('--skip', m, optionalMetrics)),
   };
   const format = v.format === undefined ? detectFormat(data) : oneOf('--format', v.format, datasetFormats);
   const progress = new ProgressBar(process.stdout.isTTY === true);
   const summaries = await runSweep({ ...options, format, onEvent: (e) => progress.update(e) });
   progress.done();
   console.log(formatTable(summaries));
-  console.log(`\nmetrics ${join(v.out!, 'metrics.jsonl')}\nsummary ${join(v.out!, 'summary.json')}\nchart   ${join(v.out!, 'chart.svg')}`);
+  console.log(`\nmetrics ${join(v.out!, 'metrics.jsonl')}\nsummary ${join(v.out!, 'summary.json')}\nchart   ${join(v.out!, 'chart.svg')}\nreport  ${join(v.out!, 'report.html')}`);
   return 0;
 }
 
@@ -113,7 +124,9 @@ class ProgressBar {
     }
     if (e.type === 'checkpoint') {
       const m = e.metrics;
-      return this.#line(`  ${m.mode} @ ${String(m.edits).padStart(5)} edits  rel ${m.reliability.toFixed(1)}  gen ${m.generality.toFixed(1)}  loc ${m.locality.toFixed(1)}  avg ${m.average.toFixed(1)}  (${m.seconds.toFixed(0)} s)`);
+      const generated = m.generated ? `  | generated rel ${m.generated.reliability.toFixed(1)}  gen ${m.generated.generality.toFixed(1)}  loc ${m.generated.locality.toFixed(1)}` : '';
+      const general = m.perplexityRatio !== undefined ? `  | ppl ×${m.perplexityRatio.toFixed(3)}` : '';
+      return this.#line(`  ${m.mode} @ ${String(m.edits).padStart(5)} edits  rel ${m.reliability.toFixed(1)}  gen ${m.generality.toFixed(1)}  loc ${m.locality.toFixed(1)}  avg ${m.average.toFixed(1)}${generated}${general}  (${m.seconds.toFixed(0)} s)`);
     }
     if (!this.#tty) return;
     if (this.#startSeconds < 0) this.#startSeconds = e.seconds - 1e-9;
@@ -134,11 +147,18 @@ class ProgressBar {
   }
 }
 
+/** The results: teacher-forced and (where computed) generation-based metrics side by side. */
 function formatTable(rows: SweepSummary[]): string {
-  const header = ['mode', 'n', 'batch', 'reliability', 'generality', 'locality', 'average', 'seconds', 'edits/s'];
+  const extra: [string, (r: SweepSummary) => number | undefined][] = [
+    ['gen-rel', (r) => r.generated?.reliability], ['gen-gen', (r) => r.generated?.generality], ['gen-loc', (r) => r.generated?.locality],
+    ['gen-avg', (r) => r.generated?.average], ['portab.', (r) => r.portability], ['gen-port.', (r) => r.generated?.portability],
+    ['ppl-ratio', (r) => r.perplexityRatio], ['fluency', (r) => r.fluency],
+  ];
+  const shown = extra.filter(([, get]) => rows.some((r) => get(r) !== undefined));
+  const header = ['mode', 'n', 'batch', 'reliability', 'generality', 'locality', 'average', ...shown.map(([h]) => h), 'seconds', 'edits/s'];
   const body = rows.map((r) => [
     r.mode, String(r.n), String(r.batch),
-    ...[r.reliability, r.generality, r.locality, r.average, r.seconds, r.editsPerSecond].map((x) => x.toFixed(2)),
+    ...[r.reliability, r.generality, r.locality, r.average, ...shown.map(([, get]) => get(r) ?? Number.NaN), r.seconds, r.editsPerSecond].map((x) => x.toFixed(2)),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
   const fmt = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
