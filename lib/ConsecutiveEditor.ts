@@ -2,7 +2,8 @@
 // HookedModel. Creating one attaches its hook layers to the model: from then on the model's logits and
 // generations are those of the edited model. All heavy work runs natively off the JS thread.
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { join, resolve } from 'node:path';
 import { isRegularFile, removeOrphanedTemporaries, writeAtomically } from './files.js';
 import { AbortError, callNative, DisposedError, InvalidArgumentError, ModelMismatchError } from './errors.js';
 import type { HookedModel } from './HookedModel.js';
@@ -54,16 +55,35 @@ export interface EditReport {
   seconds: { values: number; keys: number; solves: number; alpha: number; total: number };
 }
 
+/**
+ * editor.json. Format 2 (incremental): a base full state, then per later checkpoint the keys of its batches and
+ * ΔW/α (`stateFile` is the newest delta file, or the base itself), all named after a chain id, so that files of
+ * two save histories never mix. Format 1: `stateFile` a full state (still loaded).
+ */
 interface SavedEditor {
-  format: 'comeba-editor/1';
+  format: 'comeba-editor/1' | 'comeba-editor/2';
   step: number;
   stateFile: string;
+  chain?: string;
+  base?: string;
+  keyFiles?: string[];
   model: string;
   options: EditorHyperparameters;
   contextTemplates: string[];
   statistics: { file: string; provenance: Statistics['provenance'] };
   savedAt: string;
 }
+
+/** What a save wrote. */
+export interface SaveReport {
+  /** Bytes written (state files; editor.json not counted). */
+  bytes: number;
+  /** Whether only what changed since the previous save into the same folder was written. */
+  incremental: boolean;
+}
+
+/** The state files a folder may hold: format 1 state-<n>; format 2 base/keys/delta named after their chain. */
+const stateFileName = /^(state-\d+|base-[0-9a-f]{8}-\d+|keys-[0-9a-f]{8}-\d+-\d+|delta-[0-9a-f]{8}-\d+)\.safetensors$/;
 
 export class ConsecutiveEditor implements AsyncDisposable {
   readonly model: HookedModel;
@@ -72,6 +92,8 @@ export class ConsecutiveEditor implements AsyncDisposable {
   readonly statistics: Statistics;
   #native: NativeConsecutiveEditor | null;
   #queue: Promise<unknown> = Promise.resolve();
+  /** The folder the last save went to (or the state was loaded from): where the next save can be incremental. */
+  #target: { dir: string; chain: string; step: number } | undefined;
 
   private constructor(model: HookedModel, native: NativeConsecutiveEditor, options: EditorHyperparameters, templates: string[], statistics: Statistics) {
     this.model = model;
@@ -113,11 +135,18 @@ export class ConsecutiveEditor implements AsyncDisposable {
       // Another process may save into `dir` meanwhile: its new editor.json is complete before the state
       // file it replaces goes. A failure after editor.json moved on (to a state of the same editor
       // settings) is retried with what it points at now.
-      const settings = (s: SavedEditor) => JSON.stringify({ ...s, step: 0, stateFile: '', savedAt: '' });
+      const settings = (s: SavedEditor) => JSON.stringify([s.model, s.options, s.contextTemplates, s.statistics]);
       for (let attempt = 0; ; attempt++) {
         try {
-          const step = await callNative(() => editor.#require().load(join(dir, saved.stateFile)));
-          if (step !== saved.step) throw new InvalidArgumentError(`${dir}: the state file holds step ${step} but editor.json says ${saved.step}`);
+          const native = editor.#require();
+          const step = saved.format === 'comeba-editor/1'
+            ? await callNative(() => native.load(join(dir, saved.stateFile)))
+            : await callNative(() => native.loadChain(join(dir, saved.base!), saved.keyFiles!.map((f) => join(dir, f)), saved.stateFile === saved.base ? '' : join(dir, saved.stateFile)));
+          if (step !== saved.step) throw new InvalidArgumentError(`${dir}: the state files hold step ${step} but editor.json says ${saved.step}`);
+          if (saved.chain) {
+            await callNative(() => native.holdKeys(step));
+            editor.#target = { dir: resolve(dir), chain: saved.chain, step };
+          }
           break;
         } catch (err) {
           const again = attempt < 5 ? readSaved(dir) : saved;
@@ -188,33 +217,55 @@ export class ConsecutiveEditor implements AsyncDisposable {
   }
 
   /**
-   * Writes the state to `dir`: ΔW and C_accu per layer in safetensors, the rest in editor.json. The new state
-   * file is complete before editor.json points at it, so a kill at any moment leaves a loadable directory.
+   * Writes the state to `dir`, the rest in editor.json. The first save into a folder writes the full state
+   * (ΔW and C_accu per layer); a later save into the same folder writes only what changed: the keys K of the
+   * batches since (C_accu = base + Σ K Kᵀ, rebuilt bit for bit at load) and ΔW/α, L·(C·F·4 + F·n·8) bytes
+   * instead of L·(C·F·4 + F²·8). New files are complete before editor.json points at them, and files it no
+   * longer names go only after, so a kill at any moment leaves the last complete checkpoint loadable.
    */
-  async save(dir: string): Promise<void> {
+  async save(dir: string): Promise<SaveReport> {
     return this.#serialised(async () => {
       const native = this.#require();
       mkdirSync(dir, { recursive: true });
       removeOrphanedTemporaries(dir);
       const step = native.info().step;
-      const stateFile = `state-${step}.safetensors`;
-      await callNative(() => native.save(join(dir, stateFile)));
-      const saved: SavedEditor = {
-        format: 'comeba-editor/1', step, stateFile, model: this.model.fingerprint, options: this.options,
-        contextTemplates: [...this.contextTemplates],
-        statistics: { file: this.statistics.file, provenance: this.statistics.provenance },
-        savedAt: new Date().toISOString(),
+      const target = this.#target?.dir === resolve(dir) ? this.#target : undefined;
+      const previous = target && existsSync(join(dir, 'editor.json')) ? readSaved(dir) : undefined;
+      const common = {
+        model: this.model.fingerprint, options: this.options, contextTemplates: [...this.contextTemplates],
+        statistics: { file: this.statistics.file, provenance: this.statistics.provenance }, savedAt: new Date().toISOString(),
       };
-      writeAtomically(join(dir, 'editor.json'), JSON.stringify(saved, null, 2));
-      for (const f of readdirSync(dir)) {
-        if (/^state-\d+\.safetensors$/.test(f) && f !== stateFile) rmSync(join(dir, f), { force: true });
+      let saved: SavedEditor;
+      let bytes: number;
+      if (target && previous?.chain === target.chain && previous.step === target.step && step >= previous.step) {
+        if (step === previous.step) return { bytes: 0, incremental: true };
+        const keysFile = `keys-${target.chain}-${previous.step}-${step}.safetensors`;
+        const deltaFile = `delta-${target.chain}-${step}.safetensors`;
+        bytes = await callNative(() => native.saveIncrement(join(dir, keysFile), join(dir, deltaFile), previous.step));
+        saved = { format: 'comeba-editor/2', step, chain: target.chain, base: previous.base, keyFiles: [...previous.keyFiles!, keysFile], stateFile: deltaFile, ...common };
+      } else {
+        const chain = randomBytes(4).toString('hex');
+        const base = `base-${chain}-${step}.safetensors`;
+        bytes = await callNative(() => native.save(join(dir, base)));
+        saved = { format: 'comeba-editor/2', step, chain, base, keyFiles: [], stateFile: base, ...common };
       }
+      writeAtomically(join(dir, 'editor.json'), JSON.stringify(saved, null, 2));
+      const named = new Set([saved.base, ...saved.keyFiles!, saved.stateFile]);
+      for (const f of readdirSync(dir)) {
+        if (stateFileName.test(f) && !named.has(f)) rmSync(join(dir, f), { force: true });
+      }
+      await callNative(() => native.holdKeys(step));
+      this.#target = { dir: resolve(dir), chain: saved.chain!, step };
+      return { bytes, incremental: saved.keyFiles!.length > 0 };
     });
   }
 
-  /** Back to the unedited model: ΔW = 0, C_accu = λ·E[kkᵀ], α = α_z, step 0. */
+  /** Back to the unedited model: ΔW = 0, C_accu = λ·E[kkᵀ], α = α_z, step 0. The next save is a full one. */
   async reset(): Promise<void> {
-    return this.#serialised(() => callNative(() => this.#require().reset()));
+    return this.#serialised(async () => {
+      this.#target = undefined;
+      await callNative(() => this.#require().reset());
+    });
   }
 
   /** A digest of every state tensor, α and the step: equal digests mean equal state. */
@@ -284,10 +335,19 @@ function readSaved(dir: string): SavedEditor {
     throw bad('it is not valid JSON', err);
   }
   if (saved === null || typeof saved !== 'object') throw bad('it is not a JSON object');
-  if (saved.format !== 'comeba-editor/1') throw bad(`format is ${JSON.stringify(saved.format)}, not "comeba-editor/1"`);
+  if (saved.format !== 'comeba-editor/1' && saved.format !== 'comeba-editor/2') throw bad(`format is ${JSON.stringify(saved.format)}, not "comeba-editor/2" (or 1)`);
   if (!Number.isSafeInteger(saved.step) || saved.step < 0) throw bad('step is not an integer ≥ 0');
-  // Only a file of our own naming inside `dir`: editor.json must not point elsewhere.
-  if (typeof saved.stateFile !== 'string' || !/^state-\d+\.safetensors$/.test(saved.stateFile)) throw bad('stateFile is not state-<step>.safetensors');
+  // Only files of our own naming inside `dir`: editor.json must not point elsewhere.
+  if (saved.format === 'comeba-editor/1') {
+    if (typeof saved.stateFile !== 'string' || !/^state-\d+\.safetensors$/.test(saved.stateFile)) throw bad('stateFile is not state-<step>.safetensors');
+  } else {
+    if (typeof saved.chain !== 'string' || !/^[0-9a-f]{8}$/.test(saved.chain)) throw bad('chain is not an 8-digit hex id');
+    const ours = (f: unknown, kind: string) => typeof f === 'string' && stateFileName.test(f) && f.startsWith(`${kind}-${saved.chain}-`);
+    if (!ours(saved.base, 'base')) throw bad('base is not a base-<chain>-<step>.safetensors of this chain');
+    if (!Array.isArray(saved.keyFiles) || !saved.keyFiles.every((f) => ours(f, 'keys'))) throw bad('keyFiles is not a list of keys-<chain>-<from>-<to>.safetensors of this chain');
+    if (saved.stateFile !== saved.base && !ours(saved.stateFile, 'delta')) throw bad('stateFile is neither the base nor a delta-<chain>-<step>.safetensors of this chain');
+    if ((saved.keyFiles.length === 0) !== (saved.stateFile === saved.base)) throw bad('stateFile must be the base exactly when there are no keyFiles');
+  }
   if (typeof saved.model !== 'string') throw bad('model (the checkpoint fingerprint) is missing');
   if (saved.options === null || typeof saved.options !== 'object') throw bad('options are missing');
   for (const key of editorHyperparameterKeys) {

@@ -125,6 +125,9 @@ export interface NativeConsecutiveEditor {
   state(): Promise<NativeEditorState>;
   save(path: string): Promise<number>;
   load(path: string): Promise<number>;
+  saveIncrement(keysPath: string, deltaPath: string, fromStep: number): Promise<number>;
+  loadChain(basePath: string, keysPaths: string[], deltaPath: string): Promise<number>;
+  holdKeys(afterStep: number | null): Promise<void>;
   checksum(): Promise<string>;
   reset(): Promise<void>;
   dispose(): void;

@@ -3,8 +3,8 @@
 //                 `evalEvery` edits and at the end (evaluation never changes the editor).
 //   single-round: edit each batch, evaluate it, roll back (the paper's Table 1 protocol).
 // Every checkpoint reports the paper's teacher-forced metrics and, unless skipped, the generation-based ones
-// (and portability where the records have multi-hop questions); consecutive sweeps also held-out perplexity and
-// fluency, each against the unedited model's.
+// (and portability where the records have multi-hop questions); consecutive sweeps also held-out perplexity (and
+// at the end fluency), each against the unedited model's.
 // Layout of `out`: settings.json (what the results depend on; a rerun resumes only with the same), runs.jsonl
 // (what ran it: versions, device, threads; a line per invocation), metrics.jsonl (one line per checkpoint, with
 // seconds per phase), batches.jsonl (seconds and α per batch), summary.json (the results with their protocol
@@ -41,7 +41,11 @@ export const optionalMetrics: readonly OptionalMetric[] = ['generation', 'perple
 export const evaluationDefaults = {
   /** Generation-based metrics: tokens generated beyond the target's length. */
   extraTokens: 2,
-  /** Fluency: the prompts of the first this many cases, each continued by `fluencyTokens` greedy tokens (MEMIT: 100). */
+  /**
+   * Fluency, at the last checkpoint (through validated hooks a 100-token generation is recomputed whenever a
+   * new token flips an earlier swap decision: 10× the unedited cost on the testbed): the prompts of the first
+   * this many cases, each continued by `fluencyTokens` greedy tokens (MEMIT: 100).
+   */
   fluencyPrompts: 50,
   fluencyTokens: 100,
   /** Held-out perplexity without --heldout: this share of the statistics corpus's documents, at most `heldoutMax`, from its end. */
@@ -113,18 +117,20 @@ export interface MetricsLine {
   /** Consecutive: perplexity on the held-out text, and its ratio to the unedited model's (unless skipped). */
   perplexity?: number;
   perplexityRatio?: number;
-  /** Consecutive: MEMIT's n-gram entropy of greedy generations, and the unedited model's (unless skipped). */
+  /** Consecutive, at the last checkpoint: MEMIT's n-gram entropy of greedy generations, and the unedited model's (unless skipped). */
   fluency?: number;
   fluencyBefore?: number;
   /** Editing seconds (evaluation excluded). */
   seconds: number;
   phases: PhaseSeconds;
+  /** Consecutive: bytes this checkpoint's editor save wrote (the first save of a run writes the full state). */
+  stateBytes?: number;
   /** SHA-256 of settings.json, and the line of runs.jsonl of the invocation that wrote this line (0-based). */
   settings: string;
   run: number;
 }
 
-export interface SweepSummary extends Omit<MetricsLine, 'edits' | 'settings' | 'run'> {
+export interface SweepSummary extends Omit<MetricsLine, 'edits' | 'settings' | 'run' | 'stateBytes'> {
   n: number;
   batch: number;
   editsPerSecond: number;
@@ -219,11 +225,12 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary[]> {
   // Before any editor attaches: the unedited model's predictions, perplexity and fluency.
   const snapshot = await evaluator.snapshot(cases.map((c) => c.record));
   const fluencyPrompts = cases.slice(0, evaluationDefaults.fluencyPrompts).map((c) => c.record.prompt);
-  const measure = async (): Promise<Baseline> => ({
+  const measure = async (withFluency: boolean): Promise<Baseline> => ({
     perplexity: corpus.heldout ? (await evaluator.perplexity(corpus.heldout.documents)).perplexity : undefined,
-    fluency: skip.includes('fluency') ? undefined : (await evaluator.fluency(fluencyPrompts, { maxNewTokens: evaluationDefaults.fluencyTokens })).fluency,
+    fluency: skip.includes('fluency') || !withFluency ? undefined : (await evaluator.fluency(fluencyPrompts, { maxNewTokens: evaluationDefaults.fluencyTokens })).fluency,
   });
-  const baseline = await measure();
+  // Perplexity and fluency are taken in consecutive sweeps only (single-round rolls every batch back).
+  const baseline = options.protocol === 'consecutive' ? await measure(true) : {};
   const shared: SharedSetup = {
     model, evaluator, snapshot, measure, baseline, stats: await statistics(model, options, corpus.stats.path),
     provenance: { settings: sha256(`${JSON.stringify(settings, null, 2)}\n`), run: readJsonLines<SweepRun>(join(options.out, 'runs.jsonl')).length - 1 },
@@ -248,8 +255,8 @@ interface SharedSetup {
   evaluator: Evaluator;
   snapshot: Snapshot;
   stats: Statistics;
-  /** Held-out perplexity and fluency of the model as it is now (through the hooks), and before any edit. */
-  measure: () => Promise<Baseline>;
+  /** Held-out perplexity (and fluency) of the model as it is now (through the hooks), and before any edit. */
+  measure: (withFluency: boolean) => Promise<Baseline>;
   baseline: Baseline;
   provenance: { settings: string; run: number };
 }
@@ -289,7 +296,7 @@ async function runMode(options: SweepOptions, cases: EditCase[], mode: SweepMeth
     if (now.perplexity !== undefined) Object.assign(line, { perplexity: now.perplexity, perplexityRatio: now.perplexity / baseline.perplexity! });
     if (now.fluency !== undefined) Object.assign(line, { fluency: now.fluency, fluencyBefore: baseline.fluency });
     // State first, then its progress file, then the metrics line: a kill anywhere resumes at a consistent point.
-    if (consecutive) await editor.save(stateDir);
+    if (consecutive) line.stateBytes = (await editor.save(stateDir)).bytes;
     writeAtomically(progressFile, JSON.stringify({ edits, seconds: line.seconds, phases, scores: consecutive ? undefined : scores }));
     writeAtomically(join(dir, 'records.json'), JSON.stringify(cases.slice(0, edits).map((c, i) => ({ id: c.id, ...c.record, scores: result.records[i] }))));
     appendFileSync(join(options.out, 'metrics.jsonl'), `${JSON.stringify(line)}\n`);
@@ -299,7 +306,7 @@ async function runMode(options: SweepOptions, cases: EditCase[], mode: SweepMeth
 
   // Consecutive: the edited model now; single-round: the scores each batch got before its roll-back.
   const evaluateNow = async (): Promise<Evaluation> => consecutive
-    ? { result: await evaluator.evaluate(records.slice(0, edits), sliceSnapshot(snapshot, 0, edits)), now: await shared.measure() }
+    ? { result: await evaluator.evaluate(records.slice(0, edits), sliceSnapshot(snapshot, 0, edits)), now: await shared.measure(edits === options.n) }
     : { result: summarise(scores), now: {} };
   const recorded = () => readMetrics(options.out).find((m) => m.mode === mode && m.protocol === options.protocol && m.edits === edits);
   // Killed after saving a checkpoint's state but before its metrics line: write the line now.
@@ -332,7 +339,7 @@ async function runMode(options: SweepOptions, cases: EditCase[], mode: SweepMeth
     }
   }
   if (!last) throw new InvalidArgumentError(`no checkpoint recorded for ${mode}`);
-  const { edits: _, settings: _s, run: _r, ...result } = last;
+  const { edits: _, settings: _s, run: _r, stateBytes: _b, ...result } = last;
   return {
     ...result, n: options.n, batch: options.batch, editsPerSecond: options.n / Math.max(last.seconds, 1e-9),
     model: options.model, data: options.data, contextTemplates: [...editor.contextTemplates],

@@ -71,7 +71,7 @@ const checkpointFiles = ['config.json', 'model.safetensors', 'tokenizer.json', '
 /** Loads that must hold no surprise: computed once per process. */
 export class Fuzzer {
   #referenceLogits?: Float32Array;
-  #state?: { dir: string; checksum: string; stateFile: string };
+  #state?: { dir: string; checksum: string; files: string[] };
   readonly #prompt = [[5, 17, 99, 3, 250, 42]];
 
   async checkpointCase(seed: number): Promise<FuzzOutcome> {
@@ -95,14 +95,16 @@ export class Fuzzer {
     const state = await this.#savedState();
     const dir = tempDir('comeba-fuzz-state-');
     for (const f of readdirSync(state.dir)) copyFileSync(join(state.dir, f), join(dir, f));
-    const { bytes, mutation } = corrupt(readFileSync(join(state.dir, state.stateFile)), seed, true);
-    writeFileSync(join(dir, state.stateFile), bytes);
+    // One of the chain's files: the base (a full state), the keys of the later batches, or their ΔW.
+    const file = state.files[seed % state.files.length];
+    const { bytes, mutation } = corrupt(readFileSync(join(state.dir, file)), seed, true);
+    writeFileSync(join(dir, file), bytes);
     const result = await judged(async () => {
       await using model = await HookedModel.load(tinyGpt2);
       await using editor = await ConsecutiveEditor.load(model, dir);
       if ((await editor.checksum()) !== state.checksum) throw new SilentLoad('loaded, with a different state');
     });
-    return { kind: 'state', seed, mutation, result };
+    return { kind: 'state', seed, mutation: `${file.split('-')[0]}: ${mutation}`, result };
   }
 
   async #savedState() {
@@ -115,9 +117,11 @@ export class Fuzzer {
       await using editor = await ConsecutiveEditor.create(model, { stats: { corpus, cacheDir: statsDir }, layers: [1, 2], lambda: 50 });
       await editor.edit([{ prompt: 'The city of {} is in', subject: 'Paris', target: 'Spain' }]);
       const stateDir = join(dir, 'state');
-      await editor.save(stateDir);
-      const stateFile = JSON.parse(readFileSync(join(stateDir, 'editor.json'), 'utf8')).stateFile as string;
-      this.#state = { dir: stateDir, checksum: await editor.checksum(), stateFile };
+      await editor.save(stateDir);  // the base
+      await editor.edit([{ prompt: 'The city of {} is in', subject: 'Rome', target: 'France' }]);
+      await editor.save(stateDir);  // keys and ΔW of the second batch
+      const saved = JSON.parse(readFileSync(join(stateDir, 'editor.json'), 'utf8'));
+      this.#state = { dir: stateDir, checksum: await editor.checksum(), files: [saved.base, ...saved.keyFiles, saved.stateFile] };
     }
     return this.#state;
   }

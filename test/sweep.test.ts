@@ -21,7 +21,8 @@ const args = (out: string) => ['--import', 'tsx', cli, 'sweep', '--n', '40', '--
 const summaryOf = (out: string) => JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as SweepSummaryFile;
 /** The per-mode summaries without wall-clock figures, which differ between runs. */
 const comparable = (out: string) => summaryOf(out).modes.map(({ seconds, editsPerSecond, phases, ...rest }) => rest);
-const metrics = (out: string) => readMetrics(out).map(({ seconds, phases, run, settings, ...rest }) => rest);  // timings, invocations and paths differ
+// Timings, invocations, paths and bytes written (a resumed run starts with a full save) differ.
+const metrics = (out: string) => readMetrics(out).map(({ seconds, phases, run, settings, stateBytes, ...rest }) => rest);
 
 test('a sweep killed with SIGKILL half-way and rerun ends as an uninterrupted run', async (t) => {
   const straight = tempDir('comeba-sweep-');
@@ -56,6 +57,8 @@ test('a sweep killed with SIGKILL half-way and rerun ends as an uninterrupted ru
   t.regex(rerun.stdout, /resuming at [1-9]\d* of 40 edits/);
   t.deepEqual(comparable(killed), comparable(straight));
   t.deepEqual(metrics(killed), metrics(straight));
+  t.deepEqual(readMetrics(straight).filter((m) => m.fluency !== undefined).map((m) => m.edits), [40], 'fluency at the last checkpoint');
+  t.true(readMetrics(straight).every((m) => m.perplexityRatio !== undefined && m.generated !== undefined), 'generation metrics and perplexity at every checkpoint');
   t.true(existsSync(join(killed, 'chart.svg')));
 });
 

@@ -38,7 +38,8 @@ const usage = `usage: comeba sweep [options]        (rerun the same command to r
 
 Every checkpoint reports the paper's teacher-forced metrics and the generation-based ones (greedy, target
 length + 2 tokens, exact match), portability on multi-hop questions (MQuAKE), and for consecutive sweeps held-out
-perplexity (ratio to the unedited model's) and fluency (n-gram entropy of 100 greedy tokens from 50 prompts).
+perplexity (ratio to the unedited model's) and, at the end, fluency (n-gram entropy of 100 greedy tokens from
+50 prompts).
 A rerun with the same --out resumes; one whose settings differ from <out>/settings.json is refused.`;
 
 export async function run(argv: string[]): Promise<number> {

@@ -127,6 +127,9 @@ void EditorWrap::init(Napi::Env env, Napi::Object exports) {
                           InstanceMethod("state", &EditorWrap::guard<&EditorWrap::state>),
                           InstanceMethod("save", &EditorWrap::guard<&EditorWrap::save>),
                           InstanceMethod("load", &EditorWrap::guard<&EditorWrap::load>),
+                          InstanceMethod("saveIncrement", &EditorWrap::guard<&EditorWrap::save_increment>),
+                          InstanceMethod("loadChain", &EditorWrap::guard<&EditorWrap::load_chain>),
+                          InstanceMethod("holdKeys", &EditorWrap::guard<&EditorWrap::hold_keys>),
                           InstanceMethod("checksum", &EditorWrap::guard<&EditorWrap::checksum>),
                           InstanceMethod("reset", &EditorWrap::guard<&EditorWrap::reset>),
                           InstanceMethod("dispose", &EditorWrap::guard<&EditorWrap::dispose>)});
@@ -287,6 +290,45 @@ Napi::Value EditorWrap::load(const Napi::CallbackInfo& info) {
   return PromiseWorker<int64_t>::start(
       info.Env(), info.This().As<Napi::Object>(), [editor, path] { return load_editor_state(*editor, path); },
       [](Napi::Env env, int64_t& step) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(step)); });
+}
+
+// saveIncrement(keysPath, deltaPath, fromStep) → bytes written
+Napi::Value EditorWrap::save_increment(const Napi::CallbackInfo& info) {
+  auto editor = require(info.Env());
+  const std::string keys = to_string(info[0], "keysPath"), delta = to_string(info[1], "deltaPath");
+  if (!info[2].IsNumber()) throw_invalid(info.Env(), "fromStep must be a number");
+  const int64_t from = info[2].As<Napi::Number>().Int64Value();
+  return PromiseWorker<int64_t>::start(
+      info.Env(), info.This().As<Napi::Object>(), [editor, keys, delta, from] { return save_editor_increment(*editor, keys, delta, from); },
+      [](Napi::Env env, int64_t& bytes) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(bytes)); });
+}
+
+// loadChain(basePath, keysPaths, deltaPath) → step
+Napi::Value EditorWrap::load_chain(const Napi::CallbackInfo& info) {
+  auto editor = require(info.Env());
+  const std::string base = to_string(info[0], "basePath"), delta = to_string(info[2], "deltaPath");
+  if (!info[1].IsArray()) throw_invalid(info.Env(), "keysPaths must be an array of paths");
+  std::vector<std::string> keys;
+  auto list = info[1].As<Napi::Array>();
+  for (uint32_t i = 0; i < list.Length(); ++i) keys.push_back(to_string(list.Get(i), "keysPaths[" + std::to_string(i) + "]"));
+  return PromiseWorker<int64_t>::start(
+      info.Env(), info.This().As<Napi::Object>(), [editor, base, keys, delta] { return load_editor_chain(*editor, base, keys, delta); },
+      [](Napi::Env env, int64_t& step) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(step)); });
+}
+
+// holdKeys(afterStep | null): keep each committed batch's keys after afterStep for incremental saves; null stops.
+Napi::Value EditorWrap::hold_keys(const Napi::CallbackInfo& info) {
+  auto editor = require(info.Env());
+  if (!info[0].IsNull() && !info[0].IsNumber()) throw_invalid(info.Env(), "holdKeys takes a step or null");
+  const int64_t after = info[0].IsNull() ? -1 : info[0].As<Napi::Number>().Int64Value();
+  return PromiseWorker<int64_t>::start(
+      info.Env(), info.This().As<Napi::Object>(),
+      [editor, after] {
+        if (after < 0) editor->stop_holding_keys();
+        else editor->hold_keys_after(after);
+        return after;
+      },
+      [](Napi::Env env, int64_t&) -> Napi::Value { return env.Undefined(); });
 }
 
 Napi::Value EditorWrap::checksum(const Napi::CallbackInfo& info) {

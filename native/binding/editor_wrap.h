@@ -25,6 +25,9 @@ class EditorWrap final : public GuardedWrap<EditorWrap> {
   Napi::Value state(const Napi::CallbackInfo& info);
   Napi::Value save(const Napi::CallbackInfo& info);
   Napi::Value load(const Napi::CallbackInfo& info);
+  Napi::Value save_increment(const Napi::CallbackInfo& info);
+  Napi::Value load_chain(const Napi::CallbackInfo& info);
+  Napi::Value hold_keys(const Napi::CallbackInfo& info);
   Napi::Value checksum(const Napi::CallbackInfo& info);
   Napi::Value reset(const Napi::CallbackInfo& info);
   Napi::Value dispose(const Napi::CallbackInfo& info);

@@ -154,12 +154,47 @@ std::vector<LayerState> Editor::initial_state() const {
     s.layer = options_.layers[i];
     s.delta = torch::zeros({info.d_model, info.d_ff}, torch::TensorOptions().dtype(torch::kFloat32).device(model_->device()));
     // memit keeps C fixed at λ·E[kkᵀ] and never accumulates: no copy needed.
-    if (options_.mode != EditMode::Memit)
-      s.c_accu = prior_[i].to(model_->device(), options_.accumulator_dtype, /*non_blocking=*/false, /*copy=*/true);
+    if (options_.mode != EditMode::Memit) s.c_accu = initial_c_accu(i);
     s.alpha = options_.alpha_z;
     state.push_back(std::move(s));
   }
   return state;
+}
+
+torch::Tensor Editor::initial_c_accu(size_t i) const {
+  return prior_.at(i).to(model_->device(), options_.accumulator_dtype, /*non_blocking=*/false, /*copy=*/true);
+}
+
+void Editor::hold_keys_after(int64_t step) {
+  std::lock_guard edit_lock(edit_mutex_);
+  std::unique_lock lock(state_mutex_);
+  if (step > step_) fail(ErrorCode::InvalidArgument, "cannot hold keys after step " + std::to_string(step) + ": the editor is at " + std::to_string(step_));
+  if (!hold_keys_ || step < held_after_) {
+    if (step != step_) fail(ErrorCode::InvalidArgument, "the keys of the batches after step " + std::to_string(step) + " are not held");
+    held_.clear();
+  }
+  held_.erase(std::remove_if(held_.begin(), held_.end(), [&](const CommittedKeys& k) { return k.step <= step; }), held_.end());
+  hold_keys_ = true;
+  held_after_ = step;
+}
+
+void Editor::stop_holding_keys() {
+  std::lock_guard edit_lock(edit_mutex_);
+  std::unique_lock lock(state_mutex_);
+  hold_keys_ = false;
+  held_.clear();
+  held_after_ = step_;
+}
+
+Checkpoint Editor::checkpoint_after(int64_t step) const {
+  std::shared_lock lock(state_mutex_);
+  if (step > step_ || (step < step_ && (!hold_keys_ || step < held_after_)))
+    fail(ErrorCode::InvalidArgument, "the keys of the batches after step " + std::to_string(step) + " are not held (the editor is at step " +
+                                         std::to_string(step_) + ")");
+  Checkpoint c{state_, step_, {}};
+  for (const auto& k : held_)
+    if (k.step > step) c.keys.push_back(k);
+  return c;
 }
 
 int64_t Editor::step() const {
@@ -320,6 +355,12 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
         state_[i].c_accu.addmm_(batch_keys[i].to(state_[i].c_accu.scalar_type()), batch_keys[i].t().to(state_[i].c_accu.scalar_type()));
     }
     report.step = ++step_;
+    if (hold_keys_) {
+      CommittedKeys held{step_, {}};
+      if (options_.mode != EditMode::Memit)
+        for (const auto& k : batch_keys) held.keys.push_back(k.to(torch::kCPU));
+      held_.push_back(std::move(held));
+    }
   }
   return report;
 }
@@ -344,6 +385,9 @@ void Editor::restore(std::vector<LayerState> state, int64_t step) {
   std::unique_lock lock(state_mutex_);
   state_ = std::move(state);
   step_ = step;
+  hold_keys_ = false;
+  held_.clear();
+  held_after_ = step;
 }
 
 void Editor::reset() {
@@ -352,6 +396,9 @@ void Editor::reset() {
   std::unique_lock lock(state_mutex_);
   state_ = std::move(fresh);
   step_ = 0;
+  hold_keys_ = false;
+  held_.clear();
+  held_after_ = 0;
 }
 
 }  // namespace comeba

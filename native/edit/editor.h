@@ -68,12 +68,26 @@ struct EditReport {
   int64_t step = 0;  // the editor's batch count after this one
 };
 
+// The keys K (F, n) float64 on the CPU of one committed batch, per layer: C_accu is λ·E[kkᵀ] plus Σ K Kᵀ over
+// the batches, so an incremental checkpoint stores these instead of C_accu (F² per layer).
+struct CommittedKeys {
+  int64_t step = 0;                  // the editor's step after this batch
+  std::vector<torch::Tensor> keys;   // per edited layer; empty for memit (its C never changes)
+};
+
 struct LayerState {
   int64_t layer = 0;
   torch::Tensor delta;   // (C, F) float32
   torch::Tensor c_accu;  // (F, F) accumulator dtype; λ·E[kkᵀ] plus every committed K Kᵀ
   double alpha = 0;
   double floor = 0;      // the calibrated scope's κ·ρ, derived from delta (not saved)
+};
+
+// A consistent view for a checkpoint: the state, its step, and the held keys of the batches after a step.
+struct Checkpoint {
+  std::vector<LayerState> state;
+  int64_t step = 0;
+  std::vector<CommittedKeys> keys;
 };
 
 class Editor {
@@ -87,11 +101,22 @@ class Editor {
   std::unique_ptr<EditHooks> inference_hooks() const;
 
   const EditorOptions& options() const { return options_; }
+  const CausalLM& model() const { return *model_; }
   int64_t step() const;
   std::vector<LayerState> state() const;
   // Replaces the whole state (after load); shapes are checked first, so a bad state changes nothing.
   void restore(std::vector<LayerState> state, int64_t step);
   void reset();
+
+  // Incremental checkpoints. After hold_keys_after(s) (s = the current step, or a step whose later batches
+  // are held), every committed batch's keys are kept until a later call forgets them; stop_holding_keys()
+  // drops them all (reset, or no incremental target any more).
+  void hold_keys_after(int64_t step);
+  void stop_holding_keys();
+  // The state, its step and the held keys of every batch after `step`; fails unless they are all held.
+  Checkpoint checkpoint_after(int64_t step) const;
+  // C_accu of edited layer i as create() starts it: λ·E[kkᵀ] in the accumulator dtype on the model's device.
+  torch::Tensor initial_c_accu(size_t i) const;
 
  private:
   std::vector<HookLayer> hook_layers(HookMode mode) const;
@@ -109,6 +134,9 @@ class Editor {
   std::vector<torch::Tensor> prior_;
   std::vector<LayerState> state_;
   int64_t step_ = 0;
+  bool hold_keys_ = false;
+  int64_t held_after_ = 0;              // held_ covers every batch after this step
+  std::vector<CommittedKeys> held_;
   mutable std::shared_mutex state_mutex_;  // readers: inference; writer: commit, restore, reset
   std::mutex edit_mutex_;                  // one batch at a time
 };

@@ -14,15 +14,17 @@ namespace {
 
 // 2: every tensor's digest in the metadata, verified at load (format 1 had none).
 constexpr const char* kFormat = "comeba-editor-state/2";
+constexpr const char* kKeysFormat = "comeba-editor-keys/1";
+constexpr const char* kDeltaFormat = "comeba-editor-delta/1";
 
-std::map<std::string, torch::Tensor> state_tensors(const std::vector<LayerState>& state, int64_t step) {
+std::map<std::string, torch::Tensor> state_tensors(const std::vector<LayerState>& state, int64_t step, bool with_c_accu = true) {
   std::map<std::string, torch::Tensor> tensors;
   std::vector<double> alphas;
   std::vector<int64_t> layers;
   for (const auto& s : state) {
     const std::string l = std::to_string(s.layer);
     tensors["delta." + l] = s.delta;
-    if (s.c_accu.defined()) tensors["c_accu." + l] = s.c_accu;
+    if (with_c_accu && s.c_accu.defined()) tensors["c_accu." + l] = s.c_accu;
     alphas.push_back(s.alpha);
     layers.push_back(s.layer);
   }
@@ -66,14 +68,38 @@ std::string tensor_digest(const torch::Tensor& tensor) {
 
 }  // namespace
 
-int64_t save_editor_state(const Editor& editor, const std::string& path) {
-  const auto tensors = state_tensors(editor.state(), editor.step());
+namespace {
+
+// Writes `tensors` with their digests, the format and the editor's mode in the metadata; returns the file's size.
+int64_t write_verified(const std::string& path, const std::map<std::string, torch::Tensor>& tensors, const char* format, EditMode mode) {
   std::string digests = "{";
   for (const auto& [name, t] : tensors) digests += (digests.size() > 1 ? ",\"" : "\"") + name + "\":\"" + tensor_digest(t) + "\"";
   digests += "}";
-  write_safetensors(path, tensors,
-                    {{"format", kFormat}, {"mode", edit_mode_name(editor.options().mode)}, {"digests", digests}});
+  write_safetensors(path, tensors, {{"format", format}, {"mode", edit_mode_name(mode)}, {"digests", digests}});
   return static_cast<int64_t>(std::filesystem::file_size(path));
+}
+
+}  // namespace
+
+int64_t save_editor_state(const Editor& editor, const std::string& path) {
+  const auto c = editor.checkpoint_after(editor.step());
+  return write_verified(path, state_tensors(c.state, c.step), kFormat, editor.options().mode);
+}
+
+int64_t save_editor_increment(const Editor& editor, const std::string& keys_path, const std::string& delta_path, int64_t from_step) {
+  const auto c = editor.checkpoint_after(from_step);
+  std::map<std::string, torch::Tensor> keys;
+  std::vector<int64_t> sizes;
+  for (const auto& batch : c.keys) sizes.push_back(batch.keys.empty() ? 0 : batch.keys[0].size(1));
+  for (size_t i = 0; i < c.state.size() && !c.keys.empty() && !c.keys[0].keys.empty(); ++i) {
+    std::vector<torch::Tensor> columns;
+    for (const auto& batch : c.keys) columns.push_back(batch.keys[i]);
+    keys["keys." + std::to_string(c.state[i].layer)] = torch::cat(columns, 1);  // (F, Σ n)
+  }
+  keys["batch_sizes"] = torch::tensor(sizes, torch::kInt64);
+  keys["steps"] = torch::tensor({from_step, c.step}, torch::kInt64);
+  const auto mode = editor.options().mode;
+  return write_verified(keys_path, keys, kKeysFormat, mode) + write_verified(delta_path, state_tensors(c.state, c.step, false), kDeltaFormat, mode);
 }
 
 namespace {
@@ -89,14 +115,18 @@ SafetensorsFile open_state(const std::string& path) {
 
 }  // namespace
 
-int64_t load_editor_state(Editor& editor, const std::string& path) {
+namespace {
+
+// Every tensor of a state file of `format` written by an editor of this mode, each verified against its digest
+// before any value is looked at.
+std::map<std::string, torch::Tensor> read_verified(const Editor& editor, const std::string& path, const char* expected) {
   SafetensorsFile file = open_state(path);
   const auto& meta = file.metadata();
   auto format = meta.find("format");
-  if (format == meta.end() || format->second != kFormat)
+  if (format == meta.end() || format->second != expected)
     bad_state(path, format != meta.end() && format->second == "comeba-editor-state/1"
                         ? "it was written by an older comeba without integrity digests; redo the edits or load it with that version"
-                        : std::string("it is not a comeba editor state (format ") + kFormat + ")");
+                        : std::string("it is not a comeba editor file of format ") + expected);
   auto mode = meta.find("mode");
   if (mode == meta.end() || mode->second != edit_mode_name(editor.options().mode))
     bad_state(path, "it was saved by a '" + (mode == meta.end() ? "?" : mode->second) + "' editor, not '" +
@@ -109,26 +139,30 @@ int64_t load_editor_state(Editor& editor, const std::string& path) {
   } catch (const std::invalid_argument&) {
     bad_state(path, "its tensor digests are not valid JSON");
   }
-
-  // Every tensor is read and verified against its digest before any value is looked at.
   std::map<std::string, torch::Tensor> tensors;
   for (const auto& e : file.entries()) {
     auto t = file.load(e, torch::kCPU, c10::nullopt);
-    const Json* expected = digests.find(e.name);
-    if (!expected || !expected->is_string()) bad_state(path, "tensor '" + e.name + "' has no digest");
-    if (tensor_digest(t) != expected->as_string())
-      bad_state(path, "tensor '" + e.name + "' does not match its digest (the file is corrupt)");
+    const Json* want = digests.find(e.name);
+    if (!want || !want->is_string()) bad_state(path, "tensor '" + e.name + "' has no digest");
+    if (tensor_digest(t) != want->as_string()) bad_state(path, "tensor '" + e.name + "' does not match its digest (the file is corrupt)");
     tensors[e.name] = std::move(t);
   }
   if (digests.is_object() && digests.members().size() != tensors.size())
     bad_state(path, "its digests name tensors that the file does not hold");
-  auto get = [&](const std::string& name, torch::Dtype dtype) -> torch::Tensor {
-    auto it = tensors.find(name);
-    if (it == tensors.end()) bad_state(path, "tensor '" + name + "' is missing");
-    if (it->second.scalar_type() != dtype)
-      bad_state(path, "tensor '" + name + "' is " + c10::toString(it->second.scalar_type()) + ", not " + c10::toString(dtype));
-    return it->second;
-  };
+  return tensors;
+}
+
+torch::Tensor get_tensor(const std::map<std::string, torch::Tensor>& tensors, const std::string& path, const std::string& name, torch::Dtype dtype) {
+  auto it = tensors.find(name);
+  if (it == tensors.end()) bad_state(path, "tensor '" + name + "' is missing");
+  if (it->second.scalar_type() != dtype)
+    bad_state(path, "tensor '" + name + "' is " + c10::toString(it->second.scalar_type()) + ", not " + c10::toString(dtype));
+  return it->second;
+}
+
+// ΔW, α (and C_accu where the file has it) per layer, and the step, checked.
+std::pair<std::vector<LayerState>, int64_t> parse_state(const std::map<std::string, torch::Tensor>& tensors, const std::string& path) {
+  auto get = [&](const std::string& name, torch::Dtype dtype) { return get_tensor(tensors, path, name, dtype); };
   auto layers = get("layers", torch::kInt64);
   auto alphas = get("alpha", torch::kFloat64);
   auto step = get("step", torch::kInt64);
@@ -145,13 +179,65 @@ int64_t load_editor_state(Editor& editor, const std::string& path) {
     s.delta = get("delta." + l, torch::kFloat32);
     if (!torch::isfinite(s.delta).all().item<bool>()) bad_state(path, "ΔW of layer " + l + " contains NaN or Inf");
     if (tensors.count("c_accu." + l)) {
-      s.c_accu = tensors["c_accu." + l];
+      s.c_accu = tensors.at("c_accu." + l);
       if (!s.c_accu.is_floating_point() || !torch::isfinite(s.c_accu).all().item<bool>())
         bad_state(path, "C_accu of layer " + l + " is not a finite floating-point matrix");
     }
     state.push_back(std::move(s));
   }
-  editor.restore(std::move(state), step.item<int64_t>());
+  return {std::move(state), step.item<int64_t>()};
+}
+
+}  // namespace
+
+int64_t load_editor_state(Editor& editor, const std::string& path) {
+  auto [state, step] = parse_state(read_verified(editor, path, kFormat), path);
+  editor.restore(std::move(state), step);
+  return editor.step();
+}
+
+int64_t load_editor_chain(Editor& editor, const std::string& base_path, const std::vector<std::string>& keys_paths,
+                          const std::string& delta_path) {
+  auto [state, step] = parse_state(read_verified(editor, base_path, kFormat), base_path);
+  const bool accumulates = editor.options().mode != EditMode::Memit;
+  const auto& options = editor.options();
+  for (auto& s : state)
+    if (s.c_accu.defined()) s.c_accu = s.c_accu.to(editor.model().device(), options.accumulator_dtype);
+  for (const auto& path : keys_paths) {
+    const auto tensors = read_verified(editor, path, kKeysFormat);
+    auto steps = get_tensor(tensors, path, "steps", torch::kInt64);
+    auto sizes = get_tensor(tensors, path, "batch_sizes", torch::kInt64);
+    if (steps.numel() != 2 || sizes.dim() != 1) bad_state(path, "its steps and batch sizes do not fit together");
+    const int64_t from = steps[0].item<int64_t>(), to = steps[1].item<int64_t>();
+    if (from != step) bad_state(path, "it holds the batches after step " + std::to_string(from) + ", but the state before it is at step " + std::to_string(step));
+    if (to - from != sizes.numel()) bad_state(path, "it covers steps " + std::to_string(from) + "–" + std::to_string(to) + " but holds " + std::to_string(sizes.numel()) + " batches");
+    for (auto& s : state) {
+      if (!accumulates) continue;
+      auto K = get_tensor(tensors, path, "keys." + std::to_string(s.layer), torch::kFloat64);
+      if (K.dim() != 2 || K.size(0) != s.c_accu.size(0) || K.size(1) != sizes.sum().item<int64_t>())
+        bad_state(path, "the keys of layer " + std::to_string(s.layer) + " do not fit the batch sizes and the model");
+      if (!torch::isfinite(K).all().item<bool>()) bad_state(path, "the keys of layer " + std::to_string(s.layer) + " contain NaN or Inf");
+      // Batch by batch, as the edits accumulated them: the same operations in the same order.
+      for (int64_t b = 0, at = 0; b < sizes.numel(); at += sizes[b].item<int64_t>(), ++b) {
+        auto k = K.narrow(1, at, sizes[b].item<int64_t>()).contiguous().to(editor.model().device(), s.c_accu.scalar_type());
+        s.c_accu.addmm_(k, k.t());
+      }
+    }
+    step = to;
+  }
+  if (!delta_path.empty()) {
+    auto [delta, delta_step] = parse_state(read_verified(editor, delta_path, kDeltaFormat), delta_path);
+    if (delta_step != step) bad_state(delta_path, "it is at step " + std::to_string(delta_step) + " but the keys end at step " + std::to_string(step));
+    if (delta.size() != state.size()) bad_state(delta_path, "it has " + std::to_string(delta.size()) + " layers, the base " + std::to_string(state.size()));
+    for (size_t i = 0; i < state.size(); ++i) {
+      if (delta[i].layer != state[i].layer) bad_state(delta_path, "its layers differ from the base's");
+      state[i].delta = delta[i].delta;
+      state[i].alpha = delta[i].alpha;
+    }
+  } else if (!keys_paths.empty()) {
+    fail(ErrorCode::InvalidArgument, "keys files need the delta file of their last step");
+  }
+  editor.restore(std::move(state), step);
   return editor.step();
 }
 
