@@ -82,8 +82,8 @@ export interface NativeEditRequest {
   klSubjectLast: number;
 }
 
-/** The editor's options cross the boundary as resolved in options.ts. */
-export type NativeEditorOptions = EditorHyperparameters;
+/** The editor's options cross the boundary as resolved in options.ts, with the value path (ConsecutiveEditor valuePath). */
+export type NativeEditorOptions = EditorHyperparameters & { reusePrefix?: boolean };
 
 export interface NativeTensor64 {
   data: Float64Array;
@@ -105,7 +105,8 @@ export interface NativeLayerReport {
 export interface NativeEditReport {
   step: number;
   layers: NativeLayerReport[];
-  values: { firstLoss: number[]; finalLoss: number[]; steps: number[] };
+  /** With capture: z (n × d_model) too. */
+  values: { firstLoss: number[]; finalLoss: number[]; steps: number[]; z?: NativeTensor64 };
   seconds: { values: number; keys: number; solves: number; alpha: number; total: number };
 }
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // Benchmark (not a test): seconds per consecutive COMEBA-HK batch of 10 edits and the share of each phase
 // (values z, keys + residuals, Cholesky solves, α update), on the embedded testbed model and on a
-// 124M-parameter GPT-2 with random weights (gpt2's own config, made with transformers).
+// 124M-parameter GPT-2 with random weights (gpt2's own config, made with transformers); and the value phase
+// against the reference path that runs whole rows every step (new/old, same run, same batches).
 //
-//   node scripts/bench-edit.mjs [--batches 5] [--threads N]
+//   node scripts/bench-edit.mjs [--batches 5] [--threads N] [--models testbed,gpt2-124m]
 // The 124M part needs python3 with torch and transformers; it is skipped with a note when they are missing.
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
@@ -13,7 +14,10 @@ import { parseArgs } from 'node:util';
 import { importLib } from './import-lib.mjs';
 
 const { values } = parseArgs({
-  options: { batches: { type: 'string', default: '5' }, threads: { type: 'string', default: String(availableParallelism()) } },
+  options: {
+    batches: { type: 'string', default: '5' }, threads: { type: 'string', default: String(availableParallelism()) },
+    models: { type: 'string', default: 'testbed,gpt2-124m' },
+  },
 });
 const batches = Number(values.batches);
 const { loadNative } = await importLib('native');
@@ -21,26 +25,38 @@ loadNative().setThreads(Number(values.threads));
 const { HookedModel, ConsecutiveEditor } = await importLib('index');
 const work = mkdtempSync(join(tmpdir(), 'comeba-bench-edit-'));
 
-/** Edits `batches` + 1 batches of 10 (the first is warm-up) and returns mean seconds per batch and phase shares. */
+/**
+ * Edits `batches` + 1 batches of 10 (the first is warm-up) with the default value path and again with the
+ * reference path (whole rows every step), each on a fresh editor; prints seconds per batch, phase shares and
+ * the value phase's new/old ratio.
+ */
 async function bench(name, modelDir, requests, corpusLines) {
   const model = await HookedModel.load(modelDir);
   const corpus = join(work, `${name}-corpus.txt`);
   writeFileSync(corpus, corpusLines.join('\n'));
-  let t = performance.now();
-  const editor = await ConsecutiveEditor.create(model, { stats: { corpus, cacheDir: join(work, 'stats'), maxTokens: 20000 } });
-  const setup = (performance.now() - t) / 1000;
-  const totals = { values: 0, keys: 0, solves: 0, alpha: 0, total: 0 };
-  for (let b = 0; b <= batches; b++) {
-    const report = await editor.edit(requests.slice(b * 10, b * 10 + 10));
-    if (b === 0) continue;
-    for (const k of Object.keys(totals)) totals[k] += report.seconds[k];
-  }
+  const run = async (valuePath) => {
+    const t = performance.now();
+    const editor = await ConsecutiveEditor.create(model, { valuePath, stats: { corpus, cacheDir: join(work, 'stats'), maxTokens: 20000 } });
+    const setup = (performance.now() - t) / 1000;
+    const totals = { values: 0, keys: 0, solves: 0, alpha: 0, total: 0 };
+    for (let b = 0; b <= batches; b++) {
+      const report = await editor.edit(requests.slice(b * 10, b * 10 + 10));
+      if (b === 0) continue;
+      for (const k of Object.keys(totals)) totals[k] += report.seconds[k];
+    }
+    const layers = editor.options.layers;
+    await editor.dispose();
+    return { setup, totals, layers };
+  };
+  const fast = await run('split');
+  const old = await run('whole');
+  const { totals, setup, layers } = fast;
   const per = totals.total / batches;
   const share = (k) => `${((100 * totals[k]) / totals.total).toFixed(1)}%`;
-  console.log(`${name}: ${model.info.nLayer} layers, d_model ${model.info.dModel}, d_ff ${model.info.dFf}, edited layers ${editor.options.layers.join(',')}`);
-  console.log(`  statistics + templates ${setup.toFixed(1)} s (once); ${per.toFixed(2)} s per batch of 10 (mean of ${batches} after a warm-up)`);
+  console.log(`${name}: ${model.info.nLayer} layers, d_model ${model.info.dModel}, d_ff ${model.info.dFf}, edited layers ${layers.join(',')}, ${loadNative().getThreads()} threads`);
+  console.log(`  statistics + templates ${setup.toFixed(1)} s (once); ${per.toFixed(2)} s per batch of 10 (mean of ${batches} after a warm-up; whole rows: ${(old.totals.total / batches).toFixed(2)} s)`);
   console.log(`  phases: values ${share('values')}, keys ${share('keys')}, solves ${share('solves')}, alpha ${share('alpha')}, other ${(100 - ['values', 'keys', 'solves', 'alpha'].reduce((s, k) => s + (100 * totals[k]) / totals.total, 0)).toFixed(1)}%`);
-  await editor.dispose();
+  console.log(`  value phase per batch: ${(totals.values / batches).toFixed(3)} s from the subject on, ${(old.totals.values / batches).toFixed(3)} s whole rows: new/old ${(totals.values / old.totals.values).toFixed(3)}`);
   await model.dispose();
 }
 
@@ -48,7 +64,8 @@ try {
   const testbed = JSON.parse(readFileSync('testbed/counterfact.json', 'utf8'));
   const requests = testbed.map((r) => ({ prompt: r.prompt, subject: r.subject, target: r.target_new }));
   const corpus = testbed.flatMap((r) => [`${r.prompt} ${r.ground_truth}`, `${r.locality_prompt} ${r.locality_ground_truth}`]);
-  await bench('testbed', 'testbed/model', requests, corpus);
+  const models = values.models.split(',');
+  if (models.includes('testbed')) await bench('testbed', 'testbed/model', requests, corpus);
 
   const python = String.raw`
 import sys, torch
@@ -57,8 +74,10 @@ torch.manual_seed(0)
 GPT2LMHeadModel(GPT2Config()).save_pretrained(sys.argv[1])
 `;
   const dir = join(work, 'gpt2-124m');
-  const py = spawnSync('python3', ['-c', python, dir], { encoding: 'utf8' });
-  if (py.status !== 0) {
+  const py = !models.includes('gpt2-124m') ? { status: 0, skip: true } : spawnSync('python3', ['-c', python, dir], { encoding: 'utf8' });
+  if (py.skip) {
+    // not asked for
+  } else if (py.status !== 0) {
     console.log(`gpt2-124M: skipped (python3 with torch and transformers is needed to make it):\n${py.stderr.split('\n').slice(-3).join('\n')}`);
   } else {
     for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join('test/fixtures/tiny-gpt2', f), join(dir, f));

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const fixtures = join(repoRoot, 'test', 'fixtures');
 export const tinyGpt2 = join(fixtures, 'tiny-gpt2');
 export const tinyGptj = join(fixtures, 'tiny-gptj');

@@ -30,6 +30,7 @@ EditorOptions to_editor_options(const Napi::Object& o) {
   opts.values.kl_factor = get_double(o, "klFactor", opts.values.kl_factor);
   opts.values.clamp_norm_factor = get_double(o, "clampNormFactor", opts.values.clamp_norm_factor);
   opts.values.early_stop_loss = get_double(o, "earlyStopLoss", opts.values.early_stop_loss);
+  opts.values.reuse_prefix = get_bool(o, "reusePrefix", opts.values.reuse_prefix);
   opts.accumulator_dtype = get_accumulator_dtype(o, "accumulatorDtype");
   return opts;
 }
@@ -78,6 +79,8 @@ Napi::Object to_js_report(Napi::Env env, const EditReport& report) {
   values.Set("finalLoss", to_js_doubles(env, report.values.final_loss));
   std::vector<double> steps(report.values.steps.begin(), report.values.steps.end());
   values.Set("steps", to_js_doubles(env, steps));
+  // With capture (the layers carry K, R, ΔW_batch): the target values too.
+  if (!report.layers.empty() && report.layers[0].keys.defined()) values.Set("z", to_js_tensor64(env, report.values.z));
   obj.Set("values", values);
   auto seconds = Napi::Object::New(env);
   seconds.Set("values", report.seconds_values);

@@ -67,15 +67,22 @@ KeyBatch key_batch(const CausalLM& model, int64_t first_layer, const std::vector
 }
 
 // The rest of the forward over the key batch under the current hooks, stopped at the z-block: the edited
-// module's input at `layer` and the z-block output, both at the subject's last token.
-KeysAndOutputs keys_and_outputs(const CausalLM& model, const KeyBatch& kb, const std::vector<HookLayer>& state,
+// module's input at `layer` and the z-block output, both at the subject's last token. The layers are updated
+// in increasing order, so the residual entering `layer` is the same in every later pass: it is kept in `kb`
+// and the next pass starts there (exact: the blocks below run on the same input with the same weights).
+KeysAndOutputs keys_and_outputs(const CausalLM& model, KeyBatch& kb, const std::vector<HookLayer>& state,
                                 int64_t layer, int64_t z_layer) {
   EditHooks hooks(state);
   hooks.capture_input(layer, kb.subject_last);
   hooks.capture_block_output(z_layer, kb.bare);
   hooks.stop_after(z_layer);  // layer ≤ z_layer: z lives at the last edited layer
+  if (layer > kb.first_layer) hooks.keep_block_output(layer - 1);
   torch::NoGradGuard no_grad;
   model.blocks_from(kb.first_layer, kb.h_first, kb.tokens, &hooks, nullptr);
+  if (layer > kb.first_layer) {
+    kb.h_first = hooks.kept_block_output();
+    kb.first_layer = layer;
+  }
 
   auto k = hooks.captured_input().to(torch::kFloat64);                      // (rows, F)
   const int64_t n = static_cast<int64_t>(kb.contexts_per_request.size());
@@ -271,7 +278,7 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
   std::vector<torch::Tensor> batch_keys(L);                                    // (F, n) per layer, for the commit
   const auto state = this->state();
   t = Clock::now();
-  const auto keys_batch = key_batch(*model_, options_.layers.front(), requests);
+  auto keys_batch = key_batch(*model_, options_.layers.front(), requests);
   report.seconds_keys += seconds_since(t);
   for (int64_t i = 0; i < L; ++i) {
     check_abort();

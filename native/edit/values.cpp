@@ -1,5 +1,7 @@
 #include "edit/values.h"
 
+#include <optional>
+
 #include "common/device.h"
 #include "common/error.h"
 #include "models/inference.h"
@@ -71,6 +73,60 @@ TokenBatch select_rows(const TokenBatch& batch, const torch::Tensor& rows) {
   return sub;
 }
 
+KvCache select_rows(const KvCache& cache, const torch::Tensor& rows) {
+  KvCache sub;
+  for (const auto& k : cache.keys) sub.keys.push_back(k.defined() ? k.index_select(0, rows) : k);
+  for (const auto& v : cache.values) sub.values.push_back(v.defined() ? v.index_select(0, rows) : v);
+  sub.real = cache.real.index_select(0, rows);
+  sub.next_position = cache.next_position.index_select(0, rows);
+  return sub;
+}
+
+// What a step runs above the z-layer. Whole rows (the reference path): `prefix` empty, `cols` the identity.
+// Split rows: each row from its subject-last token s on (`batch`, right-padded, at the rows' own positions),
+// with the keys and values of positions < s in the blocks above the z-layer computed once (`prefix`).
+struct StepInput {
+  TokenBatch batch;       // (N, T') rows as the blocks above the z-layer see them
+  torch::Tensor h;        // (N, T', C) the z-block output at those positions, without δ
+  torch::Tensor start;    // (N) the full-row column of each row's first position here (s, or 0)
+  std::optional<KvCache> prefix;
+};
+
+StepInput whole_rows(const ValueBatch& vb, const torch::Tensor& h_z) {
+  return {vb.tokens, h_z, torch::zeros_like(vb.lookup.cols), std::nullopt};
+}
+
+StepInput split_rows(const CausalLM& model, const ValueBatch& vb, const torch::Tensor& h_z, int64_t z_layer) {
+  torch::NoGradGuard no_grad;
+  const auto dev = h_z.device();
+  const int64_t N = h_z.size(0), T = h_z.size(1);
+  const auto start = vb.lookup.cols;                                                           // (N)
+  const auto lengths = vb.tokens.real.sum(1);                                                  // (N), right-padded rows
+  const int64_t P = start.max().item<int64_t>();
+  const int64_t Ts = (lengths - start).max().item<int64_t>();
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(dev);
+  StepInput in;
+  in.start = start;
+  // Suffix columns of each row, right-padded (padding repeats the last column, masked out).
+  auto t = torch::arange(Ts, i64).unsqueeze(0);                                                // (1, Ts)
+  auto cols = (start.unsqueeze(1) + t).clamp_max(T - 1);                                       // (N, Ts)
+  in.batch.ids = vb.tokens.ids.gather(1, cols);
+  in.batch.real = t < (lengths - start).unsqueeze(1);
+  in.batch.positions = vb.tokens.positions.gather(1, cols);
+  in.h = h_z.gather(1, cols.unsqueeze(-1).expand({N, Ts, h_z.size(2)}));                      // (N, Ts, C)
+  if (P > 0) {
+    TokenBatch prefix;
+    auto p = torch::arange(P, i64).unsqueeze(0);                                               // (1, P)
+    prefix.ids = vb.tokens.ids.narrow(1, 0, P);
+    prefix.real = p < start.unsqueeze(1);
+    prefix.positions = vb.tokens.positions.narrow(1, 0, P);
+    KvCache cache;
+    model.blocks_from(z_layer + 1, h_z.narrow(1, 0, P), prefix, nullptr, &cache);
+    in.prefix = std::move(cache);
+  }
+  return in;
+}
+
 }  // namespace
 
 ValueResult compute_values(const CausalLM& model, const std::vector<HookLayer>& state, int64_t z_layer,
@@ -99,6 +155,10 @@ ValueResult compute_values(const CausalLM& model, const std::vector<HookLayer>& 
   const auto init_norm_sq = z_init.norm(2, 1).pow(2);                   // (n)
   const auto is_kl_row = torch::arange(N, i64) >= vb.n_rewrite_rows;    // (N)
   const auto rows_per_request = torch::tensor(vb.rows_per_request, torch::kFloat32).to(dev);  // (n)
+  const auto in = options.reuse_prefix ? split_rows(model, vb, h_z, z_layer) : whole_rows(vb, h_z);
+  // Columns in `in`: the subject-last token, and every target position.
+  const auto look_in = vb.lookup.cols - in.start;                                                  // (N)
+  const auto target_cols_in = vb.target_cols - in.start.index_select(0, vb.target_rows);           // (M)
 
   auto delta = torch::zeros({n, model.info().d_model}, f32).requires_grad_(true);
   torch::optim::Adam adam({delta}, torch::optim::AdamOptions(options.lr));
@@ -118,10 +178,12 @@ ValueResult compute_values(const CausalLM& model, const std::vector<HookLayer>& 
     const auto rows = (~done).index_select(0, vb.row_request).nonzero().squeeze(1);                  // (A)
     const auto local = torch::arange(rows.size(0), i64);
     const auto owner = vb.row_request.index_select(0, rows);                                         // (A)
-    const auto look = vb.lookup.cols.index_select(0, rows);                                          // (A)
-    auto h = h_z.index_select(0, rows);                                                              // (A, T, C)
+    const auto look = look_in.index_select(0, rows);                                                 // (A)
+    auto h = in.h.index_select(0, rows);                                                             // (A, T', C)
     h = h.index_put({local, look}, h.index({local, look}) + delta.index_select(0, owner).to(h.scalar_type()));
-    auto out = model.blocks_from(z_layer + 1, h, select_rows(vb.tokens, rows), nullptr, nullptr);     // (A, T, C)
+    std::optional<KvCache> prefix;  // a copy: the step's suffix keys are appended to it, not to in.prefix
+    if (in.prefix) prefix = rows.size(0) == N ? *in.prefix : select_rows(*in.prefix, rows);
+    auto out = model.blocks_from(z_layer + 1, h, select_rows(in.batch, rows), nullptr, prefix ? &*prefix : nullptr);  // (A, T', C)
 
     // NLL of the target tokens: mean over a prompt's target tokens, then mean over the request's prompts.
     auto to_local = torch::full({N}, -1, i64).index_put_({rows}, local);
@@ -129,7 +191,7 @@ ValueResult compute_values(const CausalLM& model, const std::vector<HookLayer>& 
     auto kept = (t_row >= 0).nonzero().squeeze(1);
     t_row = t_row.index_select(0, kept);
     // The head only where a loss reads it: the target positions and the KL positions.
-    auto logp = torch::log_softmax(model.head(out.index({t_row, vb.target_cols.index_select(0, kept)})).to(torch::kFloat32), -1)
+    auto logp = torch::log_softmax(model.head(out.index({t_row, target_cols_in.index_select(0, kept)})).to(torch::kFloat32), -1)
                     .gather(1, vb.target_ids.index_select(0, kept).unsqueeze(1)).squeeze(1);      // (M)
     auto per_row = torch::zeros({rows.size(0)}, f32);
     auto row_nll = per_row.index_add(0, t_row, -logp) / per_row.index_add(0, t_row, torch::ones_like(logp)).clamp_min(1);

@@ -1,6 +1,7 @@
 // Target values z (MEMIT's compute_z, METHOD.md §3): for every request a δ added to the z-block output at
 // the subject's last token, optimised so the model predicts the target. All requests of a batch share
-// each forward/backward; every request keeps its own δ, its own early stop and its own norm clamp.
+// each forward/backward; every request keeps its own δ, its own early stop and its own norm clamp. A step
+// computes only what δ changes: the blocks above the z-layer from the subject's last token on.
 #pragma once
 
 #include <functional>
@@ -18,6 +19,10 @@ struct ValueOptions {
   double kl_factor = 0.0625;
   double clamp_norm_factor = 0.75;
   double early_stop_loss = 5e-2;
+  // Every step runs the blocks above the z-layer only from each row's subject-last token on, attending to the
+  // earlier positions' keys and values computed once per batch (δ changes nothing before it: attention is
+  // causal). false: the whole rows every step, the reference path kept for the equivalence test and the benchmark.
+  bool reuse_prefix = true;
 };
 
 struct ValueResult {
