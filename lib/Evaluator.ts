@@ -143,6 +143,8 @@ export class Evaluator {
     // Portability: one row per (record, question).
     const hops = records.flatMap((r, i) => (r.portability?.questions ?? []).map((question) => ({ i, query: this.#query(question, r.portability!.answer, i) })));
     const hopScores = await this.#score(hops.map((h) => h.query));
+    const hopsOf: number[][] = records.map(() => []);  // per record, the indices of its rows in `hops`
+    hops.forEach((h, k) => hopsOf[h.i].push(k));
     const scores: RecordScores[] = records.map((r, i) => {
       const s: RecordScores = { reliability: accuracy(rel[i]!.argmax, this.#encode(r.target, 'target')) };
       if (gen[i]) s.generality = accuracy(gen[i]!.argmax, this.#encode(r.target, 'target'));
@@ -150,7 +152,7 @@ export class Evaluator {
       if (withTrue && relTrue[i]) s.efficacy = Number(rel[i]!.meanNll < relTrue[i]!.meanNll);
       if (withTrue && gen[i] && genTrue[i]) s.paraphrase = Number(gen[i]!.meanNll < genTrue[i]!.meanNll);
       if (withTrue && loc[i] && locNew[i]) s.neighborhood = Number(loc[i]!.meanNll < locNew[i]!.meanNll);
-      const mine = hops.flatMap((h, k) => (h.i === i ? [accuracy(hopScores[k]!.argmax, h.query.target)] : []));
+      const mine = hopsOf[i].map((k) => accuracy(hopScores[k]!.argmax, hops[k].query.target));
       if (mine.length > 0) s.portability = mine.reduce((a, b) => a + b, 0) / mine.length;
       return s;
     });
@@ -175,7 +177,7 @@ export class Evaluator {
         if (generated[2 * n + i]) g.locality = generated[2 * n + i]!.join() === snapshot.generatedLocality![i]?.join() ? 100 : 0;
         if (r.portability) {
           const answers = [r.portability.answer, ...(r.portability.aliases ?? [])];
-          g.portability = hops.some((h, k) => h.i === i && startsWith(generated[3 * n + k]!, answers) === 100) ? 100 : 0;
+          g.portability = hopsOf[i].some((k) => startsWith(generated[3 * n + k]!, answers) === 100) ? 100 : 0;
         }
         scores[i].generated = g;
         const answers: NonNullable<RecordScores['answers']> = { prompt: this.model.tokenizer.decode(generated[i]!) };

@@ -233,12 +233,14 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary[]> {
   const baseline = options.protocol === 'consecutive' ? await measure(true) : {};
   const shared: SharedSetup = {
     model, evaluator, snapshot, measure, baseline, stats: await statistics(model, options, corpus.stats.path),
-    provenance: { settings: sha256(`${JSON.stringify(settings, null, 2)}\n`), run: readJsonLines<SweepRun>(join(options.out, 'runs.jsonl')).length - 1 },
+    // settings.json as on disk: a resumed sweep's file was written by its first run (paths may differ from ours).
+    provenance: { settings: sha256(readFileSync(join(options.out, 'settings.json'))), run: readJsonLines<SweepRun>(join(options.out, 'runs.jsonl')).length - 1 },
   };
   const summaries: (SweepSummary & { contextTemplates: string[] })[] = [];
   for (const mode of options.modes) summaries.push(await runMode(options, cases, mode, shared));
   const summary: SweepSummaryFile = {
-    format: 'comeba-sweep-summary/2', settings, settingsSha256: shared.provenance.settings,
+    format: 'comeba-sweep-summary/2', settings: JSON.parse(readFileSync(join(options.out, 'settings.json'), 'utf8')) as SweepSettings,
+    settingsSha256: shared.provenance.settings,
     runs: readJsonLines<SweepRun>(join(options.out, 'runs.jsonl')), statistics: shared.stats.provenance,
     records: { first: cases[0].id, last: cases[cases.length - 1].id, count: cases.length }, baseline,
     evaluation: { ...evaluationDefaults, skipped: skip, heldoutDocuments: corpus.heldout?.documents.length }, modes: summaries,

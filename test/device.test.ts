@@ -7,7 +7,7 @@
 import test from 'ava';
 import { ConsecutiveEditor, Evaluator, HookedModel, InvalidRequestError, type Dtype, type EditRequest, type EvalRecord } from '../lib/index.js';
 import { loadNative } from '../lib/native.js';
-import { makeRandomCorpus, needing, tempDir, tinyGpt2, tinyLlama } from './helpers.js';
+import { makeRandomCorpus, needing, referenceGeneration, tempDir, tinyGpt2, tinyLlama } from './helpers.js';
 
 const device = (process.env.COMEBA_TEST_DEVICE ?? 'cpu') as 'cpu' | 'cuda';
 const cuda = device === 'cuda';
@@ -72,16 +72,8 @@ for (const [name, dir] of [['gpt2', tinyGpt2], ['llama', tinyLlama]] as const) {
       await t.throwsAsync(editor.edit([requests[0], { prompt: 'no subject here', subject: 'Zed', target: 'x' }]), { instanceOf: InvalidRequestError });
       t.is(await editor.checksum(), checksum);
       t.is(editor.step, 1);
-      const prompt = model.tokenizer.encodePrompt('The city of Paris is in');
-      const { tokens } = await model.generate(prompt, { maxNewTokens: 8, stopAtEos: false });
-      const sequence = [...prompt];
-      for (let i = 0; i < 8; i++) {
-        const logits = await model.logits([sequence]);
-        const V = logits.shape[2];
-        const last = Array.from(logits.data.subarray((sequence.length - 1) * V, sequence.length * V));
-        sequence.push(last.indexOf(Math.max(...last)));
-      }
-      t.deepEqual(tokens, sequence.slice(prompt.length));
+      const { tokens } = await model.generate('The city of Paris is in', { maxNewTokens: 8, stopAtEos: false });
+      t.deepEqual(tokens, await referenceGeneration(model, 'The city of Paris is in', 8));
     });
 
     test(`${tag}: the Evaluator's scores equal a per-record computation on the same device`, async (t) => {

@@ -2,7 +2,7 @@
 // prompt, argmax and log-softmax in JS.
 import test from 'ava';
 import { ConsecutiveEditor, Evaluator, HookedModel, nGramEntropy, Statistics, type EvalRecord } from '../lib/index.js';
-import { fixtureModels, makeRandomCorpus, tempDir, tinyGpt2 } from './helpers.js';
+import { fixtureModels, makeRandomCorpus, referenceGeneration, tempDir, tinyGpt2 } from './helpers.js';
 
 const records: EvalRecord[] = [
   { prompt: 'The city of Paris is in', target: 'Spain', rephrase: 'Paris lies in the country of', locality: { prompt: 'Alice works as a doctor in', answer: 'London' }, trueTarget: 'France' },
@@ -124,19 +124,6 @@ for (const [name, dir] of fixtureModels.filter(([n]) => n === 'gpt2' || n === 'l
     t.not(after.perplexity, before.perplexity);
     await t.throwsAsync(evaluator.perplexity(['']), { message: /at least one text of two or more tokens/ });
   });
-}
-
-/** Greedy continuation by full recomputation, one unpadded forward per new token (no KV cache). */
-async function referenceGeneration(model: HookedModel, prompt: string, length: number): Promise<number[]> {
-  const sequence = model.tokenizer.encodePrompt(prompt);
-  const start = sequence.length;
-  for (let i = 0; i < length; i++) {
-    const logits = await model.logits([sequence]);
-    const V = logits.shape[2];
-    const last = Array.from(logits.data.subarray((sequence.length - 1) * V, sequence.length * V));
-    sequence.push(last.indexOf(Math.max(...last)));
-  }
-  return sequence.slice(start);
 }
 
 const baseRecords = records;

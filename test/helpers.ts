@@ -5,6 +5,7 @@ import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, write
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { HookedModel } from '../lib/HookedModel.js';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const fixtures = join(repoRoot, 'test', 'fixtures');
@@ -262,4 +263,17 @@ export function solve(a: Mat, b: Mat): Mat {
     }
   }
   return mat(n, m, X);
+}
+
+/** Greedy continuation by full recomputation, one unpadded forward per new token (no KV cache). */
+export async function referenceGeneration(model: HookedModel, prompt: string, length: number): Promise<number[]> {
+  const sequence = model.tokenizer.encodePrompt(prompt);
+  const start = sequence.length;
+  for (let i = 0; i < length; i++) {
+    const logits = await model.logits([sequence]);
+    const V = logits.shape[2];
+    const last = Array.from(logits.data.subarray((sequence.length - 1) * V, sequence.length * V));
+    sequence.push(last.indexOf(Math.max(...last)));
+  }
+  return sequence.slice(start);
 }
