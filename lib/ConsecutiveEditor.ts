@@ -6,7 +6,8 @@ import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { isRegularFile, removeOrphanedTemporaries, writeAtomically } from './files.js';
 import { AbortError, callNative, DisposedError, InvalidArgumentError, ModelMismatchError } from './errors.js';
-import type { HookedModel } from './HookedModel.js';
+import type { Device, Dtype, HookedModel } from './HookedModel.js';
+import { checkMemoryPlan, editorMemoryPlan } from './memory.js';
 import { loadNative } from './native.js';
 import type { NativeConsecutiveEditor, NativeEditorState, NativeLayerReport, NativeTensor64 } from './nativeTypes.js';
 import { editorHyperparameterKeys, readCheckpointDefaults, resolveHyperparameters, type EditorHyperparameters } from './options.js';
@@ -30,6 +31,13 @@ export interface EditorOptions extends Partial<EditorHyperparameters> {
    * over whole rows every step, the reference for the default, which runs them from the subject's last token on.
    */
   valuePath?: 'split' | 'whole';
+  /**
+   * Keep C_accu (and memit's fixed C) in host memory; each solve copies one layer's to the device. Saves the
+   * device d_ff² per edited layer at the cost of those copies (README "Memory"). Default false.
+   */
+  accumulatorOnHost?: boolean;
+  /** Bytes the editor may take on the model's device beyond the weights. Default: what the device has free. */
+  memoryBudget?: number;
 }
 
 export interface EditProgress {
@@ -114,19 +122,26 @@ export class ConsecutiveEditor implements AsyncDisposable {
    * checkpoint's own `comeba.json` defaults if it has one, then `options`.
    */
   static async create(model: HookedModel, options: EditorOptions): Promise<ConsecutiveEditor> {
-    const { stats, contextTemplates, seed, valuePath, ...given } = options ?? ({} as EditorOptions);
+    const { stats, contextTemplates, seed, valuePath, accumulatorOnHost = false, memoryBudget, ...given } = options ?? ({} as EditorOptions);
     const hyper = resolveHyperparameters(model.info, given, readCheckpointDefaults(model.dir));
+    if (typeof accumulatorOnHost !== 'boolean') throw new InvalidArgumentError('accumulatorOnHost must be a boolean');
+    if (memoryBudget !== undefined && !(typeof memoryBudget === 'number' && memoryBudget >= 0)) throw new InvalidArgumentError('memoryBudget must be a number of bytes ≥ 0');
+    // Before the statistics, which can take hours to collect.
+    const plan = editorMemoryPlan(model.info, hyper, { dtype: model.info.dtype as Dtype, accumulatorOnHost });
+    checkMemoryPlan(plan, model.info.device as Device, { budget: memoryBudget, accumulatorOnHost, accumulatorDtype: hyper.accumulatorDtype });
     const statistics = await resolveStatistics(model, stats, hyper.layers);
     const templates = contextTemplates ?? (await generateContextTemplates(model, seed ?? 0));
     if (templates[0] !== '{}' || templates.some((t) => (t.match(/\{\}/g) ?? []).length !== 1)) {
       throw new InvalidArgumentError('contextTemplates must start with "{}" and each hold exactly one "{}"');
     }
-    const native = await callNative(() => loadNative().NativeConsecutiveEditor.create(model.native, statistics.native, { ...hyper, reusePrefix: valuePath !== 'whole' }));
+    const native = await callNative(() => loadNative().NativeConsecutiveEditor.create(model.native, statistics.native, { ...hyper, reusePrefix: valuePath !== 'whole', accumulatorOnHost }));
     return new ConsecutiveEditor(model, native, hyper, templates, statistics);
   }
 
   /** An editor restored from `save(dir)`: same options, templates and state. Refuses another model's state. */
-  static async load(model: HookedModel, dir: string, options: { stats?: StatisticsSource } = {}): Promise<ConsecutiveEditor> {
+  static async load(
+    model: HookedModel, dir: string, options: { stats?: StatisticsSource } & Pick<EditorOptions, 'accumulatorOnHost' | 'memoryBudget'> = {},
+  ): Promise<ConsecutiveEditor> {
     let saved = readSaved(dir);
     if (saved.model !== model.fingerprint) {
       throw new ModelMismatchError(`the editor state in ${dir} belongs to another model (fingerprint ${saved.model}, this model ${model.fingerprint})`);
@@ -135,6 +150,8 @@ export class ConsecutiveEditor implements AsyncDisposable {
       ...saved.options,
       stats: options.stats ?? { file: saved.statistics.file },
       contextTemplates: saved.contextTemplates,
+      accumulatorOnHost: options.accumulatorOnHost,
+      memoryBudget: options.memoryBudget,
     });
     try {
       // Another process may save into `dir` meanwhile: its new editor.json is complete before the state

@@ -39,10 +39,12 @@ export interface RunOptions {
   /** How rows of different lengths are padded. Logits at real tokens do not depend on it. Default 'right'. */
   padding?: Padding;
   hooks?: readonly Hook[];
+  /** 'last': only each row's last real token's logits, [batch, vocab] (next-token scores; no [batch, seq, vocab] copy). Default 'all'. */
+  logits?: 'all' | 'last';
 }
 
 export interface RunResult {
-  /** [batch, seq, vocab]; values at padded positions are unspecified. */
+  /** [batch, seq, vocab] (values at padded positions are unspecified), or [batch, vocab] with logits 'last'. */
   logits: Tensor;
   /** One entry per hook: the recorded rows [positions, dim] for `record` hooks, null for the others. */
   records: (Tensor | null)[];
@@ -107,7 +109,7 @@ export class HookedModel implements AsyncDisposable {
   }
 
   /** Logits of a batch of token rows, padded by the library. */
-  async logits(batch: readonly (readonly number[])[], options: { padding?: Padding } = {}): Promise<Tensor> {
+  async logits(batch: readonly (readonly number[])[], options: { padding?: Padding; logits?: 'all' | 'last' } = {}): Promise<Tensor> {
     return (await this.run(batch, options)).logits;
   }
 
@@ -116,7 +118,7 @@ export class HookedModel implements AsyncDisposable {
     const native = this.#require();
     const hooks = (options.hooks ?? []).map((hook, i) => this.#toNativeHook(hook, i));
     const result = await callNative(() =>
-      native.forward(batch as number[][], { padding: options.padding ?? 'right', hooks }),
+      native.forward(batch as number[][], { padding: options.padding ?? 'right', hooks, logits: options.logits ?? 'all' }),
     );
     return { logits: { data: result.data, shape: result.shape }, records: result.records };
   }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { InvalidCheckpointError } from './errors.js';
 import { isRegularFile } from './files.js';
 import type { Dtype, ModelInfo } from './HookedModel.js';
+import { editorMemoryPlan, type MemoryPlan } from './memory.js';
 import { readCheckpointDefaults, resolveHyperparameters, type EditorHyperparameters } from './options.js';
 
 export interface CheckpointDescription {
@@ -13,8 +14,8 @@ export interface CheckpointDescription {
   parameters: number;
   storedDtypes: string[];
   editor: EditorHyperparameters;
-  /** Bytes: the weights in `dtype`; per edited layer C_accu, E[kkᵀ] and λ·E[kkᵀ] (float64), ΔW (float32). */
-  memory: { weights: number; cAccuPerLayer: number; statisticsPerLayer: number; deltaPerLayer: number; editorTotal: number };
+  /** Bytes: the weights in `dtype`; the editor's memory plan (lib/memory.ts) with C_accu on the device and on the host. */
+  memory: { weights: number; editor: MemoryPlan; editorOnHost: MemoryPlan };
 }
 
 // config.json keys per family: GPT-2 style (gpt2, gptj) or Llama style.
@@ -54,15 +55,12 @@ export function describeCheckpoint(dir: string, dtype: Dtype = 'float32'): Check
     }
   }
   const editor = resolveHyperparameters({ ...info, eosTokenId: -1, bosTokenId: -1, editedModule: '', editedWeightShape: [0, 0], device: 'cpu', dtype } as ModelInfo, {}, readCheckpointDefaults(dir));
-  const F = info.dFf;
-  const cAccuPerLayer = F * F * (editor.accumulatorDtype === 'float64' ? 8 : 4);
-  const statisticsPerLayer = 2 * F * F * 8;  // E[kkᵀ] as loaded and λ·E[kkᵀ] kept for reset
-  const deltaPerLayer = dModel * F * 4;
   return {
     info, parameters, storedDtypes: [...stored].sort(), editor,
     memory: {
-      weights: parameters * (dtype === 'float32' ? 4 : 2), cAccuPerLayer, statisticsPerLayer, deltaPerLayer,
-      editorTotal: editor.layers.length * (cAccuPerLayer + statisticsPerLayer + deltaPerLayer),
+      weights: parameters * (dtype === 'float32' ? 4 : 2),
+      editor: editorMemoryPlan(info, editor, { dtype, accumulatorOnHost: false }),
+      editorOnHost: editorMemoryPlan(info, editor, { dtype, accumulatorOnHost: true }),
     },
   };
 }

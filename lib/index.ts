@@ -9,6 +9,8 @@ export { ConsecutiveEditor } from './ConsecutiveEditor.js';
 export type { EditorOptions, EditCallOptions, EditProgress, EditReport, LayerReport, StatisticsSource } from './ConsecutiveEditor.js';
 export type { EditRequest } from './requests.js';
 export { Statistics } from './statistics.js';
+export { deviceMemory, editorMemoryPlan, resetPeakMemory } from './memory.js';
+export type { DeviceMemory, MemoryPlan } from './memory.js';
 export type { CollectOptions, StatisticsProgress, StatisticsProvenance } from './statistics.js';
 export { defaultLayers, editModes, scopes } from './options.js';
 export type { EditMode, EditorHyperparameters, Scope, ValueOptions } from './options.js';

@@ -1,3 +1,4 @@
+import type { DeviceMemory } from './memory.js';
 import type { EditorHyperparameters } from './options.js';
 
 // The whole native surface of the addon, as TypeScript sees it. Only lib/ talks to these objects; the public
@@ -40,7 +41,7 @@ export interface NativeModelInfo {
 
 export interface NativeHookedModel {
   info(): NativeModelInfo;
-  forward(batch: number[][], options: { padding: 'left' | 'right'; hooks?: NativeHookSpec[] }): Promise<NativeForwardResult>;
+  forward(batch: number[][], options: { padding: 'left' | 'right'; hooks?: NativeHookSpec[]; logits?: 'all' | 'last' }): Promise<NativeForwardResult>;
   scoreTargets(prompts: number[][], targets: number[][]): Promise<{ argmax: number[][]; meanNll: number[] }>;
   generate(prompt: number[], options: { maxNewTokens: number; stopAtEos: boolean; topK?: number; seed?: number }): Promise<number[]>;
   generateGreedy(prompts: number[][], maxNewTokens: number[]): Promise<number[][]>;
@@ -52,6 +53,8 @@ export interface NativeAddon {
   cudaInfo(): { available: boolean; deviceCount: number };
   setThreads(n: number): void;
   getThreads(): number;
+  deviceMemory(device: string): DeviceMemory;
+  resetPeakMemory(device: string): void;
   NativeHookedModel: {
     load(dir: string, options: { device: string; dtype: string }): Promise<NativeHookedModel>;
   };
@@ -82,8 +85,8 @@ export interface NativeEditRequest {
   klSubjectLast: number;
 }
 
-/** The editor's options cross the boundary as resolved in options.ts, with the value path (ConsecutiveEditor valuePath). */
-export type NativeEditorOptions = EditorHyperparameters & { reusePrefix?: boolean };
+/** The editor's options cross the boundary as resolved in options.ts, with the value path and C_accu's placement. */
+export type NativeEditorOptions = EditorHyperparameters & { reusePrefix?: boolean; accumulatorOnHost?: boolean };
 
 export interface NativeTensor64 {
   data: Float64Array;

@@ -5,7 +5,9 @@
 // CUDA-only cross-device tests are skipped with that reason in their titles; naming cuda on a machine without
 // CUDA fails.
 import test from 'ava';
-import { ConsecutiveEditor, Evaluator, HookedModel, InvalidRequestError, type Dtype, type EditRequest, type EvalRecord } from '../lib/index.js';
+import {
+  ConsecutiveEditor, Evaluator, HookedModel, InvalidRequestError, deviceMemory, type Dtype, type EditRequest, type EditorOptions, type EvalRecord,
+} from '../lib/index.js';
 import { loadNative } from '../lib/native.js';
 import { makeRandomCorpus, needing, referenceGeneration, tempDir, tinyGpt2, tinyLlama } from './helpers.js';
 
@@ -43,9 +45,20 @@ function relativeDiff(a: Float32Array, b: Float32Array): number {
 }
 const bound = (dtype: Dtype, sameDevice: boolean) => (dtype === 'bfloat16' ? 0.2 : sameDevice ? 0 : 1e-4);
 
-async function editorFor(model: HookedModel): Promise<ConsecutiveEditor> {
+async function editorFor(model: HookedModel, options: Partial<EditorOptions> = {}): Promise<ConsecutiveEditor> {
   const corpus = makeRandomCorpus((ids) => model.tokenizer.decode(ids), 512, 100, 30);
-  return ConsecutiveEditor.create(model, { stats: { corpus, cacheDir: statsDir }, layers: [0, 1], lambda: 50, vSteps: 10 });
+  return ConsecutiveEditor.create(model, { stats: { corpus, cacheDir: statsDir }, layers: [0, 1], lambda: 50, vSteps: 10, ...options });
+}
+
+/** Largest |a − b| over the largest |b| of two float64 arrays. */
+function relativeDiff64(a: Float64Array, b: Float64Array): number {
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return diff / scale;
 }
 
 for (const [name, dir] of [['gpt2', tinyGpt2], ['llama', tinyLlama]] as const) {
@@ -85,6 +98,44 @@ for (const [name, dir] of [['gpt2', tinyGpt2], ['llama', tinyLlama]] as const) {
       const result = await evaluator.evaluate(records, snapshot);
       const oneByOne = new Evaluator(model, { generation: true, batchSize: 1 });
       t.deepEqual((await oneByOne.evaluate(records, snapshot)).records, result.records);
+    });
+
+    test(`${tag}: logits 'last' are each row's last real logits of the whole forward`, async (t) => {
+      await using model = await HookedModel.load(dir, { device, dtype });
+      for (const padding of ['left', 'right'] as const) {
+        const all = await model.logits(prompts, { padding });
+        const last = await model.logits(prompts, { padding, logits: 'last' });
+        const [B, T, V] = all.shape;
+        t.deepEqual(last.shape, [B, V]);
+        for (let b = 0; b < B; b++) {
+          const at = padding === 'left' ? T - 1 : prompts[b].length - 1;
+          // The LM head on one row instead of all: the same arithmetic per row, other kernel shapes.
+          const d = relativeDiff(last.data.subarray(b * V, (b + 1) * V), all.data.subarray((b * T + at) * V, (b * T + at + 1) * V));
+          t.true(d <= (dtype === 'float32' ? 1e-5 : 0.02), `${padding} row ${b}: ${d}`);
+        }
+      }
+    });
+
+    test(`${tag}: C_accu kept in host memory gives the editor that keeps it on the device`, async (t) => {
+      await using model = await HookedModel.load(dir, { device, dtype });
+      const states = [];
+      for (const accumulatorOnHost of [false, true]) {
+        await using editor = await editorFor(model, { accumulatorOnHost });
+        await editor.edit(requests);
+        await editor.edit([...requests].reverse());
+        states.push(await editor.state());
+      }
+      const [onDevice, onHost] = states;
+      for (let i = 0; i < onDevice.layers.length; i++) {
+        // Same device: the same operations, bitwise. On CUDA the host's rank-n update of C_accu runs on the CPU
+        // (another BLAS), which moves the second batch's solve by float64 rounding only.
+        const c = relativeDiff64(onHost.layers[i].cAccu!.data, onDevice.layers[i].cAccu!.data);
+        const d = relativeDiff(onHost.layers[i].delta.data, onDevice.layers[i].delta.data);
+        t.true(cuda ? c <= 1e-12 && d <= 1e-5 : c === 0 && d === 0, `layer ${onDevice.layers[i].layer}: C_accu ${c}, ΔW ${d}`);
+      }
+      const memory = deviceMemory(device);
+      t.true(memory.total > 0 && memory.free > 0 && memory.free <= memory.total, JSON.stringify(memory));
+      if (cuda) t.true(memory.allocated > 0 && memory.peakAllocated >= memory.allocated && memory.reserved >= memory.allocated, JSON.stringify(memory));
     });
 
     onCuda(`${tag}: state saved on cuda loads on the CPU and the other way round, with the same logits`, async (t) => {

@@ -7,6 +7,7 @@ import { describeCheckpoint } from '../checkpoint.js';
 import type { Dtype } from '../HookedModel.js';
 import { formatRejected } from '../libtorch.js';
 import { InvalidArgumentError } from '../errors.js';
+import { formatBytes } from '../memory.js';
 import { describeNative, type NativeDescription } from '../native.js';
 
 export const summary = 'show the libtorch found, the addon build chosen, CUDA devices, or why loading fails';
@@ -46,19 +47,15 @@ function formatCheckpoint(dir: string, dtype: Dtype, c: ReturnType<typeof descri
   const m = c.memory;
   return [
     `model      ${dir} (${i.architecture}): ${i.nLayer} layers, d_model ${i.dModel}, d_ff ${i.dFf}, ${i.nHead} heads, vocab ${i.vocabSize}, context ${i.contextLength}`,
-    `weights    ${c.parameters.toLocaleString('en')} parameters stored as ${c.storedDtypes.join(', ')}; ${bytes(m.weights)} in ${dtype}`,
+    `weights    ${c.parameters.toLocaleString('en')} parameters stored as ${c.storedDtypes.join(', ')}; ${formatBytes(m.weights)} in ${dtype}`,
     `editor     ${e.mode} on layers ${e.layers.join(',')}, λ ${e.lambda}, α_z ${e.alphaZ}, value steps ${e.vSteps} at lr ${e.vLr}, clamp ${e.clampNormFactor}`,
-    `memory     per edited layer: C_accu ${bytes(m.cAccuPerLayer)} (${e.accumulatorDtype}), E[kkᵀ] and λ·E[kkᵀ] ${bytes(m.statisticsPerLayer)} (float64), ΔW ${bytes(m.deltaPerLayer)} (float32)`,
-    `           editor state for ${e.layers.length} layers: ${bytes(m.editorTotal)}, besides the weights`,
+    `memory     on the model's device besides the weights: ${formatBytes(m.editor.device.total)} (C_accu ${formatBytes(m.editor.device.cAccu)} ${e.accumulatorDtype}, ` +
+      `ΔW ${formatBytes(m.editor.device.delta)}, one layer's solve ${formatBytes(m.editor.device.solve)}, value step ~${formatBytes(m.editor.device.values)}); ` +
+      `host ${formatBytes(m.editor.host.total)} (E[kkᵀ] and λ·E[kkᵀ])`,
+    `           with accumulatorOnHost: device ${formatBytes(m.editorOnHost.device.total)}, host ${formatBytes(m.editorOnHost.host.total)}`,
   ].join('\n');
 }
 
-function bytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let u = 0;
-  while (n >= 1024 && u < units.length - 1) { n /= 1024; u++; }
-  return `${n.toFixed(u === 0 ? 0 : 1)} ${units[u]}`;
-}
 
 const yesNo = (flag: boolean): string => (flag ? 'yes' : 'no');
 

@@ -9,6 +9,9 @@
 #include "binding/editor_wrap.h"
 #include "binding/hooked_model_wrap.h"
 #include "binding/stats_wrap.h"
+#include "binding/worker.h"
+#include "common/device.h"
+#include "common/memory.h"
 
 namespace comeba::binding {
 namespace {
@@ -46,6 +49,35 @@ Napi::Value get_threads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), torch::get_num_threads());
 }
 
+torch::Device device_argument(const Napi::CallbackInfo& info) {
+  if (info.Length() != 1 || !info[0].IsString()) {
+    auto error = Napi::TypeError::New(info.Env(), "expected a device name ('cpu', 'cuda' or 'cuda:N')");
+    error.Set("code", Napi::String::New(info.Env(), "INVALID_ARGUMENT"));
+    throw error;
+  }
+  const std::string name = info[0].As<Napi::String>();
+  return run_sync(info.Env(), [&] { return parse_device(name); });
+}
+
+Napi::Value device_memory_info(const Napi::CallbackInfo& info) {
+  const auto device = device_argument(info);
+  const auto m = run_sync(info.Env(), [&] { return device_memory(device); });
+  auto obj = Napi::Object::New(info.Env());
+  obj.Set("free", static_cast<double>(m.free));
+  obj.Set("total", static_cast<double>(m.total));
+  obj.Set("allocated", static_cast<double>(m.allocated));
+  obj.Set("reserved", static_cast<double>(m.reserved));
+  obj.Set("peakAllocated", static_cast<double>(m.peak_allocated));
+  obj.Set("peakReserved", static_cast<double>(m.peak_reserved));
+  return obj;
+}
+
+Napi::Value reset_peak_memory_stats(const Napi::CallbackInfo& info) {
+  const auto device = device_argument(info);
+  run_sync(info.Env(), [&] { reset_peak_memory(device); return true; });
+  return info.Env().Undefined();
+}
+
 }  // namespace
 }  // namespace comeba::binding
 
@@ -57,6 +89,8 @@ static Napi::Object register_addon(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaInfo", Napi::Function::New(env, cuda_info));
   exports.Set("setThreads", Napi::Function::New(env, set_threads));
   exports.Set("getThreads", Napi::Function::New(env, get_threads));
+  exports.Set("deviceMemory", Napi::Function::New(env, device_memory_info));
+  exports.Set("resetPeakMemory", Napi::Function::New(env, reset_peak_memory_stats));
   HookedModelWrap::init(env, exports);
   SecondMomentsWrap::init(env, exports);
   EditorWrap::init(env, exports);

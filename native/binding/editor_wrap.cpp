@@ -32,6 +32,7 @@ EditorOptions to_editor_options(const Napi::Object& o) {
   opts.values.early_stop_loss = get_double(o, "earlyStopLoss", opts.values.early_stop_loss);
   opts.values.reuse_prefix = get_bool(o, "reusePrefix", opts.values.reuse_prefix);
   opts.accumulator_dtype = get_accumulator_dtype(o, "accumulatorDtype");
+  opts.accumulator_on_host = get_bool(o, "accumulatorOnHost", opts.accumulator_on_host);
   return opts;
 }
 

@@ -93,12 +93,15 @@ Napi::Value HookedModelWrap::forward(const Napi::CallbackInfo& info) {
   auto options = to_object(info[1], "options");
   const std::string padding = get_string(options, "padding", "right");
   if (padding != "right" && padding != "left") throw_invalid(env, "padding must be 'right' or 'left', not '" + padding + "'");
+  const std::string logits = get_string(options, "logits", "all");
+  if (logits != "all" && logits != "last") throw_invalid(env, "logits must be 'all' or 'last', not '" + logits + "'");
   auto probes = to_probe_specs(options.Get("hooks"));
   return PromiseWorker<ForwardResult>::start(
       env, info.This().As<Napi::Object>(),
-      [model, editor = editor_, rows = std::move(rows), left = padding == "left", probes = std::move(probes)]() mutable {
+      [model, editor = editor_, rows = std::move(rows), left = padding == "left", probes = std::move(probes),
+       last = logits == "last"]() mutable {
         auto base = editor ? editor->inference_hooks() : nullptr;
-        return run_forward(*model, rows, left, std::move(probes), base.get());
+        return run_forward(*model, rows, left, std::move(probes), base.get(), last);
       },
       [](Napi::Env env, ForwardResult& result) -> Napi::Value {
         auto obj = to_js_tensor(env, result.logits);

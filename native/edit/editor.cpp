@@ -148,7 +148,7 @@ Editor::Editor(std::shared_ptr<const CausalLM> model, EditorOptions options, std
     if (!torch::isfinite(m).all().item<bool>())
       fail(ErrorCode::InvalidArgument, "statistics for layer " + std::to_string(options_.layers[i]) + " contain NaN or Inf");
     auto prior = options_.lambda * m.to(torch::kCPU, torch::kFloat64);
-    prior_.push_back(options_.mode == EditMode::Memit ? prior.to(model_->device()) : prior);
+    prior_.push_back(options_.mode == EditMode::Memit ? prior.to(accumulator_device()) : prior);
   }
   state_ = initial_state();
 }
@@ -169,7 +169,17 @@ std::vector<LayerState> Editor::initial_state() const {
 }
 
 torch::Tensor Editor::initial_c_accu(size_t i) const {
-  return prior_.at(i).to(model_->device(), options_.accumulator_dtype, /*non_blocking=*/false, /*copy=*/true);
+  return place_accumulator(prior_.at(i).to(accumulator_device(), options_.accumulator_dtype, /*non_blocking=*/false, /*copy=*/true));
+}
+
+torch::Device Editor::accumulator_device() const {
+  return options_.accumulator_on_host ? torch::Device(torch::kCPU) : model_->device();
+}
+
+torch::Tensor Editor::place_accumulator(const torch::Tensor& c) const {
+  auto placed = c.to(accumulator_device(), options_.accumulator_dtype);
+  if (placed.is_cpu() && model_->device().is_cuda() && !placed.is_pinned()) placed = placed.pin_memory();
+  return placed;
 }
 
 void Editor::hold_keys_after(int64_t step) {
@@ -292,7 +302,7 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
     auto K = keys.t().contiguous();                                           // (F, n)
     auto residual = z - cur_z;                                                // (n, C)
     auto R = (residual / static_cast<double>(L - i)).t();                     // (C, n)
-    auto C = options_.mode == EditMode::Memit ? prior_[i] : state[i].c_accu.to(torch::kFloat64);
+    auto C = (options_.mode == EditMode::Memit ? prior_[i] : state[i].c_accu).to(model_->device(), torch::kFloat64);
     auto solved = solve_spd(torch::addmm(C, K, K.t()), K);                    // X (F, n)
     auto delta = R.mm(solved.x.t());                                          // (C, F), eq. 13
     if (!torch::isfinite(delta).all().item<bool>())
@@ -359,7 +369,10 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
       state_[i].alpha = work[i].alpha;
       state_[i].floor = floors[i];
       if (options_.mode != EditMode::Memit)
-        state_[i].c_accu.addmm_(batch_keys[i].to(state_[i].c_accu.scalar_type()), batch_keys[i].t().to(state_[i].c_accu.scalar_type()));
+      {
+        auto k = batch_keys[i].to(state_[i].c_accu.device(), state_[i].c_accu.scalar_type());
+        state_[i].c_accu.addmm_(k, k.t());
+      }
     }
     report.step = ++step_;
     if (hold_keys_) {
@@ -384,7 +397,7 @@ void Editor::restore(std::vector<LayerState> state, int64_t step) {
     if (options_.mode != EditMode::Memit) {
       if (!s.c_accu.defined() || s.c_accu.sizes() != torch::IntArrayRef{info.d_ff, info.d_ff})
         fail(ErrorCode::InvalidArgument, "C_accu of layer " + std::to_string(s.layer) + " is missing or has the wrong shape");
-      s.c_accu = s.c_accu.to(model_->device(), options_.accumulator_dtype);
+      s.c_accu = place_accumulator(s.c_accu);
     }
     s.floor = scope_floor(i, s.delta);
   }

@@ -41,6 +41,9 @@ struct EditorOptions {
   double alpha_floor = 0;   // least α of the calibrated scope
   ValueOptions values;
   torch::Dtype accumulator_dtype = torch::kFloat64;  // storage of C_accu
+  // C_accu (and memit's fixed C) in host memory: each solve copies one layer's to the model's device, so the
+  // device holds one F × F matrix at a time instead of one per edited layer (README "Memory").
+  bool accumulator_on_host = false;
 };
 
 struct EditControl {
@@ -117,6 +120,10 @@ class Editor {
   Checkpoint checkpoint_after(int64_t step) const;
   // C_accu of edited layer i as create() starts it: λ·E[kkᵀ] in the accumulator dtype on the model's device.
   torch::Tensor initial_c_accu(size_t i) const;
+  // Where C_accu lives: the model's device, or the CPU with accumulator_on_host.
+  torch::Device accumulator_device() const;
+  // `c` in the accumulator dtype where C_accu lives (pinned host memory for a CUDA model, for faster copies).
+  torch::Tensor place_accumulator(const torch::Tensor& c) const;
 
  private:
   std::vector<HookLayer> hook_layers(HookMode mode) const;
@@ -129,8 +136,8 @@ class Editor {
 
   std::shared_ptr<const CausalLM> model_;
   EditorOptions options_;
-  // λ·E[kkᵀ] (F, F) float64 per layer: memit's fixed C (on the model's device), or where C_accu starts after
-  // reset() (kept on the CPU: it is read only then, and GPU memory goes to C_accu).
+  // λ·E[kkᵀ] (F, F) float64 per layer: memit's fixed C (on the model's device unless accumulator_on_host), or
+  // where C_accu starts after reset() (kept on the CPU: it is read only then, and GPU memory goes to C_accu).
   std::vector<torch::Tensor> prior_;
   std::vector<LayerState> state_;
   int64_t step_ = 0;

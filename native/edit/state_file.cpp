@@ -200,9 +200,8 @@ int64_t load_editor_chain(Editor& editor, const std::string& base_path, const st
                           const std::string& delta_path) {
   auto [state, step] = parse_state(read_verified(editor, base_path, kFormat), base_path);
   const bool accumulates = editor.options().mode != EditMode::Memit;
-  const auto& options = editor.options();
   for (auto& s : state)
-    if (s.c_accu.defined()) s.c_accu = s.c_accu.to(editor.model().device(), options.accumulator_dtype);
+    if (s.c_accu.defined()) s.c_accu = editor.place_accumulator(s.c_accu);
   for (const auto& path : keys_paths) {
     const auto tensors = read_verified(editor, path, kKeysFormat);
     auto steps = get_tensor(tensors, path, "steps", torch::kInt64);
@@ -219,7 +218,7 @@ int64_t load_editor_chain(Editor& editor, const std::string& base_path, const st
       if (!torch::isfinite(K).all().item<bool>()) bad_state(path, "the keys of layer " + std::to_string(s.layer) + " contain NaN or Inf");
       // Batch by batch, as the edits accumulated them: the same operations in the same order.
       for (int64_t b = 0, at = 0; b < sizes.numel(); at += sizes[b].item<int64_t>(), ++b) {
-        auto k = K.narrow(1, at, sizes[b].item<int64_t>()).contiguous().to(editor.model().device(), s.c_accu.scalar_type());
+        auto k = K.narrow(1, at, sizes[b].item<int64_t>()).contiguous().to(s.c_accu.device(), s.c_accu.scalar_type());
         s.c_accu.addmm_(k, k.t());
       }
     }

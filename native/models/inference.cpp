@@ -4,6 +4,7 @@
 
 #include <map>
 
+#include "common/device.h"
 #include "common/error.h"
 
 namespace comeba {
@@ -24,13 +25,20 @@ void validate_tokens(const CausalLM& model, const TokenRows& rows, int64_t extra
 }
 
 ForwardResult run_forward(const CausalLM& model, const TokenRows& rows, bool left_pad, std::vector<ProbeSpec> probes,
-                          ForwardHooks* base) {
+                          ForwardHooks* base, bool last_only) {
   validate_tokens(model, rows);
   c10::InferenceMode inference;
   const auto batch = TokenBatch::pack(rows, left_pad, /*pad_id=*/0, model.device());
   ProbeHooks hooks(model, std::move(probes), batch, base);
   ForwardResult result;
-  result.logits = model.forward(batch, &hooks, nullptr).to(torch::kCPU, torch::kFloat32).contiguous();
+  auto h = model.hidden(batch, &hooks, nullptr);  // (B, T, C)
+  if (last_only) {
+    std::vector<int64_t> last;
+    for (size_t b = 0; b < rows.size(); ++b) last.push_back(batch.offsets[b] + batch.lengths[b] - 1);
+    auto at = device_ints(last, h.device()).view({-1, 1, 1}).expand({-1, 1, h.size(2)});
+    h = h.gather(1, at).squeeze(1);  // (B, C)
+  }
+  result.logits = model.head(h).to(torch::kCPU, torch::kFloat32).contiguous();
   result.records = hooks.records();
   return result;
 }

@@ -12,7 +12,7 @@ namespace comeba {
 using TokenRows = std::vector<std::vector<int64_t>>;
 
 struct ForwardResult {
-  torch::Tensor logits;                // (B, T, V) float32 on the CPU; padded positions unspecified
+  torch::Tensor logits;                // (B, T, V) float32 on the CPU, padded positions unspecified; (B, V) with last_only
   std::vector<torch::Tensor> records;  // one per probe spec (undefined where it records nothing)
 };
 
@@ -21,8 +21,9 @@ struct ForwardResult {
 void validate_tokens(const CausalLM& model, const TokenRows& rows, int64_t extra = 0);
 
 // `base` (may be null) are hooks every forward of this model goes through, e.g. an attached editor's.
+// `last_only`: the LM head runs on each row's last real token alone (next-token scores, and no (B, T, V) copy).
 ForwardResult run_forward(const CausalLM& model, const TokenRows& rows, bool left_pad, std::vector<ProbeSpec> probes,
-                          ForwardHooks* base);
+                          ForwardHooks* base, bool last_only = false);
 
 struct GenerateOptions {
   int64_t max_new_tokens = 20;

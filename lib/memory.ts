@@ -1,0 +1,125 @@
+// The editor's memory plan: what ConsecutiveEditor.create will hold on the model's device and in host memory,
+// from the model's sizes and the hyperparameters alone, so that an editor that cannot fit fails before the
+// statistics are collected (hours on a large model) rather than at the first allocation that fails.
+import { OutOfMemoryError } from './errors.js';
+import { loadNative } from './native.js';
+import type { Device, Dtype, ModelInfo } from './HookedModel.js';
+import type { EditorHyperparameters } from './options.js';
+
+/** Free and used memory of a device (CPU: the machine's MemAvailable/MemTotal). Bytes; -1 where unknown. */
+export interface DeviceMemory {
+  free: number;
+  total: number;
+  /** CUDA: bytes in live tensors and held by PyTorch's caching allocator (cached bytes count as used in `free`). */
+  allocated: number;
+  reserved: number;
+  /** CUDA: the peaks of those since the last resetPeakMemory. */
+  peakAllocated: number;
+  peakReserved: number;
+}
+
+export function deviceMemory(device: Device = 'cpu'): DeviceMemory {
+  return loadNative().deviceMemory(device);
+}
+
+/** Starts the CUDA peak figures of deviceMemory afresh (nothing on the CPU). */
+export function resetPeakMemory(device: Device): void {
+  loadNative().resetPeakMemory(device);
+}
+
+/** The batch the value-step estimate assumes: one of the sweep's default batches. */
+export const planBatch = { requests: 10, rowsPerRequest: 7, tokensPerRow: 32, targetTokens: 3 } as const;
+
+export interface MemoryPlan {
+  /** Bytes on the model's device beyond the weights (on a CPU model, these are host memory too). */
+  device: { cAccu: number; delta: number; prior: number; solve: number; values: number; total: number };
+  /** Bytes in host memory: E[kkᵀ] as loaded, λ·E[kkᵀ] kept for reset, C_accu with accumulatorOnHost. */
+  host: { statistics: number; prior: number; cAccu: number; total: number };
+}
+
+type PlanModel = Pick<ModelInfo, 'nLayer' | 'dModel' | 'dFf' | 'nHead' | 'vocabSize'>;
+type PlanHyper = Pick<EditorHyperparameters, 'mode' | 'layers' | 'accumulatorDtype'>;
+
+/**
+ * Per edited layer (F = d_ff, C = d_model): C_accu F² in its dtype; ΔW C·F float32; λ·E[kkᵀ] F² float64 (host,
+ * for reset; memit's fixed C on the device); E[kkᵀ] F² float64 (host). One layer's solve at a time: C_accu + KKᵀ
+ * and its Cholesky factor, F² float64 each, plus C_accu's float64 copy unless it already is one on the device.
+ * The value step keeps activations of the blocks above the last edited layer for `planBatch` (an estimate:
+ * ~14·C + 3·F values per token and block in the model's dtype and the attention weights; the log-probabilities at
+ * the target tokens and the KL rows' subjects, three float32 copies of V each).
+ */
+export function editorMemoryPlan(info: PlanModel, hyper: PlanHyper, options: { dtype: Dtype; accumulatorOnHost: boolean }): MemoryPlan {
+  const F = info.dFf, C = info.dModel, L = hyper.layers.length;
+  const accumulates = hyper.mode !== 'memit';
+  const accBytes = hyper.accumulatorDtype === 'float64' ? 8 : 4;
+  const square64 = F * F * 8;
+  const cAccu = accumulates ? L * F * F * accBytes : 0;
+  const onDevicePrior = hyper.mode === 'memit' && !options.accumulatorOnHost ? L * square64 : 0;
+  const copies = 2 + (options.accumulatorOnHost || !accumulates ? 1 : accBytes === 8 ? 0 : 1);
+  const dtypeBytes = options.dtype === 'float32' ? 4 : 2;
+  const tokens = planBatch.requests * planBatch.rowsPerRequest * planBatch.tokensPerRow;
+  const blocks = Math.max(0, info.nLayer - 1 - Math.max(...hyper.layers));
+  const perTokenBlock = (14 * C + 3 * F + info.nHead * planBatch.tokensPerRow) * dtypeBytes;
+  const scored = planBatch.requests * ((planBatch.rowsPerRequest - 1) * planBatch.targetTokens + 1);
+  const values = tokens * blocks * perTokenBlock + 3 * scored * info.vocabSize * 4;
+  const device = {
+    cAccu: options.accumulatorOnHost ? 0 : cAccu,
+    delta: L * C * F * 4,
+    prior: onDevicePrior,
+    solve: copies * square64,
+    values,
+    total: 0,
+  };
+  device.total = device.cAccu + device.delta + device.prior + device.solve + device.values;
+  const host = {
+    statistics: L * square64,
+    prior: accumulates || options.accumulatorOnHost ? L * square64 : 0,
+    cAccu: options.accumulatorOnHost ? cAccu : 0,
+    total: 0,
+  };
+  host.total = host.statistics + host.prior + host.cAccu;
+  return { device, host };
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let u = 0;
+  while (n >= 1024 && u < units.length - 1) { n /= 1024; u++; }
+  return `${n.toFixed(u === 0 ? 0 : 1)} ${units[u]}`;
+}
+
+/**
+ * Throws OutOfMemoryError, naming the numbers, when the plan does not fit: on the model's device `budget` bytes
+ * (default: what it has free, PyTorch's cached blocks included), and in host memory what the machine has available.
+ */
+export function checkMemoryPlan(plan: MemoryPlan, device: Device, options: { budget?: number; accumulatorOnHost: boolean; accumulatorDtype: string }): void {
+  const onCpu = device === 'cpu';
+  const host = deviceMemory('cpu');
+  const dev = onCpu ? host : deviceMemory(device);
+  const needed = onCpu ? plan.device.total + plan.host.total : plan.device.total;
+  const free = dev.free < 0 ? Infinity : dev.free + Math.max(0, dev.reserved - dev.allocated);
+  const available = options.budget ?? free;
+  if (needed > available) {
+    const d = plan.device;
+    const parts = [
+      d.cAccu ? `C_accu ${formatBytes(d.cAccu)}` : '', `ΔW ${formatBytes(d.delta)}`, d.prior ? `memit's C ${formatBytes(d.prior)}` : '',
+      `one layer's solve ${formatBytes(d.solve)}`, `the value step ~${formatBytes(d.values)} for a batch of ${planBatch.requests}`,
+      onCpu ? `statistics and λ·E[kkᵀ] ${formatBytes(plan.host.total)}` : '',
+    ].filter((s) => s !== '');
+    const hints = [
+      !options.accumulatorOnHost && !onCpu && d.cAccu > 0 ? `accumulatorOnHost: true keeps C_accu (${formatBytes(d.cAccu)}) in host memory` : '',
+      options.accumulatorDtype === 'float64' && plan.device.cAccu + plan.host.cAccu > 0 ? "accumulatorDtype: 'float32' halves C_accu" : '',
+      'fewer edited layers, or a larger device',
+    ].filter((s) => s !== '');
+    throw new OutOfMemoryError(
+      `the editor needs about ${formatBytes(needed)} on ${device} (${parts.join(', ')}) but ${formatBytes(available)} ` +
+        `${options.budget !== undefined ? 'is the memoryBudget' : 'is free'}; try ${hints.join('; ')}`,
+    );
+  }
+  if (!onCpu && host.free >= 0 && plan.host.total > host.free) {
+    throw new OutOfMemoryError(
+      `the editor needs about ${formatBytes(plan.host.total)} of host memory (E[kkᵀ] ${formatBytes(plan.host.statistics)}, λ·E[kkᵀ] ` +
+        `${formatBytes(plan.host.prior)}${plan.host.cAccu ? `, C_accu ${formatBytes(plan.host.cAccu)}` : ''}) but ${formatBytes(host.free)} is available`,
+    );
+  }
+}

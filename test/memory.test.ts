@@ -1,0 +1,52 @@
+// The editor's memory plan (lib/memory.ts): its arithmetic on the reference models, the early refusal that
+// names the numbers (before any statistics are collected), and the device memory query.
+import test from 'ava';
+import { readdirSync } from 'node:fs';
+import { ConsecutiveEditor, HookedModel, OutOfMemoryError, deviceMemory, editorMemoryPlan, type ModelInfo } from '../lib/index.js';
+import { resolveHyperparameters } from '../lib/options.js';
+import { makeRandomCorpus, tempDir, tinyGpt2 } from './helpers.js';
+
+const gptj = { architecture: 'gptj', nLayer: 28, dModel: 4096, dFf: 16384, nHead: 16, vocabSize: 50400, dtype: 'bfloat16', device: 'cuda' } as ModelInfo;
+
+test('the plan of GPT-J: C_accu, ΔW and the solve by formula, and accumulatorOnHost moves exactly C_accu to the host', (t) => {
+  const hyper = resolveHyperparameters(gptj, {}, undefined);
+  t.deepEqual(hyper.layers, [3, 4, 5, 6, 7, 8]);
+  t.is(hyper.accumulatorDtype, 'float32');
+  const F = 16384;
+  const onDevice = editorMemoryPlan(gptj, hyper, { dtype: 'bfloat16', accumulatorOnHost: false });
+  const onHost = editorMemoryPlan(gptj, hyper, { dtype: 'bfloat16', accumulatorOnHost: true });
+  t.is(onDevice.device.cAccu, 6 * F * F * 4);                    // 6 GiB
+  t.is(onDevice.device.delta, 6 * 4096 * F * 4);
+  t.is(onDevice.device.solve, 3 * F * F * 8);                    // float64 copy, C + KKᵀ, its factor
+  t.is(onDevice.host.statistics + onDevice.host.prior, 2 * 6 * F * F * 8);
+  t.is(onHost.device.cAccu, 0);
+  t.is(onHost.host.cAccu, onDevice.device.cAccu);
+  t.is(onDevice.device.total - onHost.device.total, onDevice.device.cAccu);
+  // memit never accumulates; its fixed C sits on the device unless kept on the host.
+  const memit = editorMemoryPlan(gptj, { ...hyper, mode: 'memit' }, { dtype: 'bfloat16', accumulatorOnHost: false });
+  t.is(memit.device.cAccu, 0);
+  t.is(memit.device.prior, 6 * F * F * 8);
+  t.is(editorMemoryPlan(gptj, { ...hyper, mode: 'memit' }, { dtype: 'bfloat16', accumulatorOnHost: true }).device.prior, 0);
+});
+
+test('an editor that does not fit its memoryBudget is refused before its statistics are collected, with the numbers', async (t) => {
+  await using model = await HookedModel.load(tinyGpt2);
+  const cacheDir = tempDir('comeba-stats-');
+  const corpus = makeRandomCorpus((ids) => model.tokenizer.decode(ids), 512, 50, 20);
+  const err = await t.throwsAsync(ConsecutiveEditor.create(model, { stats: { corpus, cacheDir }, layers: [0, 1], memoryBudget: 4096 }), { instanceOf: OutOfMemoryError });
+  t.regex(err!.message, /the editor needs about [\d.]+ [KM]iB on cpu \(C_accu [\d.]+ [KM]iB, ΔW [\d.]+ KiB, one layer's solve .*\) but 4\.0 KiB is the memoryBudget/);
+  t.deepEqual(readdirSync(cacheDir), [], 'no statistics were collected');
+  t.is(model.disposed, false);
+  // A budget that holds the plan: the editor is made and edits.
+  const plan = editorMemoryPlan(model.info, resolveHyperparameters(model.info, { layers: [0, 1] }, undefined), { dtype: 'float32', accumulatorOnHost: false });
+  await using editor = await ConsecutiveEditor.create(model, { stats: { corpus, cacheDir }, layers: [0, 1], memoryBudget: plan.device.total + plan.host.total });
+  await editor.edit([{ prompt: 'The city of {} is in', subject: 'Paris', target: 'Spain' }]);
+  t.is(editor.step, 1);
+});
+
+test('deviceMemory on the CPU is the machine\'s available and total memory', (t) => {
+  const m = deviceMemory('cpu');
+  t.true(m.total > 0 && m.free > 0 && m.free <= m.total, JSON.stringify(m));
+  t.is(m.allocated, -1);
+  t.throws(() => deviceMemory('tpu' as 'cpu'), { message: /unknown device 'tpu'/ });
+});
