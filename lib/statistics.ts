@@ -19,6 +19,8 @@ export interface StatisticsProvenance {
   tokens: number;       // tokens accumulated
   dtype: 'float32' | 'float64';
   maxLength: number;    // tokens per document kept (the rest is truncated)
+  /** The weights' dtype the keys were computed in (absent in files from before it was recorded). */
+  modelDtype?: string;
 }
 
 export interface StatisticsProgress {
@@ -145,13 +147,7 @@ export class Statistics {
   static async collect(model: HookedModel, options: CollectOptions): Promise<Statistics> {
     // Callers asking for the same statistics at once share one collection (into the cache file); each
     // gets its own Statistics, owned by its own model.
-    const key = JSON.stringify([model.fingerprint, options.corpus, options.layers, options.dtype, options.maxTokens, options.maxLength, options.cacheDir]);
-    let pending = inFlight.get(key);
-    if (!pending) {
-      pending = collectOnce(model, options).finally(() => inFlight.delete(key));
-      inFlight.set(key, pending);
-    }
-    return Statistics.load(model, await pending);
+    return Statistics.load(model, await collectOnce(model, options));
   }
 }
 
@@ -164,14 +160,29 @@ async function collectOnce(model: HookedModel, options: CollectOptions): Promise
   const dtype = options.dtype ?? 'float64';
   const maxLength = Math.min(options.maxLength ?? model.info.contextLength, model.info.contextLength);
   const layers = [...options.layers].sort((x, y) => x - y); // as the native accumulator keeps them
+  // The weights' dtype is part of the key: keys computed in bfloat16 are not float32's.
   const key = createHash('sha256')
-    .update(JSON.stringify([model.fingerprint, layers, corpusHash, dtype, maxLength, options.maxTokens ?? null]))
+    .update(JSON.stringify([model.fingerprint, model.info.dtype, layers, corpusHash, dtype, maxLength, options.maxTokens ?? null]))
     .digest('hex')
     .slice(0, 24);
   const dir = cacheDirOf(options.cacheDir);
-  removeOrphanedTemporaries(dir);
   const file = join(dir, `${key}.safetensors`);
-  const partial = join(dir, `${key}.partial.safetensors`);
+  // Callers asking for the same cache file at once (the same text under two paths, too) share one collection.
+  let pending = inFlight.get(file);
+  if (!pending) {
+    pending = collectInto(model, options, { file, partial: join(dir, `${key}.partial.safetensors`), dir, corpusBytes, corpusHash, dtype, maxLength, layers })
+      .finally(() => inFlight.delete(file));
+    inFlight.set(file, pending);
+  }
+  return pending;
+}
+
+async function collectInto(
+  model: HookedModel, options: CollectOptions,
+  { file, partial, dir, corpusBytes, corpusHash, dtype, maxLength, layers }:
+    { file: string; partial: string; dir: string; corpusBytes: Buffer; corpusHash: string; dtype: 'float32' | 'float64'; maxLength: number; layers: number[] },
+): Promise<string> {
+  removeOrphanedTemporaries(dir);
   if (existsSync(file)) return file;
 
   const documents = readDocuments(corpusBytes.toString('utf8'), options.corpus);
@@ -183,7 +194,7 @@ async function collectOnce(model: HookedModel, options: CollectOptions): Promise
   } else {
     native = await callNative(async () => new (loadNative().NativeSecondMoments)(model.native, { layers, dtype }));
   }
-  const provenance = (): StatisticsProvenance => ({ model: model.fingerprint, layers, corpus: options.corpus, corpusHash, tokens: native.count(), dtype, maxLength });
+  const provenance = (): StatisticsProvenance => ({ model: model.fingerprint, layers, corpus: options.corpus, corpusHash, tokens: native.count(), dtype, maxLength, modelDtype: model.info.dtype });
   const batchSize = options.batchSize ?? 16;
   let lastCheckpoint = performance.now();
   while (done < documents.length && (options.maxTokens === undefined || native.count() < options.maxTokens)) {

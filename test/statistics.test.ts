@@ -1,7 +1,7 @@
 // E[kkᵀ] statistics: equal to a one-shot reference over recorded module inputs, cached with provenance,
 // resumable after an abort, and readable from JSONL.
 import test from 'ava';
-import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AbortError, ConsecutiveEditor, HookedModel, InvalidArgumentError, Statistics } from '../lib/index.js';
@@ -87,6 +87,30 @@ test('float32 accumulation is close to float64', async (t) => {
   const f32 = await Statistics.collect(model, { corpus, layers: [1], cacheDir, dtype: 'float32' });
   t.not(f32.file, f64.file);
   t.true(maxRelDiff((await f32.secondMoment(1)).data, (await f64.secondMoment(1)).data) < 1e-4);
+});
+
+test('the weights\' dtype keys the cache: a bfloat16 model, collecting at the same time, never gets float32\'s statistics', async (t) => {
+  await using f32Model = await HookedModel.load(tinyGpt2);
+  await using bf16Model = await HookedModel.load(tinyGpt2, { dtype: 'bfloat16' });
+  const cacheDir = tempDir();
+  // The same text under two paths, collected concurrently: one file per dtype, each the reference of its model.
+  const corpusA = makeRandomCorpus((ids) => f32Model.tokenizer.decode(ids), 512, 20, 30, 7);
+  const corpusB = makeRandomCorpus((ids) => f32Model.tokenizer.decode(ids), 512, 20, 30, 7);
+  const [a, b, again] = await Promise.all([
+    Statistics.collect(f32Model, { corpus: corpusA, layers: [1], cacheDir }),
+    Statistics.collect(bf16Model, { corpus: corpusB, layers: [1], cacheDir }),
+    Statistics.collect(f32Model, { corpus: corpusB, layers: [1], cacheDir }),
+  ]);
+  t.not(a.file, b.file);
+  t.is(again.file, a.file);
+  t.is(a.provenance.modelDtype, 'float32');
+  t.is(b.provenance.modelDtype, 'bfloat16');
+  const docs = readDocuments(readFileSync(corpusA, 'utf8'), corpusA);
+  t.true(maxRelDiff((await a.secondMoment(1)).data, await reference(f32Model, docs, 1)) < 1e-6);
+  // bfloat16's own statistics: those of a collection with a cache of its own, and not float32's.
+  const alone = await Statistics.collect(bf16Model, { corpus: corpusB, layers: [1], cacheDir: tempDir() });
+  t.deepEqual((await b.secondMoment(1)).data, (await alone.secondMoment(1)).data);
+  t.true(maxRelDiff((await b.secondMoment(1)).data, (await a.secondMoment(1)).data) > 1e-4, 'bfloat16 keys differ from float32 keys');
 });
 
 test('JSONL corpora use the text field; malformed lines are named', (t) => {
