@@ -302,7 +302,8 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
     auto K = keys.t().contiguous();                                           // (F, n)
     auto residual = z - cur_z;                                                // (n, C)
     auto R = (residual / static_cast<double>(L - i)).t();                     // (C, n)
-    auto C = (options_.mode == EditMode::Memit ? prior_[i] : state[i].c_accu).to(model_->device(), torch::kFloat64);
+    // To the device in the stored dtype first (a pinned copy from the host), then widened there.
+    auto C = (options_.mode == EditMode::Memit ? prior_[i] : state[i].c_accu).to(model_->device()).to(torch::kFloat64);
     auto solved = solve_spd(torch::addmm(C, K, K.t()), K);                    // X (F, n)
     auto delta = R.mm(solved.x.t());                                          // (C, F), eq. 13
     if (!torch::isfinite(delta).all().item<bool>())
