@@ -3,8 +3,8 @@
 // collection reports progress, honours an AbortSignal and resumes from its last checkpoint.
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
-import { AbortError, callNative, DisposedError, InvalidArgumentError, ModelMismatchError } from './errors.js';
+import { dirname, join, resolve } from 'node:path';
+import { AbortError, callNative, DisposedError, InvalidArgumentError, InvalidCheckpointError, ModelMismatchError } from './errors.js';
 import { comebaCacheDir, removeOrphanedTemporaries } from './files.js';
 import type { HookedModel } from './HookedModel.js';
 import { loadNative } from './native.js';
@@ -21,7 +21,13 @@ export interface StatisticsProvenance {
   maxLength: number;    // tokens per document kept (the rest is truncated)
   /** The weights' dtype the keys were computed in (absent in files from before it was recorded). */
   modelDtype?: string;
+  /** A shard's sums (`comeba stats --shard`): which one of how many, its documents [from, to), their batch size. */
+  shard?: ShardInfo;
+  /** Statistics merged from this many shards. */
+  shards?: number;
 }
+
+export interface ShardInfo { index: number; count: number; documents: [number, number]; batchSize: number }
 
 export interface StatisticsProgress {
   documents: number;
@@ -149,69 +155,152 @@ export class Statistics {
     // gets its own Statistics, owned by its own model.
     return Statistics.load(model, await collectOnce(model, options));
   }
+
+  /**
+   * The sums of shard `index` of `count` (a file in the cache, resumable like a collection): the corpus'
+   * documents split into contiguous ranges of whole batches of `batchSize`, so that every forward pass is
+   * the one-machine collection's and the merged sums equal its own up to summation order. No maxTokens.
+   */
+  static async collectShard(model: HookedModel, options: Omit<CollectOptions, 'maxTokens'> & { index: number; count: number }): Promise<string> {
+    const { index, count } = options;
+    if (!(Number.isInteger(count) && count >= 1 && Number.isInteger(index) && index >= 0 && index < count)) {
+      throw new InvalidArgumentError(`a shard is i/N with 0 ≤ i < N, not ${index}/${count}`);
+    }
+    if ((options as CollectOptions).maxTokens !== undefined) throw new InvalidArgumentError('maxTokens cannot be split into shards: the shards split the documents');
+    return collectOnce(model, options, { index, count });
+  }
+
+  /**
+   * Adds the shard files of one collection (all N of them, each once) into the statistics file `out`, which
+   * Statistics.load and the editor read like any other. Refuses shards of another model, corpus, layers,
+   * dtype or split, duplicates and missing ones, naming the files.
+   */
+  static mergeShards(files: string[], out: string): StatisticsProvenance {
+    if (files.length === 0) throw new InvalidArgumentError('no shard files to merge');
+    const shards = files.map((file) => {
+      if (!existsSync(file)) throw new InvalidArgumentError(`shard ${file} does not exist`);
+      const p = readProvenance(file);
+      if (!p?.shard) throw new InvalidArgumentError(`${file} is not a statistics shard (no shard in its provenance): collect it with comeba stats --shard i/N`);
+      return { file, p, shard: p.shard };
+    });
+    const first = shards[0];
+    const same = (p: StatisticsProvenance) => JSON.stringify([p.model, p.modelDtype, p.layers, p.corpusHash, p.dtype, p.maxLength, p.shard!.count, p.shard!.batchSize]);
+    for (const s of shards) {
+      if (same(s.p) !== same(first.p)) {
+        throw new InvalidArgumentError(`${s.file} belongs to another collection than ${first.file} (model, weights' dtype, layers, corpus, dtype, maxLength or split differ)`);
+      }
+    }
+    const seen = new Map<number, string>();
+    for (const s of shards) {
+      const other = seen.get(s.shard.index);
+      if (other !== undefined) throw new InvalidArgumentError(`shard ${s.shard.index}/${s.shard.count} is given twice: ${other} and ${s.file}`);
+      seen.set(s.shard.index, s.file);
+    }
+    const missing = Array.from({ length: first.shard.count }, (_, i) => i).filter((i) => !seen.has(i));
+    if (missing.length > 0) throw new InvalidArgumentError(`shards ${missing.map((i) => `${i}/${first.shard.count}`).join(', ')} are missing`);
+    shards.sort((a, b) => a.shard.index - b.shard.index);
+
+    const layers = first.p.layers;
+    let total = 0;
+    const sums: Float64Array[] = layers.map(() => new Float64Array(0));
+    for (const s of shards) {
+      const tensors = readSumTensors(s.file, layers);
+      total += tensors.count;
+      layers.forEach((_, i) => {
+        if (sums[i].length === 0) sums[i] = new Float64Array(tensors.sums[i].length);
+        if (sums[i].length !== tensors.sums[i].length) throw new InvalidCheckpointError(`${s.file}: sum.${layers[i]} has another size than in the other shards`);
+        const a = sums[i], b = tensors.sums[i];
+        for (let k = 0; k < a.length; k++) a[k] += b[k];
+      });
+      if (tensors.count !== s.p.tokens) throw new InvalidCheckpointError(`${s.file}: its count (${tensors.count}) is not its provenance's token count (${s.p.tokens})`);
+    }
+    const provenance: StatisticsProvenance = {
+      model: first.p.model, layers, corpus: first.p.corpus, corpusHash: first.p.corpusHash, tokens: total, dtype: 'float64',
+      maxLength: first.p.maxLength, modelDtype: first.p.modelDtype, shards: first.shard.count,
+    };
+    mkdirSync(dirname(resolve(out)), { recursive: true });
+    writeSums(out, layers, sums, total, metadataOf(provenance));
+    return provenance;
+  }
 }
 
 const inFlight = new Map<string, Promise<string>>();
 
 /** The cache file of the statistics `options` ask for, collected now unless it exists. */
-async function collectOnce(model: HookedModel, options: CollectOptions): Promise<string> {
+async function collectOnce(model: HookedModel, options: CollectOptions, shard?: { index: number; count: number }): Promise<string> {
   const corpusBytes = readFileSync(options.corpus);
   const corpusHash = createHash('sha256').update(corpusBytes).digest('hex');
   const dtype = options.dtype ?? 'float64';
   const maxLength = Math.min(options.maxLength ?? model.info.contextLength, model.info.contextLength);
   const layers = [...options.layers].sort((x, y) => x - y); // as the native accumulator keeps them
   // The weights' dtype is part of the key: keys computed in bfloat16 are not float32's.
+  const documents = readDocuments(corpusBytes.toString('utf8'), options.corpus);
+  const batchSize = options.batchSize ?? 16;
+  let range: [number, number] = [0, documents.length];
+  let shardInfo: ShardInfo | undefined;
+  if (shard) {
+    // Contiguous ranges of whole batches: the same forward passes as one collection over the corpus.
+    const batches = Math.ceil(documents.length / batchSize);
+    const at = (i: number) => Math.min(documents.length, Math.floor((i * batches) / shard.count) * batchSize);
+    range = [at(shard.index), at(shard.index + 1)];
+    shardInfo = { index: shard.index, count: shard.count, documents: range, batchSize };
+  }
   const key = createHash('sha256')
-    .update(JSON.stringify([model.fingerprint, model.info.dtype, layers, corpusHash, dtype, maxLength, options.maxTokens ?? null]))
+    .update(JSON.stringify([model.fingerprint, model.info.dtype, layers, corpusHash, dtype, maxLength, options.maxTokens ?? null, ...(shardInfo ? [shardInfo] : [])]))
     .digest('hex')
     .slice(0, 24);
   const dir = cacheDirOf(options.cacheDir);
-  const file = join(dir, `${key}.safetensors`);
+  const file = join(dir, `${key}${shardInfo ? `.shard-${shardInfo.index}-of-${shardInfo.count}` : ''}.safetensors`);
   // Callers asking for the same cache file at once (the same text under two paths, too) share one collection.
   let pending = inFlight.get(file);
   if (!pending) {
-    pending = collectInto(model, options, { file, partial: join(dir, `${key}.partial.safetensors`), dir, corpusBytes, corpusHash, dtype, maxLength, layers })
+    const partial = file.replace(/\.safetensors$/, '.partial.safetensors');
+    pending = collectInto(model, options, { file, partial, dir, documents, range, batchSize, shard: shardInfo, corpusHash, dtype, maxLength, layers })
       .finally(() => inFlight.delete(file));
     inFlight.set(file, pending);
   }
   return pending;
 }
 
-async function collectInto(
-  model: HookedModel, options: CollectOptions,
-  { file, partial, dir, corpusBytes, corpusHash, dtype, maxLength, layers }:
-    { file: string; partial: string; dir: string; corpusBytes: Buffer; corpusHash: string; dtype: 'float32' | 'float64'; maxLength: number; layers: number[] },
-): Promise<string> {
+interface Collection {
+  file: string; partial: string; dir: string; documents: string[]; range: [number, number]; batchSize: number; shard?: ShardInfo;
+  corpusHash: string; dtype: 'float32' | 'float64'; maxLength: number; layers: number[];
+}
+
+async function collectInto(model: HookedModel, options: CollectOptions, c: Collection): Promise<string> {
+  const { file, partial, dir, documents, batchSize, corpusHash, dtype, maxLength, layers } = c;
+  const end = c.range[1];
   removeOrphanedTemporaries(dir);
   if (existsSync(file)) return file;
 
-  const documents = readDocuments(corpusBytes.toString('utf8'), options.corpus);
   let native: NativeSecondMoments;
-  let done = 0;
+  let done = c.range[0];
   if (existsSync(partial)) {
     native = await callNative(() => loadNative().NativeSecondMoments.load(partial, model.native));
     done = Number(readMetadata(partial).documentsDone ?? 0);
   } else {
     native = await callNative(async () => new (loadNative().NativeSecondMoments)(model.native, { layers, dtype }));
   }
-  const provenance = (): StatisticsProvenance => ({ model: model.fingerprint, layers, corpus: options.corpus, corpusHash, tokens: native.count(), dtype, maxLength, modelDtype: model.info.dtype });
-  const batchSize = options.batchSize ?? 16;
+  const provenance = (): StatisticsProvenance => ({
+    model: model.fingerprint, layers, corpus: options.corpus, corpusHash, tokens: native.count(), dtype, maxLength, modelDtype: model.info.dtype,
+    ...(c.shard ? { shard: c.shard } : {}),
+  });
   let lastCheckpoint = performance.now();
-  while (done < documents.length && (options.maxTokens === undefined || native.count() < options.maxTokens)) {
+  while (done < end && (options.maxTokens === undefined || native.count() < options.maxTokens)) {
     if (options.signal?.aborted) {
       await callNative(() => native.save(partial, { ...metadataOf(provenance()), documentsDone: String(done) }));
       throw new AbortError(`statistics collection aborted after ${done} of ${documents.length} documents; rerun to resume`);
     }
-    const batch = documents.slice(done, done + batchSize).map((d) => model.tokenizer.encodePrompt(d).slice(0, maxLength)).filter((r) => r.length > 0);
+    const batch = documents.slice(done, Math.min(done + batchSize, end)).map((d) => model.tokenizer.encodePrompt(d).slice(0, maxLength)).filter((r) => r.length > 0);
     if (batch.length > 0) await callNative(() => native.add(batch));
-    done = Math.min(done + batchSize, documents.length);
-    options.onProgress?.({ documents: done, totalDocuments: documents.length, tokens: native.count() });
+    done = Math.min(done + batchSize, end);
+    options.onProgress?.({ documents: done - c.range[0], totalDocuments: end - c.range[0], tokens: native.count() });
     if (performance.now() - lastCheckpoint > checkpointEverySeconds * 1000) {
       await callNative(() => native.save(partial, { ...metadataOf(provenance()), documentsDone: String(done) }));
       lastCheckpoint = performance.now();
     }
   }
-  if (native.count() === 0) throw new InvalidArgumentError(`the corpus ${options.corpus} has no tokens`);
+  if (native.count() === 0 && !c.shard) throw new InvalidArgumentError(`the corpus ${options.corpus} has no tokens`);
   await callNative(() => native.save(file, metadataOf(provenance())));  // written atomically
   native.dispose();
   rmSync(partial, { force: true });
@@ -270,6 +359,45 @@ function writeSums(path: string, layers: number[], sums: (Float32Array | Float64
     closeSync(fd);
   }
   renameSync(tmp, path);
+}
+
+/** The sums (as float64) and token count of a statistics or shard file, every offset and size checked. */
+function readSumTensors(file: string, layers: number[]): { sums: Float64Array[]; count: number } {
+  const fd = openSync(file, 'r');
+  try {
+    const size = statSync(file).size;
+    const len = Buffer.alloc(8);
+    if (readSync(fd, len, 0, 8, 0) !== 8) throw new InvalidCheckpointError(`${file} is shorter than a safetensors header`);
+    const n = Number(len.readBigUInt64LE(0));
+    if (n > 100 << 20 || 8 + n > size) throw new InvalidCheckpointError(`${file}: a safetensors header of ${n} bytes does not fit the file`);
+    const headerBytes = Buffer.alloc(n);
+    readSync(fd, headerBytes, 0, n, 8);
+    const header = JSON.parse(headerBytes.toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+    const tensor = (name: string, dtypes: string[]) => {
+      const t = header[name];
+      if (!t || !dtypes.includes(t.dtype)) throw new InvalidCheckpointError(`${file}: no ${dtypes.join('/')} tensor ${name}`);
+      const [from, to] = t.data_offsets;
+      const width = t.dtype === 'F32' ? 4 : 8;
+      const elements = t.shape.reduce((a, b) => a * b, 1);
+      if (!(Number.isSafeInteger(from) && to - from === elements * width && 8 + n + to <= size)) throw new InvalidCheckpointError(`${file}: ${name}'s data does not fit its shape or the file`);
+      const bytes = Buffer.alloc(to - from);
+      readSync(fd, bytes, 0, bytes.length, 8 + n + from);
+      return { dtype: t.dtype, bytes };
+    };
+    const sums = layers.map((layer) => {
+      const { dtype, bytes } = tensor(`sum.${layer}`, ['F64', 'F32']);
+      const values = dtype === 'F64' ? new Float64Array(bytes.buffer, bytes.byteOffset, bytes.length / 8) : Float64Array.from(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4));
+      if (!values.every(Number.isFinite)) throw new InvalidCheckpointError(`${file}: sum.${layer} holds NaN or Inf`);
+      return values;
+    });
+    const count = Number(tensor('count', ['I64']).bytes.readBigInt64LE(0));
+    return { sums, count };
+  } catch (err) {
+    if (err instanceof InvalidCheckpointError) throw err;
+    throw new InvalidCheckpointError(`${file}: not a readable statistics file (${(err as Error).message})`, { cause: err });
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function metadataOf(p: StatisticsProvenance): Record<string, string> {

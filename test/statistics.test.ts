@@ -113,6 +113,33 @@ test('the weights\' dtype keys the cache: a bfloat16 model, collecting at the sa
   t.true(maxRelDiff((await b.secondMoment(1)).data, (await a.secondMoment(1)).data) > 1e-4, 'bfloat16 keys differ from float32 keys');
 });
 
+test('3 shards merged equal the one-machine collection within 1e-12; other collections, duplicates and missing shards are refused', async (t) => {
+  await using model = await HookedModel.load(tinyGpt2);
+  const corpus = makeRandomCorpus((ids) => model.tokenizer.decode(ids), 512, 45, 25, 11);  // 45 documents: 3 batches of 16
+  const cacheDir = tempDir();
+  const whole = await Statistics.collect(model, { corpus, layers: [0, 2], cacheDir });
+  const files = await Promise.all([0, 1, 2].map((index) => Statistics.collectShard(model, { corpus, layers: [0, 2], cacheDir, index, count: 3 })));
+  t.is(new Set(files).size, 3);
+  const out = join(tempDir(), 'merged.safetensors');
+  const provenance = Statistics.mergeShards([files[2], files[0], files[1]], out);
+  t.is(provenance.tokens, whole.provenance.tokens);
+  t.is(provenance.shards, 3);
+  const merged = await Statistics.load(model, out);
+  for (const layer of [0, 2]) {
+    t.true(maxRelDiff((await merged.secondMoment(layer)).data, (await whole.secondMoment(layer)).data) <= 1e-12, `layer ${layer}`);
+  }
+  // An editor takes the merged file like any statistics file.
+  await using editor = await ConsecutiveEditor.create(model, { stats: { file: out }, layers: [0, 2], vSteps: 2 });
+  t.is(editor.statistics.provenance.shards, 3);
+
+  t.throws(() => Statistics.mergeShards([files[0], files[1]], out), { instanceOf: InvalidArgumentError, message: /shards 2\/3 are missing/ });
+  t.throws(() => Statistics.mergeShards([files[0], files[1], files[1], files[2]], out), { instanceOf: InvalidArgumentError, message: /given twice/ });
+  const otherLayers = await Statistics.collectShard(model, { corpus, layers: [1], cacheDir, index: 2, count: 3 });
+  t.throws(() => Statistics.mergeShards([files[0], files[1], otherLayers], out), { instanceOf: InvalidArgumentError, message: /another collection/ });
+  t.throws(() => Statistics.mergeShards([whole.file], out), { instanceOf: InvalidArgumentError, message: /not a statistics shard/ });
+  await t.throwsAsync(Statistics.collectShard(model, { corpus, layers: [0], cacheDir, index: 3, count: 3 }), { instanceOf: InvalidArgumentError });
+});
+
 test('JSONL corpora use the text field; malformed lines are named', (t) => {
   const dir = tempDir();
   const good = join(dir, 'c.jsonl');
