@@ -66,6 +66,14 @@ const cases: [string[], RegExp][] = [
   [['inspect', '--verbose'], /Unknown option '--verbose'/],
   [['build', 'now'], /Unexpected argument 'now'/],
   [['frobnicate'], /unknown command 'frobnicate': run comeba --help/],
+  [['stats', '--model', tinyGpt2, '--corpus', join(root, 'testbed', 'counterfact.json'), '--shard', '3/3'], /--shard must be i\/N with 0 ≤ i < N, not '3\/3'/],
+  [['stats', '--model', tinyGpt2], /--model and --corpus are required/],
+  [['stats', 'merge', 'a.safetensors'], /merge needs --out FILE/],
+  [['stats', 'merge', '--out', join(root, 'x.safetensors'), join(root, 'no-shard.safetensors')], /shard .*no-shard\.safetensors does not exist/],
+  [['queue', 'frob', 'x'], /unknown queue command 'frob'/],
+  [['queue', 'submit', join(root, 'no-grid.json')], /no-grid\.json: no such file/],
+  [['queue', 'status', 'x', '--redis', 'http://localhost'], /--redis must be a redis:\/\/ or rediss:\/\/ URL/],
+  [['worker'], /--results DIR is required/],
 ];
 
 for (const [args, message] of cases) {

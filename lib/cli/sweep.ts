@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { datasetFormats, detectFormat } from '../datasets.js';
 import { packageRoot } from '../native.js';
-import { optionalMetrics, protocols, runSweep, sweepMethods, type SweepEvent, type SweepSummary } from '../sweep.js';
+import { optionalMetrics, protocols, runSweep, sweepMethods, type SweepEvent, type SweepOptions, type SweepSummary } from '../sweep.js';
 import { checkpointLayerCount, device, dtypes, existingFile, oneOf, parseLayers, positiveInteger, positiveNumber } from './args.js';
 
 export const summary = 'edit a dataset consecutively (or single-round) and report reliability, generality, locality';
@@ -42,7 +42,8 @@ perplexity (ratio to the unedited model's) and, at the end, fluency (n-gram entr
 50 prompts).
 A rerun with the same --out resumes; one whose settings differ from <out>/settings.json is refused.`;
 
-export async function run(argv: string[]): Promise<number> {
+/** The command line as runSweep's options (every flag checked here, before any model loads); null for --help. */
+export function parseSweepArgs(argv: string[]): SweepOptions | null {
   const { values: v } = parseArgs({
     args: argv,
     options: {
@@ -68,10 +69,7 @@ export async function run(argv: string[]): Promise<number> {
       help: { type: 'boolean', short: 'h' },
     },
   });
-  if (v.help) {
-    console.log(usage);
-    return 0;
-  }
+  if (v.help) return null;
   // Every flag is checked here, before the model loads; runSweep checks what depends on several (and the folders).
   const protocol = oneOf('--protocol', v.protocol!, protocols);
   const modes = v.mode === 'all' ? [...sweepMethods] : v.mode!.split(',').map((m) => oneOf('--mode', m, sweepMethods));
@@ -96,11 +94,21 @@ export async function run(argv: string[]): Promise<number> {
     skip: v.skip === undefined ? [] : v.skip.split(',').map((m) => oneOf('--skip', m, optionalMetrics)),
   };
   const format = v.format === undefined ? detectFormat(data) : oneOf('--format', v.format, datasetFormats);
+  return { ...options, format };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const options = parseSweepArgs(argv);
+  if (!options) {
+    console.log(usage);
+    return 0;
+  }
   const progress = new ProgressBar(process.stdout.isTTY === true);
-  const summaries = await runSweep({ ...options, format, onEvent: (e) => progress.update(e) });
+  const summaries = await runSweep({ ...options, onEvent: (e) => progress.update(e) });
   progress.done();
   console.log(formatTable(summaries));
-  console.log(`\nmetrics ${join(v.out!, 'metrics.jsonl')}\nsummary ${join(v.out!, 'summary.json')}\nchart   ${join(v.out!, 'chart.svg')}\nreport  ${join(v.out!, 'report.html')}`);
+  const out = options.out;
+  console.log(`\nmetrics ${join(out, 'metrics.jsonl')}\nsummary ${join(out, 'summary.json')}\nchart   ${join(out, 'chart.svg')}\nreport  ${join(out, 'report.html')}`);
   return 0;
 }
 

@@ -1,0 +1,181 @@
+// Grids of sweeps and sharded statistics as BullMQ jobs over the user's Redis. Each job is an existing
+// resumable unit (a sweep folder, a statistics shard in its cache), written under a results directory that
+// every worker shares: a job whose worker died is retried by another (BullMQ's stalled-job check) and resumes
+// where the dead one's last checkpoint left it. Jobs run in sandboxed child processes (lib/queue-processor.ts),
+// so a native crash fails the job, not the worker. Consecutive editing stays sequential inside one sweep.
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FlowProducer, Queue, Worker, type JobsOptions } from 'bullmq';
+import { InvalidArgumentError } from './errors.js';
+
+/** The BullMQ queue every comeba job goes through. */
+export const queueName = 'comeba';
+
+/** A sweep as `comeba sweep`'s options, without the dashes: { "model": "…", "n": 200, "mode": "memit", … }; no "out". */
+export type SweepSpec = Record<string, string | number>;
+
+/** E[kkᵀ] collected as `shards` jobs and merged: `comeba stats`'s options, without the dashes, plus a name. */
+export interface StatsSpec {
+  name: string;
+  model: string;
+  corpus: string;
+  shards: number;
+  layers?: string;
+  dtype?: 'float32' | 'float64';
+  'max-length'?: number;
+  'batch-size'?: number;
+}
+
+/** grid.json: sweeps listed, and/or a base sweep crossed with lists of values, and statistics to collect. */
+export interface GridFile {
+  name: string;
+  sweeps?: SweepSpec[];
+  grid?: { base: SweepSpec; vary: Record<string, (string | number)[]> };
+  stats?: StatsSpec[];
+}
+
+export type JobData =
+  | { kind: 'sweep'; grid: string; id: string; spec: SweepSpec }
+  | { kind: 'stats-shard'; grid: string; id: string; spec: StatsSpec; index: number }
+  | { kind: 'stats-merge'; grid: string; id: string; spec: StatsSpec };
+
+/** Where a job writes under the results directory. */
+export function jobFolder(results: string, data: JobData): string {
+  if (data.kind === 'sweep') return join(results, data.grid, 'sweeps', data.id);
+  return join(results, data.grid, 'stats', data.spec.name);
+}
+
+const slug = (spec: object) => createHash('sha256').update(JSON.stringify(spec, Object.keys(spec).sort())).digest('hex').slice(0, 12);
+const safeName = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** The sweeps of a grid file: the listed ones, then the base crossed with every combination of `vary`. */
+export function expandGrid(grid: GridFile): { sweeps: { id: string; spec: SweepSpec }[]; stats: StatsSpec[] } {
+  if (typeof grid?.name !== 'string' || !safeName.test(grid.name)) throw new InvalidArgumentError(`the grid needs a name of letters, digits, '.', '_', '-' (not ${JSON.stringify(grid?.name)})`);
+  const specs: SweepSpec[] = [...(grid.sweeps ?? [])];
+  if (grid.grid) {
+    let combos: SweepSpec[] = [{ ...grid.grid.base }];
+    for (const [key, values] of Object.entries(grid.grid.vary ?? {})) {
+      if (!Array.isArray(values) || values.length === 0) throw new InvalidArgumentError(`grid.vary.${key} must be a non-empty list`);
+      combos = combos.flatMap((c) => values.map((v) => ({ ...c, [key]: v })));
+    }
+    specs.push(...combos);
+  }
+  for (const spec of specs) {
+    if (spec === null || typeof spec !== 'object') throw new InvalidArgumentError('each sweep is an object of comeba sweep options');
+    if ('out' in spec) throw new InvalidArgumentError('a grid sweep has no "out": its folder is <results>/<grid>/sweeps/<id>');
+  }
+  const sweeps = specs.map((spec) => ({ id: slug(spec), spec }));
+  const ids = new Set(sweeps.map((s) => s.id));
+  if (ids.size !== sweeps.length) throw new InvalidArgumentError('the grid lists the same sweep twice');
+  const stats = grid.stats ?? [];
+  for (const s of stats) {
+    if (!safeName.test(s?.name ?? '') || typeof s.model !== 'string' || typeof s.corpus !== 'string' || !(Number.isInteger(s.shards) && s.shards >= 1)) {
+      throw new InvalidArgumentError('each statistics entry needs a name, model, corpus and a whole number of shards ≥ 1');
+    }
+  }
+  return { sweeps, stats };
+}
+
+/** `comeba sweep`'s argv for a spec and its output folder. */
+export function sweepArgv(spec: SweepSpec, out: string): string[] {
+  return [...Object.entries(spec).flatMap(([k, v]) => [`--${k}`, String(v)]), '--out', out];
+}
+
+export function connectionOf(redis: string): { url: string } {
+  if (!/^rediss?:\/\//.test(redis)) throw new InvalidArgumentError(`--redis must be a redis:// or rediss:// URL, not '${redis}'`);
+  return { url: redis };
+}
+
+// Retried on failure (a crash included) with a pause; a stalled job (its worker gone) goes back to the queue.
+const jobOptions: JobsOptions = { attempts: 3, backoff: { type: 'fixed', delay: 2000 }, removeOnComplete: false, removeOnFail: false };
+
+/** Adds the grid's jobs; ids derive from the specs, so submitting the same grid again adds nothing twice. */
+export async function submitGrid(redis: string, grid: GridFile): Promise<{ sweeps: number; shards: number }> {
+  const { sweeps, stats } = expandGrid(grid);
+  const connection = connectionOf(redis);
+  const queue = new Queue<JobData>(queueName, { connection });
+  const flows = new FlowProducer({ connection });
+  try {
+    for (const { id, spec } of sweeps) {
+      await queue.add('sweep', { kind: 'sweep', grid: grid.name, id, spec }, { ...jobOptions, jobId: `${grid.name}.sweep.${id}` });
+    }
+    for (const spec of stats) {
+      const base = `${grid.name}.stats.${spec.name}`;
+      if (await queue.getJob(`${base}.merge`)) continue;
+      await flows.add({
+        name: 'stats-merge', queueName, data: { kind: 'stats-merge', grid: grid.name, id: `${base}.merge`, spec }, opts: { ...jobOptions, jobId: `${base}.merge` },
+        children: Array.from({ length: spec.shards }, (_, index) => ({
+          name: 'stats-shard', queueName, data: { kind: 'stats-shard', grid: grid.name, id: `${base}.shard-${index}`, spec, index },
+          opts: { ...jobOptions, jobId: `${base}.shard-${index}` },
+        })),
+      });
+    }
+    return { sweeps: sweeps.length, shards: stats.reduce((n, s) => n + s.shards, 0) };
+  } finally {
+    await flows.close();
+    await queue.close();
+  }
+}
+
+export interface JobRow { id: string; kind: string; state: string; progress: string; attempts: number; failed: string; result: unknown; spec: SweepSpec | StatsSpec }
+
+/** Every job of a grid, in the order submitted. */
+export async function gridJobs(redis: string, name: string): Promise<JobRow[]> {
+  const queue = new Queue<JobData>(queueName, { connection: connectionOf(redis) });
+  try {
+    const jobs = (await queue.getJobs(['active', 'waiting', 'waiting-children', 'delayed', 'prioritized', 'completed', 'failed'])).filter(
+      (j) => !!j && j.data?.grid === name,
+    );
+    jobs.sort((a, b) => a.timestamp - b.timestamp || String(a.id).localeCompare(String(b.id)));
+    return Promise.all(jobs.map(async (j) => ({
+      id: String(j.id), kind: j.data.kind, state: await j.getState(), progress: formatProgress(j.progress), attempts: j.attemptsMade,
+      failed: j.failedReason ?? '', result: j.returnvalue, spec: j.data.spec,
+    })));
+  } finally {
+    await queue.close();
+  }
+}
+
+function formatProgress(p: unknown): string {
+  if (typeof p === 'number') return `${p}%`;
+  if (p && typeof p === 'object') {
+    const o = p as { mode?: string; edits?: number; n?: number; documents?: number; totalDocuments?: number };
+    if (o.edits !== undefined) return `${o.mode ?? ''} ${o.edits}/${o.n}`.trim();
+    if (o.documents !== undefined) return `${o.documents}/${o.totalDocuments} documents`;
+  }
+  return '';
+}
+
+export interface WorkerOptions {
+  redis: string;
+  results: string;
+  concurrency?: number;
+  /** Seconds a job's lock lasts without renewal: how soon a dead worker's job is retried elsewhere. */
+  lockSeconds?: number;
+}
+
+/** A BullMQ worker running comeba jobs in sandboxed child processes. */
+export function startWorker(options: WorkerOptions): Worker<JobData> {
+  // The processor runs in a child process forked with this process' flags (tsx in a checkout) and environment.
+  process.env.COMEBA_RESULTS = options.results;
+  const here = fileURLToPath(import.meta.url);
+  const processor = join(here, '..', `queue-processor${extname(here)}`);
+  if (!existsSync(processor)) throw new InvalidArgumentError(`the job processor ${processor} is missing`);
+  const lockDuration = (options.lockSeconds ?? 30) * 1000;
+  return new Worker<JobData>(queueName, processor, {
+    connection: connectionOf(options.redis), concurrency: options.concurrency ?? 1, useWorkerThreads: false,
+    lockDuration, stalledInterval: Math.max(1000, lockDuration / 2), maxStalledCount: 5,
+  });
+}
+
+/** The grid file at `path`, parsed. */
+export function readGrid(path: string): GridFile {
+  if (!existsSync(path)) throw new InvalidArgumentError(`${path}: no such file`);
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as GridFile;
+  } catch (err) {
+    throw new InvalidArgumentError(`${path} is not valid JSON`, { cause: err });
+  }
+}

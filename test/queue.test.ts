@@ -1,0 +1,184 @@
+// The queue (lib/queue.ts) against a real redis-server on loopback, one per test, with `comeba worker`
+// processes: a grid of 4 sweeps on 2 workers ends with the summaries of the 4 sweeps run one after another;
+// a worker killed with SIGKILL mid-job changes nothing in the end; statistics as 3 shards on 2 workers, merged,
+// equal the one-shot statistics within 1e-12. Skipped without redis-server unless COMEBA_REQUIRE_REDIS=1.
+import test from 'ava';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { HookedModel, Statistics } from '../lib/index.js';
+import { parseSweepArgs } from '../lib/cli/sweep.js';
+import { expandGrid, gridJobs, submitGrid, sweepArgv, type GridFile, type SweepSpec } from '../lib/queue.js';
+import { readMetrics, runSweep, type SweepSummaryFile } from '../lib/sweep.js';
+import { needing, tempDir, tinyGpt2 } from './helpers.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const cli = join(root, 'lib', 'cli', 'main.ts');
+const redisServer = spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).status === 0;
+const withRedis = needing(test, redisServer, 'no redis-server on PATH', 'COMEBA_REQUIRE_REDIS', 'apt install redis-server');
+const data = join(root, 'testbed', 'counterfact.json');
+const base: SweepSpec = { model: tinyGpt2, data, n: 6, batch: 3, 'eval-every': 3, layers: '1,2', lambda: 100 };
+
+/** A redis-server of its own on a free loopback port, without persistence; stopped by the returned function. */
+async function startRedis(): Promise<{ url: string; stop: () => Promise<void> }> {
+  const port = await new Promise<number>((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const url = `redis://127.0.0.1:${port}`;
+  await waitFor(async () => {
+    const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    client.on('error', () => undefined);  // refused while the server starts: polled again
+    try {
+      await client.connect();
+      return (await client.ping()) === 'PONG';
+    } catch {
+      return false;
+    } finally {
+      client.disconnect();
+    }
+  }, 10_000, 'redis-server to answer');
+  return { url, stop: async () => { child.kill('SIGTERM'); await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r))); } };
+}
+
+async function waitFor(check: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** `comeba worker` as its own process (a short lock, so a killed worker's job is retried within seconds). */
+function startWorker(url: string, results: string, log: string): ChildProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', cli, 'worker', '--results', results, '--redis', url, '--lock-seconds', '3'], {
+    cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OMP_NUM_THREADS: '1' },
+  });
+  const out = createWriteStream(log, { flags: 'a' });
+  child.stdout!.pipe(out);
+  child.stderr!.pipe(out);
+  return child;
+}
+
+async function stopWorkers(workers: ChildProcess[]): Promise<void> {
+  await Promise.all(workers.map((w) => new Promise((r) => {
+    if (w.exitCode !== null || w.signalCode !== null) return r(null);
+    w.once('exit', r);
+    w.kill('SIGTERM');
+  })));
+}
+
+const summaryOf = (out: string) => JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as SweepSummaryFile;
+// Without wall-clock figures, invocations, paths and bytes written, which differ between runs.
+const comparable = (out: string) => ({
+  modes: summaryOf(out).modes.map(({ seconds, editsPerSecond, phases, ...rest }) => rest),
+  metrics: readMetrics(out).map(({ seconds, phases, run, settings, stateBytes, ...rest }) => rest),
+});
+
+/** The grid's sweeps run one after another in this process, each into its own folder. */
+async function reference(grid: GridFile): Promise<Map<string, ReturnType<typeof comparable>>> {
+  const results = new Map<string, ReturnType<typeof comparable>>();
+  for (const { id, spec } of expandGrid(grid).sweeps) {
+    const out = join(tempDir('comeba-reference-'), id);
+    await runSweep(parseSweepArgs(sweepArgv(spec, out))!);
+    results.set(id, comparable(out));
+  }
+  return results;
+}
+
+async function allDone(url: string, name: string, count: number): Promise<boolean> {
+  const jobs = await gridJobs(url, name);
+  const failed = jobs.find((j) => j.state === 'failed');
+  if (failed) throw new Error(`job ${failed.id} failed: ${failed.failed}`);
+  return jobs.length === count && jobs.every((j) => j.state === 'completed');
+}
+
+withRedis('a grid of 4 sweeps on 2 workers ends with the summaries of the 4 sweeps run one after another', async (t) => {
+  const redis = await startRedis();
+  const results = tempDir('comeba-results-');
+  const grid: GridFile = { name: 'four', grid: { base, vary: { mode: ['comeba-hk', 'memit'], lambda: [100, 400] } } };
+  const workers = [0, 1].map((i) => startWorker(redis.url, results, join(results, `worker-${i}.log`)));
+  try {
+    t.deepEqual(await submitGrid(redis.url, grid), { sweeps: 4, shards: 0 });
+    t.deepEqual(await submitGrid(redis.url, grid), { sweeps: 4, shards: 0 });  // the same jobs, not added twice
+    const expected = await reference(grid);
+    await waitFor(() => allDone(redis.url, 'four', 4), 240_000, 'the grid');
+    const jobs = await gridJobs(redis.url, 'four');
+    t.is(jobs.length, 4);
+    for (const { id } of expandGrid(grid).sweeps) t.deepEqual(comparable(join(results, 'four', 'sweeps', id)), expected.get(id), id);
+    // Both workers took jobs.
+    const logs = [0, 1].map((i) => readFileSync(join(results, `worker-${i}.log`), 'utf8'));
+    t.true(logs.every((l) => /start {2}four\.sweep\./.test(l)), logs.join('\n---\n'));
+    // The collected table has a row per sweep with the options that vary.
+    const status = spawnSync(process.execPath, ['--import', 'tsx', cli, 'queue', 'collect', 'four', '--redis', redis.url, '--results', results], { cwd: root, encoding: 'utf8' });
+    t.is(status.status, 0, status.stderr);
+    t.is(status.stdout.split('\n').filter((l) => /^\| [0-9a-f]{12} \| (100|400) \| (comeba-hk|memit) \| 6 \|/.test(l)).length, 4, status.stdout);
+    t.true(existsSync(join(results, 'four', 'grid.svg')));
+  } finally {
+    await stopWorkers(workers);
+    await redis.stop();
+  }
+});
+
+withRedis('a worker killed with SIGKILL mid-job: another resumes the job and the summary is an uninterrupted run\'s', async (t) => {
+  const redis = await startRedis();
+  const results = tempDir('comeba-results-');
+  const spec = { ...base, n: 30, mode: 'comeba-hk' };
+  const grid: GridFile = { name: 'killed', sweeps: [spec] };
+  const [{ id }] = expandGrid(grid).sweeps;
+  const expected = await reference(grid);
+  const first = startWorker(redis.url, results, join(results, 'worker-0.log'));
+  const others: ChildProcess[] = [];
+  try {
+    await submitGrid(redis.url, grid);
+    const progress = join(results, 'killed', 'sweeps', id, 'comeba-hk', 'progress.json');
+    await waitFor(() => existsSync(progress) && JSON.parse(readFileSync(progress, 'utf8')).edits >= 9, 120_000, 'a checkpoint');
+    first.kill('SIGKILL');
+    await new Promise((r) => (first.exitCode !== null || first.signalCode !== null ? r(null) : first.once('exit', r)));
+    t.is((await gridJobs(redis.url, 'killed'))[0].state, 'active', 'the job was still running when its worker died');
+    others.push(...[1, 2].map((i) => startWorker(redis.url, results, join(results, `worker-${i}.log`))));
+    await waitFor(() => allDone(redis.url, 'killed', 1), 240_000, 'the retried job');
+    t.deepEqual(comparable(join(results, 'killed', 'sweeps', id)), expected.get(id));
+    const runs = readFileSync(join(results, 'killed', 'sweeps', id, 'runs.jsonl'), 'utf8').trim().split('\n');
+    t.is(runs.length, 2, 'the sweep ran twice: killed, then resumed');
+  } finally {
+    await stopWorkers([first, ...others]);
+    await redis.stop();
+  }
+});
+
+withRedis('statistics as 3 shards on 2 workers, merged, equal the one-shot statistics within 1e-12', async (t) => {
+  const redis = await startRedis();
+  const results = tempDir('comeba-results-');
+  const corpus = join(tempDir('comeba-corpus-'), 'corpus.txt');
+  const records = JSON.parse(readFileSync(data, 'utf8')) as { prompt: string; ground_truth: string }[];
+  writeFileSync(corpus, records.slice(0, 100).map((r) => `${r.prompt} ${r.ground_truth}.`).join('\n'));
+  const grid: GridFile = { name: 'stats', stats: [{ name: 'kk', model: tinyGpt2, corpus, shards: 3, layers: '0,2' }] };
+  const workers = [0, 1].map((i) => startWorker(redis.url, results, join(results, `worker-${i}.log`)));
+  try {
+    t.deepEqual(await submitGrid(redis.url, grid), { sweeps: 0, shards: 3 });
+    await waitFor(() => allDone(redis.url, 'stats', 4), 120_000, 'the shards and the merge');
+    await using model = await HookedModel.load(tinyGpt2);
+    const merged = await Statistics.load(model, join(results, 'stats', 'stats', 'kk.safetensors'));
+    const whole = await Statistics.collect(model, { corpus, layers: [0, 2], cacheDir: tempDir() });
+    t.is(merged.provenance.tokens, whole.provenance.tokens);
+    for (const layer of [0, 2]) {
+      const a = (await merged.secondMoment(layer)).data, b = (await whole.secondMoment(layer)).data;
+      let diff = 0, scale = 0;
+      for (let i = 0; i < a.length; i++) {
+        diff = Math.max(diff, Math.abs(a[i] - b[i]));
+        scale = Math.max(scale, Math.abs(b[i]));
+      }
+      t.true(diff / scale <= 1e-12, `layer ${layer}: ${diff / scale}`);
+    }
+  } finally {
+    await stopWorkers(workers);
+    await redis.stop();
+  }
+});
