@@ -56,9 +56,9 @@ async function waitFor(check: () => Promise<boolean> | boolean, ms: number, what
 }
 
 /** `comeba worker` as its own process (a short lock, so a killed worker's job is retried within seconds). */
-function startWorker(url: string, results: string, log: string): ChildProcess {
+function startWorker(url: string, results: string, log: string, env: Record<string, string> = {}): ChildProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', cli, 'worker', '--results', results, '--redis', url, '--lock-seconds', '3'], {
-    cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OMP_NUM_THREADS: '1' },
+    cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OMP_NUM_THREADS: '1', ...env },
   });
   const out = createWriteStream(log, { flags: 'a' });
   child.stdout!.pipe(out);
@@ -99,11 +99,13 @@ async function allDone(url: string, name: string, count: number): Promise<boolea
   return jobs.length === count && jobs.every((j) => j.state === 'completed');
 }
 
-withRedis('a grid of 4 sweeps on 2 workers ends with the summaries of the 4 sweeps run one after another', async (t) => {
+withRedis('a grid of 4 sweeps on 2 workers ends with the summaries of the 4 sweeps run one after another, through a crash', async (t) => {
   const redis = await startRedis();
   const results = tempDir('comeba-results-');
   const grid: GridFile = { name: 'four', grid: { base, vary: { mode: ['comeba-hk', 'memit'], lambda: [100, 400] } } };
-  const workers = [0, 1].map((i) => startWorker(redis.url, results, join(results, `worker-${i}.log`)));
+  // Both workers kill the first attempt of one job with SIGSEGV in its sandbox, as a native crash would.
+  const crashing = `four.sweep.${expandGrid(grid).sweeps[1].id}`;
+  const workers = [0, 1].map((i) => startWorker(redis.url, results, join(results, `worker-${i}.log`), { COMEBA_TEST_CRASH_JOB: crashing }));
   try {
     t.deepEqual(await submitGrid(redis.url, grid), { sweeps: 4, shards: 0 });
     t.deepEqual(await submitGrid(redis.url, grid), { sweeps: 4, shards: 0 });  // the same jobs, not added twice
@@ -111,6 +113,8 @@ withRedis('a grid of 4 sweeps on 2 workers ends with the summaries of the 4 swee
     await waitFor(() => allDone(redis.url, 'four', 4), 240_000, 'the grid');
     const jobs = await gridJobs(redis.url, 'four');
     t.is(jobs.length, 4);
+    t.deepEqual(jobs.map((j) => (j.id === crashing ? 2 : 1)), jobs.map((j) => j.attempts), 'the crashed job ran twice, the others once');
+    t.true(workers.every((w) => w.exitCode === null && w.signalCode === null), 'both workers outlived the crash');
     for (const { id } of expandGrid(grid).sweeps) t.deepEqual(comparable(join(results, 'four', 'sweeps', id)), expected.get(id), id);
     // Both workers took jobs.
     const logs = [0, 1].map((i) => readFileSync(join(results, `worker-${i}.log`), 'utf8'));
