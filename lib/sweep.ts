@@ -81,7 +81,7 @@ export interface SweepOptions {
   /** The calibrated scope's κ and α floor (comeba-hk+calibrated). */
   scopeKappa?: number;
   alphaFloor?: number;
-  /** Text corpus for E[kkᵀ]; default: the checkpoint's stats-corpus.txt, else text made from the whole dataset. */
+  /** Text corpus for E[kkᵀ]; default: the checkpoint's stats-corpus.txt (required without this). */
   statsCorpus?: string;
   /** Held-out text for perplexity; default: the last documents of the statistics corpus, which the statistics then leave out. */
   heldout?: string;
@@ -208,7 +208,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary[]> {
   const all = loadDataset(options.data, options.format, { skipEmptyTargets: true });
   if (all.length < options.n) throw new InvalidArgumentError(`${options.data} holds ${all.length} cases, fewer than --n ${options.n}`);
   const cases = all.slice(0, options.n);
-  const corpus = corpora(options, all);
+  const corpus = corpora(options);
   mkdirSync(options.out, { recursive: true });
   // One model, snapshot and E[kkᵀ] for every mode: disposing a mode's editor leaves the model unedited.
   await using model = await HookedModel.load(options.model, { device: options.device, dtype: options.dtype });
@@ -217,7 +217,6 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary[]> {
   removeOrphanedTemporaries(options.out); // left by a run that was killed mid-write
   appendFileSync(join(options.out, 'runs.jsonl'), `${JSON.stringify(describeRun(model))}\n`);
   for (const file of new Set([corpus.source, corpus.stats, corpus.heldout])) if (file?.text !== undefined) writeAtomically(file.path, file.text);
-  if (corpus.made) options.onEvent?.({ type: 'stats', message: `no --stats-corpus: using text made from the ${all.length} cases of the dataset (${corpus.source.path})` });
   if (corpus.heldout && !options.heldout) {
     options.onEvent?.({ type: 'stats', message: `held-out perplexity on the last ${corpus.heldout.documents.length} documents of the statistics corpus, which the statistics leave out` });
   }
@@ -354,10 +353,8 @@ interface Evaluation { result: EvalResult; now: Baseline }
 interface CorpusFile { path: string; text?: string }
 
 interface Corpora {
-  /** The statistics corpus as given (or made), what settings.json identifies. */
+  /** The statistics corpus as given, what settings.json identifies. */
   source: CorpusFile;
-  /** Whether `source` was made from the dataset. */
-  made: boolean;
   /** What the statistics read: `source`, less the held-out documents when those come from it. */
   stats: CorpusFile;
   /** Held-out text for perplexity (none when skipped). */
@@ -365,25 +362,23 @@ interface Corpora {
 }
 
 /**
- * The corpus for E[kkᵀ]: --stats-corpus, else the checkpoint's stats-corpus.txt, else text in the dataset's own
- * distribution (every prompt completed with its true answer), made from all the cases, not the first n, so the
- * statistics (and the results) do not change with --n. The held-out text: --heldout, else the corpus's last
- * documents (evaluationDefaults), which the statistics then do not see (both parts written as JSON lines).
+ * The corpus for E[kkᵀ]: --stats-corpus, else the checkpoint's stats-corpus.txt (the testbed ships one), never the
+ * dataset's own text, which would put the evaluated prompts into the statistics. The held-out text: --heldout,
+ * else the corpus's last documents (evaluationDefaults), which the statistics then do not see (both parts written
+ * as JSON lines).
  */
-function corpora(options: SweepOptions, all: EditCase[]): Corpora {
-  let source: CorpusFile = { path: options.statsCorpus ?? join(options.model, 'stats-corpus.txt') };
-  const made = !existsSync(source.path);
-  if (made) {
-    const lines = all.flatMap(({ record: r }) => [
-      `${r.prompt} ${r.trueTarget ?? ''}`, r.rephrase ? `${r.rephrase} ${r.trueTarget ?? ''}` : '', r.locality ? `${r.locality.prompt} ${r.locality.answer}` : '',
-    ]).filter((l) => l.trim() !== '');
-    source = { path: join(options.out, 'stats-corpus.txt'), text: lines.join('\n') };
+function corpora(options: SweepOptions): Corpora {
+  const source: CorpusFile = { path: options.statsCorpus ?? join(options.model, 'stats-corpus.txt') };
+  if (!existsSync(source.path)) {
+    throw new InvalidArgumentError(
+      `--model ${options.model} has no stats-corpus.txt: pass --stats-corpus FILE, text in the model's training distribution (e.g. WikiText), for E[kkᵀ]`,
+    );
   }
-  if (options.skip?.includes('perplexity')) return { source, made, stats: source };
+  if (options.skip?.includes('perplexity')) return { source, stats: source };
   if (options.heldout) {
     const documents = readDocuments(readFileSync(options.heldout, 'utf8'), options.heldout);
     if (documents.length === 0) throw new InvalidArgumentError(`--heldout ${options.heldout} holds no text`);
-    return { source, made, stats: source, heldout: { path: options.heldout, documents } };
+    return { source, stats: source, heldout: { path: options.heldout, documents } };
   }
   const documents = readDocuments(source.text ?? readFileSync(source.path, 'utf8'), source.path);
   const k = Math.min(evaluationDefaults.heldoutMax, Math.floor(documents.length * evaluationDefaults.heldoutShare));
@@ -391,7 +386,7 @@ function corpora(options: SweepOptions, all: EditCase[]): Corpora {
   const jsonl = (docs: string[]) => docs.map((text) => JSON.stringify({ text })).join('\n') + '\n';
   const heldout = documents.slice(-k);
   return {
-    source, made,
+    source,
     stats: { path: join(options.out, 'stats-corpus.jsonl'), text: jsonl(documents.slice(0, -k)) },
     heldout: { path: join(options.out, 'heldout.jsonl'), text: jsonl(heldout), documents: heldout },
   };

@@ -11,11 +11,15 @@ const records: EvalRecord[] = [
   { prompt: 'Maria walked to the old', target: 'library', rephrase: 'In the morning, Maria went to the', locality: { prompt: 'The city of', answer: 'Paris' }, trueTarget: 'house' },
 ];
 
-/** Per-token argmax and mean NLL of `target` after `prompt`, from one unpadded forward. */
-async function reference(model: HookedModel, prompt: string, target: string) {
+/**
+ * Per-token argmax and mean NLL of `target` after `prompt`, from one unpadded forward over EasyEdit's row
+ * `prompt + " " + target`, the whole target included (METHOD.md §6); `short` drops its last token, as comeba's
+ * rows did before.
+ */
+async function reference(model: HookedModel, prompt: string, target: string, short = false) {
   const p = model.tokenizer.encode(prompt);
   const t = model.tokenizer.encode(` ${target}`);
-  const logits = await model.logits([[...p, ...t]]);
+  const logits = await model.logits([[...p, ...(short ? t.slice(0, -1) : t)]]);
   const V = logits.shape[2];
   const argmax: number[] = [];
   let nll = 0;
@@ -71,17 +75,35 @@ test('metrics equal a per-record reference, before and after an edit', async (t)
 
   const corpus = makeRandomCorpus((ids) => model.tokenizer.decode(ids), 512, 200, 32);
   const stats = await Statistics.collect(model, { corpus, layers: [1, 2], cacheDir: tempDir() });
-  await using editor = await ConsecutiveEditor.create(model, { stats, layers: [1, 2], lambda: 20, mode: 'memit' });
-  await editor.edit(records.map((r) => ({ prompt: r.prompt, subject: r.prompt.split(' ').find((w) => /^[A-Z]/.test(w) && w !== 'The' && w !== 'In')!, target: r.target })));
-  const after = await check();
-  t.notDeepEqual(after.records, before.records, 'the edit changed something to measure');
+  const requests = records.map((r) => ({ prompt: r.prompt, subject: r.prompt.split(' ').find((w) => /^[A-Z]/.test(w) && w !== 'The' && w !== 'In')!, target: r.target }));
+  {
+    await using editor = await ConsecutiveEditor.create(model, { stats, layers: [1, 2], lambda: 20, mode: 'memit' });
+    await editor.edit(requests);
+    const after = await check();
+    t.notDeepEqual(after.records, before.records, 'the edit changed something to measure');
+  }
+  // comeba-hk: the validated hooks' z-score is taken over the whole row, so the row must be EasyEdit's.
+  await using editor = await ConsecutiveEditor.create(model, { stats, layers: [1, 2], lambda: 20, alphaZ: 0.3 });
+  await editor.edit(requests);
+  const hooked = await check();
+  t.notDeepEqual(hooked.records, before.records, 'the hooks changed something to measure');
+  // The scoring primitive's NLL is the full row's, and measurably not that of the row without its last target
+  // token (another z-score over the row, other swaps: this tiny model's argmax happens not to move, its NLL does).
+  const multi = records.filter((r) => model.tokenizer.encode(` ${r.target}`).length > 1);
+  const scored = await model.native.scoreTargets(multi.map((r) => model.tokenizer.encode(r.prompt)), multi.map((r) => model.tokenizer.encode(` ${r.target}`)));
+  let shortGap = 0;
+  for (const [i, r] of multi.entries()) {
+    const full = await reference(model, r.prompt, r.target);
+    t.true(Math.abs(scored.meanNll[i] - full.nll) <= 1e-5 * Math.max(1, full.nll), `${r.prompt}: ${scored.meanNll[i]} vs ${full.nll}`);
+    // Both rows hold every position that predicts a target token; only the hooks' decisions differ.
+    shortGap = Math.max(shortGap, Math.abs(full.nll - (await reference(model, r.prompt, r.target, true)).nll));
+  }
+  t.true(multi.length > 0 && shortGap > 1e-3, `rows without the last target token give another NLL (gap ${shortGap})`);
 });
 
 /**
- * Perplexity the plain way: one unpadded forward per document, log-softmax in JS, every token after the first.
- * The row ends before the document's last token, as the teacher-forced rows do today (the validated hook's
- * z-score is taken over the whole row, so for comeba-hk that token matters; METHOD.md §6 asks for full rows,
- * which issue 15 brings to every metric at once).
+ * Perplexity the plain way: one unpadded forward per document (the whole document, as every teacher-forced row
+ * is: the validated hook's z-score is taken over the whole row), log-softmax in JS, every token after the first.
  */
 async function referencePerplexity(model: HookedModel, texts: string[]): Promise<{ perplexity: number; tokens: number }> {
   let nll = 0;
@@ -89,7 +111,7 @@ async function referencePerplexity(model: HookedModel, texts: string[]): Promise
   for (const text of texts) {
     const ids = model.tokenizer.encodePrompt(text).slice(0, model.info.contextLength);
     if (ids.length < 2) continue;
-    const logits = await model.logits([ids.slice(0, -1)]);
+    const logits = await model.logits([ids]);
     const V = logits.shape[2];
     for (let k = 1; k < ids.length; k++) {
       const row = Array.from(logits.data.subarray((k - 1) * V, k * V));

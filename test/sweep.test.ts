@@ -2,7 +2,7 @@
 // on the shared CounterFact data with any model folder HookedModel loads.
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadDataset } from '../lib/datasets.js';
@@ -86,7 +86,7 @@ test('λ per method and protocol: the paper\'s 5000 for single-round COMEBA-HK, 
   t.is(editorSettings('comeba-hk', { ...o, lambda: 800 }).lambda, 800);
 });
 
-// Two edits of the testbed's data on the tiny model, whose folder has no stats-corpus.txt.
+// Two edits of the testbed's data on the tiny model (its folder's stats-corpus.txt is random text, as the model).
 const testbedData = join(root, 'testbed', 'counterfact.json');
 const small = (out: string): SweepOptions => ({
   model: tinyGpt2, data: testbedData, format: 'counterfact', n: 2, batch: 2, modes: ['comeba-hk'], protocol: 'consecutive', evalEvery: 2, out,
@@ -131,11 +131,12 @@ test('a rerun with other settings is refused, naming each changed flag with its 
   t.is(readFileSync(join(out, 'metrics.jsonl'), 'utf8'), metricsBefore);
 });
 
-test('without a statistics corpus the sweep makes one from the whole dataset, so it does not change with --n', async (t) => {
-  const out = await finishedSweep();
-  const corpus = readFileSync(join(out, 'stats-corpus.txt'), 'utf8').split('\n');
-  const last = loadDataset(testbedData, 'counterfact').at(-1)!.record;
-  t.true(corpus.includes(`${last.prompt} ${last.trueTarget}`), 'the last case of the dataset is in the corpus of a sweep of --n 2');
+test('a model without a stats-corpus.txt and no --stats-corpus is refused: the statistics are never made from the evaluated records', async (t) => {
+  const bare = tempDir('comeba-model-');
+  for (const f of readdirSync(tinyGpt2)) if (f !== 'stats-corpus.txt' && f !== 'reference') copyFileSync(join(tinyGpt2, f), join(bare, f));
+  const err = await t.throwsAsync(runSweep({ ...small(tempDir('comeba-sweep-')), model: bare }), { instanceOf: InvalidArgumentError });
+  t.is(err!.message.split('\n').length, 1);
+  t.regex(err!.message, /--model .* has no stats-corpus\.txt: pass --stats-corpus FILE/);
 });
 
 test('a --stats-corpus that does not exist is refused before anything is loaded or written', async (t) => {
@@ -172,7 +173,7 @@ test('every metrics line carries seconds per phase, and runs.jsonl records what 
 
 test('the held-out text is the end of the statistics corpus, which the statistics leave out', async (t) => {
   const out = await finishedSweep();
-  const source = readDocuments(readFileSync(join(out, 'stats-corpus.txt'), 'utf8'), 'stats-corpus.txt');
+  const source = readDocuments(readFileSync(join(tinyGpt2, 'stats-corpus.txt'), 'utf8'), 'stats-corpus.txt');
   const used = readDocuments(readFileSync(join(out, 'stats-corpus.jsonl'), 'utf8'), 'stats-corpus.jsonl');
   const heldout = readDocuments(readFileSync(join(out, 'heldout.jsonl'), 'utf8'), 'heldout.jsonl');
   t.is(heldout.length, Math.min(evaluationDefaults.heldoutMax, Math.floor(source.length * evaluationDefaults.heldoutShare)));
@@ -217,7 +218,7 @@ test('--skip leaves the optional metrics out, and the statistics then read the w
   const [line] = readMetrics(out);
   for (const key of ['generated', 'perplexity', 'perplexityRatio', 'fluency'] as const) t.is(line[key], undefined, key);
   t.false(existsSync(join(out, 'heldout.jsonl')));
-  t.is(summaryOf(out).statistics.corpus, join(out, 'stats-corpus.txt'));
+  t.is(summaryOf(out).statistics.corpus, join(tinyGpt2, 'stats-corpus.txt'));
   t.deepEqual(JSON.parse(readFileSync(join(out, 'settings.json'), 'utf8'))['--skip'], ['generation', 'perplexity', 'fluency']);
   await t.throwsAsync(runSweep({ ...small(tempDir('comeba-sweep-')), skip: ['speed' as never] }), { instanceOf: InvalidArgumentError, message: /--skip takes generation, perplexity, fluency, not 'speed'/ });
 });

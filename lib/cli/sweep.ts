@@ -27,7 +27,7 @@ const usage = `usage: comeba sweep [options]        (rerun the same command to r
   --alpha-z X          initial α                             (default 2.2)
   --scope-kappa X, --alpha-floor X
                        κ and α floor of comeba-hk+calibrated (defaults: README "Editing scope")
-  --stats-corpus FILE  text for E[kkᵀ]                       (default: <model>/stats-corpus.txt, else the dataset's own text)
+  --stats-corpus FILE  text for E[kkᵀ]                       (default: <model>/stats-corpus.txt; required without it)
   --heldout FILE       text for held-out perplexity          (default: the last 5 % (≤ 200) documents of the
                                                               statistics corpus, which the statistics then leave out)
   --skip M             metrics not to compute: generation, perplexity, fluency (comma-separated)

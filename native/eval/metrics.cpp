@@ -12,7 +12,9 @@ TargetScores score_targets(const CausalLM& model, const TokenRows& prompts, cons
   for (size_t r = 0; r < prompts.size(); ++r) {
     if (targets[r].empty()) fail(ErrorCode::InvalidArgument, "row " + std::to_string(r) + " has an empty target");
     auto row = prompts[r];
-    row.insert(row.end(), targets[r].begin(), targets[r].end() - 1);  // the last target token predicts nothing we score
+    // EasyEdit's row: the prompt and the whole target (METHOD.md §6). The last target token predicts nothing
+    // scored, but the validated hook's z-score is taken over the whole row, so it belongs there.
+    row.insert(row.end(), targets[r].begin(), targets[r].end());
     for (size_t t = 0; t < targets[r].size(); ++t) {
       pos_rows.push_back(static_cast<int64_t>(r));
       pos_cols.push_back(static_cast<int64_t>(prompts[r].size() - 1 + t));
