@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <link.h>
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -26,11 +27,11 @@ namespace {
 DeviceMemory host_memory() {
   DeviceMemory m;
   std::ifstream meminfo("/proc/meminfo");
-  std::string key, unit;
-  int64_t kib = 0;
-  while (meminfo >> key >> kib >> unit) {
-    if (key == "MemAvailable:") m.free = kib * 1024;
-    if (key == "MemTotal:") m.total = kib * 1024;
+  std::string line;
+  while (std::getline(meminfo, line)) {  // "MemTotal:       24568836 kB" (some lines have no unit)
+    long long kib = 0;
+    if (std::sscanf(line.c_str(), "MemAvailable: %lld", &kib) == 1) m.free = kib * 1024;
+    if (std::sscanf(line.c_str(), "MemTotal: %lld", &kib) == 1) m.total = kib * 1024;
   }
   return m;
 }
