@@ -12,7 +12,7 @@
 // scores so far (single-round) as of the last checkpoint, and records.json (each record's scores and answers).
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { renderChart } from './chart.js';
 import { ConsecutiveEditor } from './ConsecutiveEditor.js';
@@ -81,8 +81,10 @@ export interface SweepOptions {
   /** The calibrated scope's κ and α floor (comeba-hk+calibrated). */
   scopeKappa?: number;
   alphaFloor?: number;
-  /** Text corpus for E[kkᵀ]; default: the checkpoint's stats-corpus.txt (required without this). */
+  /** Text corpus for E[kkᵀ]; default: the checkpoint's stats-corpus.txt (required without this or `stats`). */
   statsCorpus?: string;
+  /** A statistics file (comeba stats, or merged shards) instead of a corpus; perplexity then needs `heldout`. */
+  stats?: string;
   /** Held-out text for perplexity; default: the last documents of the statistics corpus, which the statistics then leave out. */
   heldout?: string;
   /** Optional metrics not to compute. */
@@ -368,10 +370,18 @@ interface Corpora {
  * as JSON lines).
  */
 function corpora(options: SweepOptions): Corpora {
+  if (options.stats) {
+    const source = { path: options.stats };
+    if (options.skip?.includes('perplexity')) return { source, stats: source };
+    if (!options.heldout) throw new InvalidArgumentError(`--stats ${options.stats} brings no text to hold out for perplexity: pass --heldout FILE or --skip perplexity`);
+    const documents = readDocuments(readFileSync(options.heldout, 'utf8'), options.heldout);
+    if (documents.length === 0) throw new InvalidArgumentError(`--heldout ${options.heldout} holds no text`);
+    return { source, stats: source, heldout: { path: options.heldout, documents } };
+  }
   const source: CorpusFile = { path: options.statsCorpus ?? join(options.model, 'stats-corpus.txt') };
   if (!existsSync(source.path)) {
     throw new InvalidArgumentError(
-      `--model ${options.model} has no stats-corpus.txt: pass --stats-corpus FILE, text in the model's training distribution (e.g. WikiText), for E[kkᵀ]`,
+      `--model ${options.model} has no stats-corpus.txt: pass --stats-corpus FILE (text in the model's training distribution, e.g. WikiText) or --stats FILE (comeba stats)`,
     );
   }
   if (options.skip?.includes('perplexity')) return { source, stats: source };
@@ -393,6 +403,7 @@ function corpora(options: SweepOptions): Corpora {
 }
 
 async function statistics(model: HookedModel, options: SweepOptions, corpus: string): Promise<Statistics> {
+  if (options.stats) return Statistics.load(model, options.stats);
   const layers = resolveHyperparameters(model.info, { layers: options.layers }, readCheckpointDefaults(options.model)).layers;
   return Statistics.collect(model, { corpus, layers, cacheDir: join(options.out, 'stats') });
 }
@@ -420,7 +431,7 @@ function sweepSettings(o: SweepOptions, model: HookedModel, corpus: Corpora): Sw
     '--mode': sweepMethods.filter((m) => o.modes.includes(m)),
     '--layers': layers,
     '--alpha-z': alphaZ,
-    '--stats-corpus': { path: resolve(corpus.source.path), sha256: sha256(corpus.source.text ?? readFileSync(corpus.source.path)) },
+    [o.stats ? '--stats' : '--stats-corpus']: { path: resolve(corpus.source.path), sha256: corpus.source.text !== undefined ? sha256(corpus.source.text) : sha256File(corpus.source.path) },
     '--heldout': corpus.heldout ? { path: resolve(corpus.heldout.path), sha256: sha256(corpus.heldout.text ?? readFileSync(corpus.heldout.path)) } : 'none',
     '--skip': optionalMetrics.filter((m) => o.skip?.includes(m)),
     '--device': o.device ?? 'cpu',
@@ -436,6 +447,19 @@ function sweepSettings(o: SweepOptions, model: HookedModel, corpus: Corpora): Sw
 }
 
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
+
+/** A file's SHA-256 read in chunks (statistics files can be many gigabytes, past what one Buffer holds). */
+function sha256File(path: string): string {
+  const hash = createHash('sha256');
+  const chunk = Buffer.alloc(1 << 24);
+  const fd = openSync(path, 'r');
+  try {
+    for (let n; (n = readSync(fd, chunk, 0, chunk.length, null)) > 0;) hash.update(chunk.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
+}
 
 /** Files a sweep writes into `out`: their presence without settings.json means results nothing can check. */
 const sweepOutputs = ['metrics.jsonl', 'batches.jsonl', 'summary.json', ...sweepMethods];
@@ -516,7 +540,8 @@ function validate(o: SweepOptions): void {
   if (new Set(o.modes).size !== o.modes.length) throw new InvalidArgumentError(`--mode names a mode twice: ${o.modes.join(',')}`);
   if (!protocols.includes(o.protocol)) throw new InvalidArgumentError(`--protocol must be one of ${protocols.join(', ')}, not '${String(o.protocol)}'`);
   // A missing corpus given on purpose is a mistake, not a reason to fall back to another one.
-  for (const [flag, file] of [['--stats-corpus', o.statsCorpus], ['--heldout', o.heldout]] as const) {
+  if (o.stats !== undefined && o.statsCorpus !== undefined) throw new InvalidArgumentError('--stats and --stats-corpus are two sources of E[kkᵀ]: pass one');
+  for (const [flag, file] of [['--stats-corpus', o.statsCorpus], ['--stats', o.stats], ['--heldout', o.heldout]] as const) {
     if (file !== undefined && !(existsSync(file) && statSync(file).isFile())) throw new InvalidArgumentError(`${flag} ${file}: no such file`);
   }
   for (const m of o.skip ?? []) {

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { loadDataset } from '../lib/datasets.js';
 import { InvalidArgumentError } from '../lib/errors.js';
 import { createHash } from 'node:crypto';
-import { ConsecutiveEditor, Evaluator, HookedModel } from '../lib/index.js';
+import { ConsecutiveEditor, Evaluator, HookedModel, Statistics } from '../lib/index.js';
 import { readDocuments } from '../lib/statistics.js';
 import { editorSettings, evaluationDefaults, runSweep, readMetrics, type SweepOptions, type SweepSummaryFile } from '../lib/sweep.js';
 import { needingSharedData, sharedData, tempDir, tinyGpt2 } from './helpers.js';
@@ -136,7 +136,26 @@ test('a model without a stats-corpus.txt and no --stats-corpus is refused: the s
   for (const f of readdirSync(tinyGpt2)) if (f !== 'stats-corpus.txt' && f !== 'reference') copyFileSync(join(tinyGpt2, f), join(bare, f));
   const err = await t.throwsAsync(runSweep({ ...small(tempDir('comeba-sweep-')), model: bare }), { instanceOf: InvalidArgumentError });
   t.is(err!.message.split('\n').length, 1);
-  t.regex(err!.message, /--model .* has no stats-corpus\.txt: pass --stats-corpus FILE/);
+  t.regex(err!.message, /--model .* has no stats-corpus\.txt: pass --stats-corpus FILE \(.*\) or --stats FILE/);
+});
+
+test('--stats takes a statistics file (merged shards, say) instead of a corpus; perplexity then needs --heldout', async (t) => {
+  await using model = await HookedModel.load(tinyGpt2);
+  const corpus = join(tinyGpt2, 'stats-corpus.txt');
+  const shards = await Promise.all([0, 1].map((index) => Statistics.collectShard(model, { corpus, layers: [1, 2], cacheDir: tempDir(), index, count: 2 })));
+  const file = join(tempDir('comeba-stats-'), 'merged.safetensors');
+  Statistics.mergeShards(shards, file);
+  const out = tempDir('comeba-sweep-');
+  const [summary] = await runSweep({ ...small(out), stats: file, skip: ['perplexity'] });
+  t.like(summary, { mode: 'comeba-hk', n: 2 });
+  t.is(summaryOf(out).statistics.shards, 2);
+  t.deepEqual(JSON.parse(readFileSync(join(out, 'settings.json'), 'utf8'))['--stats'].path, file);
+  // The same sweep from the corpus those shards split: the same statistics, the same scores.
+  const fromCorpus = tempDir('comeba-sweep-');
+  const [direct] = await runSweep({ ...small(fromCorpus), statsCorpus: corpus, skip: ['perplexity'] });
+  t.deepEqual([summary.reliability, summary.generality, summary.locality], [direct.reliability, direct.generality, direct.locality]);
+  await t.throwsAsync(runSweep({ ...small(tempDir('comeba-sweep-')), stats: file }), { instanceOf: InvalidArgumentError, message: /--stats .* brings no text to hold out for perplexity: pass --heldout FILE or --skip perplexity/ });
+  await t.throwsAsync(runSweep({ ...small(tempDir('comeba-sweep-')), stats: file, statsCorpus: corpus }), { instanceOf: InvalidArgumentError, message: /pass one/ });
 });
 
 test('a --stats-corpus that does not exist is refused before anything is loaded or written', async (t) => {

@@ -28,6 +28,8 @@ const usage = `usage: comeba sweep [options]        (rerun the same command to r
   --scope-kappa X, --alpha-floor X
                        κ and α floor of comeba-hk+calibrated (defaults: README "Editing scope")
   --stats-corpus FILE  text for E[kkᵀ]                       (default: <model>/stats-corpus.txt; required without it)
+  --stats FILE         E[kkᵀ] from a statistics file (comeba stats / stats merge) instead; with --heldout or
+                       --skip perplexity
   --heldout FILE       text for held-out perplexity          (default: the last 5 % (≤ 200) documents of the
                                                               statistics corpus, which the statistics then leave out)
   --skip M             metrics not to compute: generation, perplexity, fluency (comma-separated)
@@ -59,6 +61,7 @@ export function parseSweepArgs(argv: string[]): SweepOptions | null {
       'scope-kappa': { type: 'string' },
       'alpha-floor': { type: 'string' },
       'stats-corpus': { type: 'string' },
+      stats: { type: 'string' },
       heldout: { type: 'string' },
       skip: { type: 'string' },
       'eval-every': { type: 'string' },
@@ -89,7 +92,7 @@ export function parseSweepArgs(argv: string[]): SweepOptions | null {
     alphaZ: optionalNumber('alpha-z'),
     scopeKappa: optionalNumber('scope-kappa', true),
     alphaFloor: optionalNumber('alpha-floor', true),
-    statsCorpus: v['stats-corpus'], device: device(v.device!), dtype: oneOf('--dtype', v.dtype!, dtypes),
+    statsCorpus: v['stats-corpus'], stats: v.stats, device: device(v.device!), dtype: oneOf('--dtype', v.dtype!, dtypes),
     heldout: v.heldout === undefined ? undefined : existingFile('--heldout', v.heldout),
     skip: v.skip === undefined ? [] : v.skip.split(',').map((m) => oneOf('--skip', m, optionalMetrics)),
   };
