@@ -25,10 +25,16 @@ const sizeKeys = {
 } as const;
 const families: Record<string, keyof typeof sizeKeys> = { gpt2: 'gpt', gptj: 'gpt', llama: 'llama', mistral: 'llama', qwen2: 'llama', qwen3: 'llama' };
 
-export function describeCheckpoint(dir: string, dtype: Dtype = 'float32'): CheckpointDescription {
+/** A checkpoint folder's architecture and sizes from its config.json, for every supported family (no weights read). */
+export function readCheckpointSizes(dir: string): CheckpointDescription['info'] {
   const configPath = join(dir, 'config.json');
   if (!isRegularFile(configPath)) throw new InvalidCheckpointError(`invalid checkpoint ${dir}: no config.json`);
-  const config = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+  let config: Record<string, unknown>;
+  try {
+    config = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+  } catch (err) {
+    throw new InvalidCheckpointError(`${configPath} is not valid JSON`, { cause: err });
+  }
   const architecture = String(config.model_type);
   const family = families[architecture];
   if (!family) throw new InvalidCheckpointError(`model_type '${architecture}' in ${configPath} is not supported (${Object.keys(families).join(', ')})`);
@@ -40,10 +46,14 @@ export function describeCheckpoint(dir: string, dtype: Dtype = 'float32'): Check
     throw new InvalidCheckpointError(`invalid checkpoint ${dir}: config.json needs a positive integer '${key}'`);
   };
   const dModel = int(keys.dModel);
-  const info = {
+  return {
     architecture: architecture as ModelInfo['architecture'], nLayer: int(keys.nLayer), dModel, nHead: int(keys.nHead),
     vocabSize: int('vocab_size'), contextLength: int(keys.contextLength), dFf: int(keys.dFf, 4 * dModel),
   };
+}
+
+export function describeCheckpoint(dir: string, dtype: Dtype = 'float32'): CheckpointDescription {
+  const info = readCheckpointSizes(dir);
   let parameters = 0;
   const stored = new Set<string>();
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort()) {

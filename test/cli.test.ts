@@ -2,7 +2,7 @@
 // found before any model loads (so each case takes only the CLI's start-up).
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir, tinyGpt2 } from './helpers.js';
@@ -100,3 +100,33 @@ test('inspect --model describes a checkpoint from its config and headers: archit
   t.regex(out, /host 512\.0 KiB \(E\[kkᵀ\] and λ·E\[kkᵀ\]\)/);
   t.regex(out, /with accumulatorOnHost: device [\d.]+ [KM]iB, host 768\.0 KiB/);
 });
+
+// Every architecture the library runs is taken by the commands that read a checkpoint's config: the layer count
+// comes from the family's own keys (n_layer for GPT-2/GPT-J, num_hidden_layers for the Llama family).
+const architectures = ['gpt2', 'gptj', 'llama', 'mistral', 'qwen2', 'qwen3'] as const;
+
+function comebaOut(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', cli, ...args], { cwd: root, encoding: 'utf8', timeout: 120_000, env: { ...process.env, OMP_NUM_THREADS: '1' } },
+      (err, stdout, stderr) => resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }));
+  });
+}
+
+for (const architecture of architectures) {
+  const model = join(root, 'test', 'fixtures', `tiny-${architecture}`);
+  test(`${architecture}: generate and stats run from the command line; --layers is checked against its layer count`, async (t) => {
+    const generated = await comebaOut(['generate', '--model', model, '--prompt', 'The city of Paris is', '--max-new-tokens', '3']);
+    t.is(generated.status, 0, generated.stderr);
+    t.regex(generated.stdout, new RegExp(`\\(${architecture}, 3 layers, d_model 64, cpu, float32\\)`));
+    t.regex(generated.stdout, /^tokens {5}\d+ \d+ \d+$/m);
+
+    const out = join(tempDir('comeba-cli-stats-'), 'stats.safetensors');
+    const stats = await comebaOut(['stats', '--model', model, '--corpus', join(root, 'test', 'fixtures', 'tiny-gpt2', 'stats-corpus.txt'), '--layers', '1', '--out', out]);
+    t.is(stats.status, 0, stats.stderr);
+    t.true(existsSync(out), stats.stdout);
+
+    const refused = await comeba(['sweep', '--model', model, '--layers', '2-3']);
+    t.is(refused.status, 2);
+    t.regex(refused.stderr, /--layers: layer 3 does not exist \(the model has 3 layers, 0-2\)/);
+  });
+}

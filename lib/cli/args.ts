@@ -1,9 +1,10 @@
 // Strict parsing of command-line values. A bad value is an InvalidArgumentError that names the flag and what it
 // accepts: `comeba` prints it on one line and exits with 2. Everything here runs before any model is loaded.
 
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidArgumentError, InvalidCheckpointError } from '../errors.js';
+import { readCheckpointSizes } from '../checkpoint.js';
+import { InvalidArgumentError } from '../errors.js';
 import type { Device, Dtype } from '../HookedModel.js';
 
 export const dtypes = ['float32', 'float16', 'bfloat16'] as const satisfies readonly Dtype[];
@@ -42,20 +43,12 @@ export function existingFile(flag: string, path: string): string {
   return path;
 }
 
-/** The layer count in a checkpoint folder's config.json, read without loading the model. */
+/** The layer count in a checkpoint folder's config.json (any supported architecture), read without loading the model. */
 export function checkpointLayerCount(dir: string): number {
-  const config = join(dir, 'config.json');
-  if (!isFile(config)) {
+  if (!isFile(join(dir, 'config.json'))) {
     throw new InvalidArgumentError(`--model ${dir} is not a checkpoint folder (it has no config.json): pass a Hugging Face checkpoint folder`);
   }
-  let nLayer: unknown;
-  try {
-    nLayer = (JSON.parse(readFileSync(config, 'utf8')) as { n_layer?: unknown }).n_layer;
-  } catch (err) {
-    throw new InvalidCheckpointError(`${config} is not valid JSON`, { cause: err });
-  }
-  if (!Number.isSafeInteger(nLayer) || (nLayer as number) < 1) throw new InvalidCheckpointError(`${config} has no positive integer n_layer`);
-  return nLayer as number;
+  return readCheckpointSizes(dir).nLayer;
 }
 
 /**
