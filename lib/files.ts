@@ -49,3 +49,11 @@ function processRuns(pid: number): boolean {
 export function comebaCacheDir(sub: string): string {
   return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'comeba', sub);
 }
+
+/** 1536 → "1.5 KiB", binary units. */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let u = 0;
+  while (n >= 1024 && u < units.length - 1) { n /= 1024; u++; }
+  return `${n.toFixed(u === 0 ? 0 : 1)} ${units[u]}`;
+}

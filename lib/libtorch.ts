@@ -1,12 +1,14 @@
 // Finds the libtorch the addon is built against and loaded with, tch-rs style: an explicit directory
 // from the environment, then an installed Python torch, then the per-user cache that
-// `comeba libtorch install` fills from a torch wheel. Nothing here imports torch or needs CUDA.
+// `comeba libtorch install` (and the package's install script) fills from a torch wheel. Which of these
+// the addon actually loads with is lib/native.ts's choice: the first one a build fits.
+// Nothing here imports torch or needs CUDA.
 
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { LibtorchNotFoundError } from './errors.js';
-import { comebaCacheDir } from './files.js';
+import { InvalidArgumentError, LibtorchNotFoundError } from './errors.js';
+import { comebaCacheDir, formatBytes } from './files.js';
 
 export type LibtorchVariant = 'cpu' | 'cuda';
 export type LibtorchSource = 'env' | 'python' | 'cache';
@@ -38,6 +40,12 @@ export interface LibtorchSearch {
   rejected: RejectedCandidate[];
 }
 
+/** Every usable libtorch in discovery order, and why the others were passed over. */
+export interface LibtorchCandidates {
+  candidates: LibtorchInfo[];
+  rejected: RejectedCandidate[];
+}
+
 /** What `installLibtorch` writes beside an unpacked wheel in the cache. */
 interface CacheManifest {
   version: string;
@@ -48,18 +56,61 @@ interface CacheManifest {
 
 const envVars = ['COMEBA_LIBTORCH', 'LIBTORCH'] as const;
 const manifestName = 'comeba-libtorch.json';
-export const defaultVersions: Record<LibtorchVariant, string> = { cpu: '2.13.0+cpu', cuda: '2.14.1' };
 
-/** Probes every candidate in order and never throws; `found` is the first usable one. */
+export interface VariantSpec {
+  /** The torch release installed by default, and the one the package ships a prebuild for. */
+  version: string;
+  /** PyTorch's own index for this variant (PyPI has no `+cpu` builds), used unless COMEBA_PIP_INDEX_URL is set. */
+  pipIndex: string;
+  /** What the download weighs (wheels, measured from the local index), to say before it starts. */
+  downloadBytes: number;
+  /** Lowest NVIDIA driver branch the variant's CUDA runtime runs on. */
+  minDriver?: number;
+}
+
+/** The one table of supported libtorch builds: what install downloads, and what `pack:release` prebuilds. */
+export const libtorchVariants: Record<LibtorchVariant, VariantSpec> = {
+  cpu: { version: '2.13.0+cpu', pipIndex: 'https://download.pytorch.org/whl/cpu', downloadBytes: 191_794_682 },
+  // CUDA 13.0 runtime wheels (nvidia-*-cu13): drivers of the 580 branch or newer.
+  cuda: { version: '2.14.1', pipIndex: 'https://download.pytorch.org/whl/cu130', downloadBytes: 2_742_618_267, minDriver: 580 },
+};
+
+export const libtorchVariantNames = Object.keys(libtorchVariants) as LibtorchVariant[];
+
+/** The first usable libtorch in discovery order, never throwing: what a source build compiles against. */
 export function searchLibtorch(): LibtorchSearch {
+  const { candidates, rejected } = listLibtorch();
+  return { found: candidates[0], rejected };
+}
+
+/**
+ * Every usable libtorch in discovery order: COMEBA_LIBTORCH (or LIBTORCH) alone when set, else python3's
+ * torch, then each cache entry (the preferred variant first, then the newest). COMEBA_VARIANT drops the
+ * other variant. The loader takes the first one for which a build exists.
+ */
+export function listLibtorch(env: NodeJS.ProcessEnv = process.env): LibtorchCandidates {
   const rejected: RejectedCandidate[] = [];
-  for (const candidate of [envCandidate, pythonCandidate, cacheCandidate]) {
-    const found = candidate(rejected);
-    if (found) return { found, rejected };
-    // An explicit variable is authoritative: falling back would hide a typo behind another torch.
-    if (rejected.some((r) => r.source === 'env')) break;
-  }
-  return { rejected };
+  const wanted = variantFromEnv(env);
+  const keep = (info: LibtorchInfo | undefined): info is LibtorchInfo => {
+    if (!info) return false;
+    if (!wanted || info.variant === wanted) return true;
+    rejected.push({ source: info.source, dir: info.dir, reason: `a ${info.variant} libtorch, and COMEBA_VARIANT=${wanted}` });
+    return false;
+  };
+  const explicit = envCandidate(rejected);
+  // An explicit variable is authoritative: falling back would hide a typo behind another torch.
+  if (explicit || rejected.length > 0) return { candidates: [explicit].filter(keep), rejected };
+  const python = pythonCandidate(rejected);
+  const cached = cacheCandidates(rejected, wanted ?? (detectNvidiaDriver() ? 'cuda' : 'cpu'));
+  return { candidates: [python, ...cached].filter(keep), rejected };
+}
+
+/** COMEBA_VARIANT, checked; undefined when unset. */
+export function variantFromEnv(env: NodeJS.ProcessEnv = process.env): LibtorchVariant | undefined {
+  const value = env.COMEBA_VARIANT;
+  if (!value) return undefined;
+  if (value === 'cpu' || value === 'cuda') return value;
+  throw new InvalidArgumentError(`COMEBA_VARIANT must be cpu or cuda, not '${value}'`);
 }
 
 /** The libtorch to use, plus why earlier candidates were passed over; throws if there is none. */
@@ -79,9 +130,8 @@ export function libtorchNotFound(rejected: RejectedCandidate[]): LibtorchNotFoun
     'libtorch was not found. Tried:',
     formatRejected(rejected),
     'Fix it with one of:',
-    '  npx comeba libtorch install            (downloads the CPU torch wheel into the per-user cache)',
+    '  npx comeba libtorch install            (the CUDA or CPU torch wheel, by the NVIDIA driver, into the per-user cache)',
     '  export COMEBA_LIBTORCH=/path/to/libtorch  (a libtorch zip or a python torch/ package directory)',
-    `  python3 -m pip install torch==${defaultVersions.cpu}`,
   ].join('\n'));
 }
 
@@ -116,22 +166,19 @@ function pythonCandidate(rejected: RejectedCandidate[]): LibtorchInfo | undefine
   return acceptDir(dirname(origin), 'python', rejected);
 }
 
-// The newest install wins when several versions or variants are cached.
-function cacheCandidate(rejected: RejectedCandidate[]): LibtorchInfo | undefined {
+// The preferred variant first (a GPU machine's CUDA install before its CPU one), then the newest install.
+function cacheCandidates(rejected: RejectedCandidate[], preferred: LibtorchVariant): LibtorchInfo[] {
   const root = libtorchCacheRoot();
+  const rank = (m: CacheManifest) => (m.variant === preferred ? 0 : 1);
   const entries = listDirs(root)
     .map((name) => ({ entry: join(root, name), manifest: readManifest(join(root, name)) }))
     .filter((e): e is { entry: string; manifest: CacheManifest } => e.manifest !== undefined)
-    .sort((a, b) => b.manifest.installedAt.localeCompare(a.manifest.installedAt));
+    .sort((a, b) => rank(a.manifest) - rank(b.manifest) || b.manifest.installedAt.localeCompare(a.manifest.installedAt));
   if (entries.length === 0) {
     rejected.push({ source: 'cache', dir: root, reason: 'nothing installed (run `npx comeba libtorch install`)' });
-    return undefined;
+    return [];
   }
-  for (const { entry } of entries) {
-    const found = acceptDir(join(entry, 'torch'), 'cache', rejected);
-    if (found) return found;
-  }
-  return undefined;
+  return entries.map(({ entry }) => acceptDir(join(entry, 'torch'), 'cache', rejected)).filter((f): f is LibtorchInfo => f !== undefined);
 }
 
 function acceptDir(dir: string, source: LibtorchSource, rejected: RejectedCandidate[]): LibtorchInfo | undefined {
@@ -189,9 +236,15 @@ export function libtorchCacheRoot(): string {
   return comebaCacheDir('libtorch');
 }
 
+// A manifest that does not parse is an entry half-written by hand or by another tool: not an install.
 function readManifest(entry: string): CacheManifest | undefined {
   const text = readText(join(entry, manifestName));
-  return text ? (JSON.parse(text) as CacheManifest) : undefined;
+  try {
+    const manifest = text ? (JSON.parse(text) as CacheManifest) : undefined;
+    return typeof manifest?.installedAt === 'string' && (manifest.variant === 'cpu' || manifest.variant === 'cuda') ? manifest : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function readText(path: string): string | undefined {
@@ -210,29 +263,83 @@ function firstLine(err: unknown): string {
   return text.split('\n').filter(Boolean).at(-1) ?? text;
 }
 
+// ---- which variant this machine gets ---------------------------------------------------------
+
+export interface NvidiaDriver {
+  version: string;
+  /** The branch, e.g. 580 for 580.95.05: what CUDA's minimum-driver tables are written in. */
+  major: number;
+}
+
+/**
+ * The loaded NVIDIA kernel driver: /proc/driver/nvidia/version ("… Kernel Module  580.95.05  …"), else
+ * `nvidia-smi`. Undefined on a machine without one (no GPU, or a container without the driver mounted).
+ */
+export function detectNvidiaDriver(): NvidiaDriver | undefined {
+  const proc = readText('/proc/driver/nvidia/version');
+  const version = proc?.match(/Kernel Module[^\d]*(\d+\.\d+(?:\.\d+)?)/)?.[1] ?? nvidiaSmiDriver();
+  return version ? { version, major: Number(version.split('.')[0]) } : undefined;
+}
+
+function nvidiaSmiDriver(): string | undefined {
+  try {
+    const out = execFileSync('nvidia-smi', ['--query-gpu=driver_version', '--format=csv,noheader'], { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'ignore'] });
+    return out.match(/^\s*(\d+\.\d+(?:\.\d+)?)/)?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+export interface VariantChoice {
+  variant: LibtorchVariant;
+  /** Why, in words: what the install log says. */
+  reason: string;
+  /** Set when a GPU was found but cannot take the CUDA build: one line that says what to do. */
+  warning?: string;
+}
+
+/** CPU or CUDA for this machine: COMEBA_VARIANT when set, else CUDA where an NVIDIA driver new enough for it runs. */
+export function chooseVariant(driver: NvidiaDriver | undefined = detectNvidiaDriver(), env: NodeJS.ProcessEnv = process.env): VariantChoice {
+  const wanted = variantFromEnv(env);
+  if (wanted) return { variant: wanted, reason: `COMEBA_VARIANT=${wanted}` };
+  if (!driver) return { variant: 'cpu', reason: 'no NVIDIA driver found' };
+  const cuda = libtorchVariants.cuda;
+  if (driver.major < cuda.minDriver!) {
+    return {
+      variant: 'cpu',
+      reason: `NVIDIA driver ${driver.version} is too old for CUDA`,
+      warning: `NVIDIA driver ${driver.version} is older than ${cuda.minDriver}, which torch ${cuda.version}'s CUDA 13 runtime needs: ` +
+        `installing the CPU libtorch instead. Update the driver to ${cuda.minDriver} or newer, then run \`npx comeba libtorch install --variant cuda\`.`,
+    };
+  }
+  return { variant: 'cuda', reason: `NVIDIA driver ${driver.version}` };
+}
+
 // ---- installing into the cache --------------------------------------------------------------
 
 export interface InstallOptions {
   variant: LibtorchVariant;
-  /** Defaults to `defaultVersions[variant]`. */
+  /** Defaults to `libtorchVariants[variant].version`. */
   version?: string;
   /** Replace an existing install of the same version and variant. */
   force?: boolean;
   log?: (line: string) => void;
+  /** Called every few seconds during the download with the bytes received so far. */
+  onProgress?: (bytes: number) => void;
 }
 
 // Only these parts of a wheel make up a libtorch; the rest is the Python package.
 const wheelParts = ['torch/lib/', 'torch/include/', 'torch/share/cmake/', 'torch/version.py'];
 
 /**
- * Downloads the torch wheel with pip (whatever index pip is configured with, or COMEBA_PIP_INDEX_URL)
- * and unpacks its libtorch into `<cache>/<version>-<variant>/torch/`. The entry appears atomically.
- * A CUDA wheel's libraries find the NVIDIA runtime through RUNPATH `$ORIGIN/../../nvidia/...`, so its
- * `nvidia-*` dependencies are unpacked beside it into `<entry>/nvidia/`.
+ * Downloads the torch wheel with pip (COMEBA_PIP_INDEX_URL, else PyTorch's index for the variant besides
+ * whatever pip is configured with) and unpacks its libtorch into `<cache>/<version>-<variant>/torch/`.
+ * The entry appears atomically. A CUDA wheel's libraries find the NVIDIA runtime through RUNPATH
+ * `$ORIGIN/../../nvidia/...`, so its `nvidia-*` dependencies are unpacked beside it into `<entry>/nvidia/`.
  */
-export function installLibtorch(options: InstallOptions): LibtorchInfo {
+export async function installLibtorch(options: InstallOptions): Promise<LibtorchInfo> {
   const { variant, force = false, log = () => {} } = options;
-  const version = options.version ?? defaultVersions[variant];
+  const version = options.version ?? libtorchVariants[variant].version;
   const root = libtorchCacheRoot();
   const entry = join(root, `${version}-${variant}`);
   if (!force && readManifest(entry) && !libtorchDirProblem(join(entry, 'torch'))) {
@@ -243,20 +350,23 @@ export function installLibtorch(options: InstallOptions): LibtorchInfo {
   const staging = join(root, `.staging-${version}-${variant}-${process.pid}`);
   rmSync(staging, { recursive: true, force: true });
   try {
-    fillEntry(staging, version, variant, log);
+    await fillEntry(staging, version, variant, log, options.onProgress);
     replaceDir(staging, entry);
-    log(`installed libtorch ${version} (${variant}) in ${entry}`);
+    log(`installed libtorch ${version} (${variant}) in ${entry} (${formatBytes(treeBytes(entry))} on disk)`);
     return describeDir(join(entry, 'torch'), 'cache');
   } finally {
     rmSync(staging, { recursive: true, force: true });
   }
 }
 
-function fillEntry(staging: string, version: string, variant: LibtorchVariant, log: (line: string) => void): void {
+async function fillEntry(staging: string, version: string, variant: LibtorchVariant, log: (line: string) => void, onProgress?: (bytes: number) => void): Promise<void> {
   const downloads = join(staging, '.downloads');
-  log(`downloading torch==${version} with pip (wheel only, no dependencies)`);
-  const wheel = pipDownloadTorch(version, downloads);
-  log(`unpacking ${wheelParts.join(' ')} from ${wheel}`);
+  const spec = libtorchVariants[variant];
+  const expected = version === spec.version ? ` (about ${formatBytes(spec.downloadBytes)} in all)` : '';
+  log(`downloading torch==${version} with pip${variant === 'cuda' ? ' and its CUDA runtime wheels' : ''}${expected}`);
+  const wheel = await pipDownloadTorch(version, variant, downloads, onProgress);
+  log(`  ${basename(wheel)}: ${formatBytes(statSync(wheel).size)}`);
+  log(`unpacking ${wheelParts.join(' ')}`);
   unzip(wheel, wheelParts, staging);
   const torchDir = join(staging, 'torch');
   const problem = libtorchDirProblem(torchDir);
@@ -265,7 +375,7 @@ function fillEntry(staging: string, version: string, variant: LibtorchVariant, l
   if (info.variant !== variant) {
     throw new LibtorchNotFoundError(`torch==${version} is a ${info.variant} build, not ${variant}: pass --version for a ${variant} wheel`);
   }
-  if (variant === 'cuda') installNvidiaLibraries(wheel, downloads, staging, log);
+  if (variant === 'cuda') await installNvidiaLibraries(wheel, variant, downloads, staging, log, onProgress);
   rmSync(downloads, { recursive: true, force: true });
   const manifest: CacheManifest = { version: info.version, variant, cxx11Abi: info.cxx11Abi, installedAt: new Date().toISOString() };
   writeFileSync(join(staging, manifestName), JSON.stringify(manifest, null, 2) + '\n');
@@ -273,12 +383,16 @@ function fillEntry(staging: string, version: string, variant: LibtorchVariant, l
 
 // The CUDA runtime comes as separate wheels, some through the `cuda-toolkit[...]` meta package: let
 // pip resolve exactly the Linux CUDA requirements of this torch wheel, then keep their nvidia/ trees.
-function installNvidiaLibraries(torchWheel: string, downloads: string, staging: string, log: (line: string) => void): void {
+async function installNvidiaLibraries(torchWheel: string, variant: LibtorchVariant, downloads: string, staging: string, log: (line: string) => void, onProgress?: (bytes: number) => void): Promise<void> {
   const requirements = cudaRequirements(torchWheel);
   log(`downloading the CUDA runtime wheels: ${requirements.join(' ')}`);
   const dest = join(downloads, 'cuda');
-  pip(['download', '--only-binary=:all:', '--quiet', '-d', dest, ...indexArgs(), ...requirements]);
-  for (const wheel of listFiles(dest).filter((f) => f.endsWith('.whl'))) unzip(join(dest, wheel), ['nvidia/'], staging);
+  const torchBytes = treeBytes(downloads); // the torch wheel, received before
+  await pip(['download', '--only-binary=:all:', '--quiet', '-d', dest, ...indexArgs(variant), ...requirements], dest,
+    onProgress && ((bytes) => onProgress(torchBytes + bytes)));
+  const wheels = listFiles(dest).filter((f) => f.endsWith('.whl'));
+  log(`  ${wheels.length} wheels: ${formatBytes(wheels.reduce((sum, w) => sum + statSync(join(dest, w)).size, 0))}; unpacking their nvidia/ trees`);
+  for (const wheel of wheels) unzip(join(dest, wheel), ['nvidia/'], staging);
 }
 
 // `Requires-Dist: nvidia-nccl-cu13==2.30.7; platform_system == "Linux"` → `nvidia-nccl-cu13==2.30.7`;
@@ -294,20 +408,43 @@ const readMetadataScript =
   'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); ' +
   "print(z.read(next(n for n in z.namelist() if n.endswith('.dist-info/METADATA'))).decode())";
 
-function indexArgs(): string[] {
+// COMEBA_PIP_INDEX_URL replaces every index (a mirror, or a local one); otherwise PyTorch's index for the
+// variant is added to pip's own configuration, since PyPI does not carry the `+cpu` wheels.
+function indexArgs(variant: LibtorchVariant): string[] {
   const indexUrl = process.env.COMEBA_PIP_INDEX_URL;
-  return indexUrl ? ['--index-url', indexUrl] : [];
+  return indexUrl ? ['--index-url', indexUrl] : ['--extra-index-url', libtorchVariants[variant].pipIndex];
 }
 
-function pipDownloadTorch(version: string, dest: string): string {
-  pip(['download', '--no-deps', '--only-binary=:all:', '--quiet', '-d', dest, ...indexArgs(), `torch==${version}`]);
+async function pipDownloadTorch(version: string, variant: LibtorchVariant, dest: string, onProgress?: (bytes: number) => void): Promise<string> {
+  await pip(['download', '--no-deps', '--only-binary=:all:', '--quiet', '-d', dest, ...indexArgs(variant), `torch==${version}`], dest, onProgress);
   const wheel = listFiles(dest).find((f) => f.startsWith('torch-') && f.endsWith('.whl'));
   if (!wheel) throw new LibtorchNotFoundError(`pip download torch==${version} produced no wheel in ${dest}`);
   return join(dest, wheel);
 }
 
-function pip(args: string[]): string {
-  return python(['-m', 'pip', ...args]);
+/**
+ * `python3 -m pip ARGS`, reporting progress as the bytes under `watch`: pip's temporary files go there
+ * too (TMPDIR), so a wheel being received counts before pip moves it into place.
+ */
+function pip(args: string[], watch: string, onProgress?: (bytes: number) => void): Promise<void> {
+  const tmp = join(watch, '.pip-tmp');
+  mkdirSync(tmp, { recursive: true });
+  return new Promise<void>((resolve, reject) => {
+    const child = spawn('python3', ['-m', 'pip', ...args], { env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-8192)));
+    const timer = onProgress && setInterval(() => onProgress(treeBytes(watch)), 2000);
+    const done = (err?: Error) => {
+      if (timer) clearInterval(timer);
+      rmSync(tmp, { recursive: true, force: true });
+      if (err) reject(err);
+      else resolve();
+    };
+    child.on('error', (err) => done(new LibtorchNotFoundError(`installing libtorch failed: python3 -m pip could not run: ${firstLine(err)}`, { cause: err })));
+    child.on('close', (code, signal) => done(code === 0 ? undefined : new LibtorchNotFoundError(
+      `installing libtorch failed: python3 -m pip ${args.slice(0, 2).join(' ')} … exited with ${code ?? signal}: ` +
+      `${stderr.trim().split('\n').filter(Boolean).at(-1) ?? '(no output)'}`)));
+  });
 }
 
 // Python's zipfile, because `unzip` is not always installed; only members under `prefixes`.
@@ -337,4 +474,15 @@ function replaceDir(from: string, to: string): void {
 
 function listFiles(dir: string): string[] {
   return existsSync(dir) ? readdirSync(dir) : [];
+}
+
+/** Bytes of the regular files under `dir` (0 when it is missing or vanishes while being read). */
+export function treeBytes(dir: string): number {
+  try {
+    return readdirSync(dir, { recursive: true, withFileTypes: true })
+      .filter((d) => d.isFile())
+      .reduce((sum, d) => sum + (statSync(join(d.parentPath ?? d.path, d.name), { throwIfNoEntry: false })?.size ?? 0), 0);
+  } catch {
+    return 0;
+  }
 }

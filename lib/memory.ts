@@ -2,6 +2,7 @@
 // from the model's sizes and the hyperparameters alone, so that an editor that cannot fit fails before the
 // statistics are collected (hours on a large model) rather than at the first allocation that fails.
 import { OutOfMemoryError } from './errors.js';
+import { formatBytes } from './files.js';
 import { loadNative } from './native.js';
 import type { Device, Dtype, ModelInfo } from './HookedModel.js';
 import type { EditorHyperparameters } from './options.js';
@@ -86,12 +87,6 @@ export function editorMemoryPlan(info: PlanModel, hyper: PlanHyper, options: { d
   return { device, host };
 }
 
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let u = 0;
-  while (n >= 1024 && u < units.length - 1) { n /= 1024; u++; }
-  return `${n.toFixed(u === 0 ? 0 : 1)} ${units[u]}`;
-}
 
 /**
  * Throws OutOfMemoryError, naming the numbers, when the plan does not fit: on the model's device `budget` bytes

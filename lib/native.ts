@@ -1,6 +1,7 @@
-// The only loader of comeba.node. Order: find libtorch (lib/libtorch.ts), preload its libraries so the
-// addon's sonames resolve without LD_LIBRARY_PATH or RUNPATH, pick the build made for that torch minor,
-// ABI and variant, load it, and check the torch version it reports against the one preloaded.
+// The only loader of comeba.node. Order: list the libtorch installs (lib/libtorch.ts), take the first one
+// for which a build exists (made for its torch minor, ABI and variant), preload its libraries so the
+// addon's sonames resolve without LD_LIBRARY_PATH or RUNPATH, load the build, and check the torch version
+// it reports against the one preloaded.
 
 import { constants } from 'node:os';
 import { createRequire } from 'node:module';
@@ -8,7 +9,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AddonNotFoundError, ComebaError, LibtorchNotFoundError, LibtorchVersionMismatchError } from './errors.js';
-import { libtorchNotFound, minorOf, searchLibtorch, type LibtorchInfo, type LibtorchVariant, type RejectedCandidate } from './libtorch.js';
+import { libtorchNotFound, listLibtorch, minorOf, type LibtorchInfo, type LibtorchVariant, type RejectedCandidate } from './libtorch.js';
 import type { NativeAddon } from './nativeTypes.js';
 
 /** Written beside every comeba.node by scripts/build.mjs and scripts/prebuild.mjs. */
@@ -36,13 +37,19 @@ export interface RejectedAddon {
   torchVersion?: string;
 }
 
-/** Everything `comeba inspect` shows; filled as far as loading got. */
-export interface NativeDescription {
-  packageRoot: string;
+/** Which libtorch and which build go together, and why the others were passed over. */
+export interface NativeResolution {
+  /** The libtorch the build was chosen for; with no build, the first usable one (what a source build targets). */
   libtorch?: LibtorchInfo;
   libtorchRejected: RejectedCandidate[];
   addon?: AddonChoice;
+  /** The builds rejected for `libtorch`. */
   addonRejected: RejectedAddon[];
+}
+
+/** Everything `comeba inspect` shows; filled as far as loading got. */
+export interface NativeDescription extends NativeResolution {
+  packageRoot: string;
   runtime?: { buildInfo: ReturnType<NativeAddon['buildInfo']>; cuda: ReturnType<NativeAddon['cudaInfo']> };
   error?: { name: string; code?: string; message: string };
 }
@@ -62,20 +69,41 @@ interface NodeGypBuild {
 const nodeGypBuild = createRequire(import.meta.url)('node-gyp-build') as NodeGypBuild;
 
 let loaded: NativeAddon | undefined;
-let progress: Omit<NativeDescription, 'runtime' | 'error'> = { packageRoot, libtorchRejected: [], addonRejected: [] };
+let progress: NativeResolution = { libtorchRejected: [], addonRejected: [] };
+
+/**
+ * The first libtorch, in discovery order, for which a build in `root` fits; each libtorch passed over for
+ * want of a build is listed with the builds it had. Never throws for a missing libtorch or build.
+ */
+export function resolveNative(root: string = packageRoot): NativeResolution {
+  const { candidates, rejected } = listLibtorch();
+  const libtorchRejected = [...rejected];
+  let first: { libtorch: LibtorchInfo; addonRejected: RejectedAddon[] } | undefined;
+  for (const libtorch of candidates) {
+    const { choice, rejected: addonRejected } = chooseAddon(libtorch, root);
+    if (choice) return { libtorch, libtorchRejected, addon: choice, addonRejected };
+    first ??= { libtorch, addonRejected };
+    libtorchRejected.push({ source: libtorch.source, dir: libtorch.dir, reason: `torch ${libtorch.version} (${libtorch.variant}): ${noBuildReason(addonRejected)}` });
+  }
+  // No build fits any: report the first libtorch as the one to build for, without listing it as skipped.
+  return first
+    ? { ...first, libtorchRejected: libtorchRejected.filter((r) => r.dir !== first!.libtorch.dir) }
+    : { libtorchRejected, addonRejected: [] };
+}
+
+function noBuildReason(rejected: RejectedAddon[]): string {
+  const others = [...new Set(rejected.map((r) => r.torchVersion).filter(Boolean))];
+  return others.length > 0 ? `no comeba build for it (builds exist for torch ${others.join(', ')})` : 'no comeba build for it';
+}
 
 /** Loads the addon once per process; later calls return the same object. Failures are not cached. */
 export function loadNative(): NativeAddon {
   if (loaded) return loaded;
-  progress = { packageRoot, libtorchRejected: [], addonRejected: [] };
-  const { found: libtorch, rejected } = searchLibtorch();
-  progress.libtorchRejected = rejected;
-  if (!libtorch) throw libtorchNotFound(rejected);
-  progress.libtorch = libtorch;
-  const { choice, rejected: addonRejected } = chooseAddon(libtorch);
-  progress.addonRejected = addonRejected;
+  progress = { libtorchRejected: [], addonRejected: [] };
+  progress = resolveNative();
+  const { libtorch, addon: choice, libtorchRejected, addonRejected } = progress;
+  if (!libtorch) throw libtorchNotFound(libtorchRejected);
   if (!choice) throw noAddonError(libtorch, addonRejected);
-  progress.addon = choice;
   preloadLibtorch(libtorch);
   const addon = dlopenAddon(choice.path);
   checkRuntimeVersion(addon, libtorch, choice.path);
@@ -87,10 +115,10 @@ export function loadNative(): NativeAddon {
 export function describeNative(): NativeDescription {
   try {
     const addon = loadNative();
-    return { ...progress, runtime: { buildInfo: addon.buildInfo(), cuda: addon.cudaInfo() } };
+    return { packageRoot, ...progress, runtime: { buildInfo: addon.buildInfo(), cuda: addon.cudaInfo() } };
   } catch (err) {
     const e = err as Error & { code?: string };
-    return { ...progress, error: { name: e.name, code: e.code, message: e.message } };
+    return { packageRoot, ...progress, error: { name: e.name, code: e.code, message: e.message } };
   }
 }
 
@@ -186,15 +214,18 @@ function incompatibility(info: BuildInfo, torch: LibtorchInfo): string | undefin
   return undefined;
 }
 
-/** The error loadNative throws when chooseAddon found no fitting build: what was skipped, and the fix. */
+/**
+ * The error loadNative throws when no libtorch found has a fitting build: what was skipped, and the fixes.
+ * The advice keeps the variant: a CUDA torch is never to be replaced by a CPU one.
+ */
 export function noAddonError(torch: LibtorchInfo, rejected: RejectedAddon[]): ComebaError {
   const listed = rejected.map((r) => `  - ${r.path}: ${r.reason}`).join('\n');
   const other = rejected.find((r) => r.torchVersion)?.torchVersion;
   if (other) {
     return new LibtorchVersionMismatchError(
-      `no comeba build for libtorch ${torch.version} (${torch.source}: ${torch.dir}); there is one for torch ${other}:\n${listed}\n` +
-      `Run \`npx comeba build\` to build from source against ${torch.version}, or use torch ${other} ` +
-      `(\`pip install torch==${other}\`, or \`npx comeba libtorch install --version ${other}\` and COMEBA_LIBTORCH).`);
+      `no comeba build for libtorch ${torch.version} (${torch.variant}, ${torch.source}: ${torch.dir}); there is one for torch ${other}:\n${listed}\n` +
+      `Run \`npx comeba build\` to build from source against ${torch.version}, or \`npx comeba libtorch install --variant ${torch.variant}\` ` +
+      'to put a libtorch that a prebuild fits into the per-user cache (your own torch stays as it is).');
   }
   return new AddonNotFoundError(
     `no comeba build found for libtorch ${torch.version} (${torch.variant}, cxx11Abi=${torch.cxx11Abi})` +

@@ -1,8 +1,12 @@
 #!/usr/bin/env node
-// The package's `install` script. npm blocks it for consumers by default; in a clone it runs on
-// `npm install` and leaves a working checkout: dist/ compiled, libtorch present (installed into the
-// per-user cache when none is found), and an addon that fits it (a matching prebuild, else a source
-// build). Every step says what it does; any failure ends the install with a non-zero exit.
+// The package's `install` script, for a consumer's `npm install comeba` and for a clone's `npm install`
+// alike. It leaves a libtorch with an addon that fits it:
+//   1. a libtorch already found (COMEBA_LIBTORCH, python3's torch, the per-user cache) with a prebuild or
+//      build that fits: nothing to do, nothing downloads, no compiler runs;
+//   2. else (and unless COMEBA_LIBTORCH names one) the CUDA or CPU libtorch, by the NVIDIA driver or
+//      COMEBA_VARIANT, into the per-user cache, which the package's prebuild for it fits;
+//   3. else a source build with cmake-js (a dependency) against the libtorch found.
+// In a clone it first compiles lib/ to dist/. Every step says what it does; a failure exits non-zero.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -36,23 +40,34 @@ function compileTypescript() {
   if (result.status !== 0) throw new Error('tsc failed; fix the errors above and run `npm install` (or `npm run build:ts`) again');
 }
 
+function using({ libtorch, addon }) {
+  log(`using the ${addon.kind} ${addon.path}`);
+  log(`  with libtorch ${libtorch.version} (${libtorch.variant}) from ${libtorch.source}: ${libtorch.dir}`);
+}
+
 async function ensureAddon() {
-  const { searchLibtorch, installLibtorch } = await importLib('libtorch');
-  let { found: libtorch } = searchLibtorch();
-  if (!libtorch) {
-    log('no libtorch found (COMEBA_LIBTORCH, python3 torch, cache): installing the CPU wheel into the per-user cache');
-    libtorch = installLibtorch({ variant: 'cpu', log });
+  const { resolveNative } = await importLib('native');
+  const { chooseVariant, formatRejected, installLibtorch, libtorchCacheRoot, libtorchNotFound } = await importLib('libtorch');
+  let found = resolveNative();
+  if (found.addon) return using(found);
+  if (found.libtorchRejected.length > 0) log(`libtorch candidates without a fitting build:\n${formatRejected(found.libtorchRejected)}`);
+  // A libtorch named explicitly is the user's choice: build for it rather than download another.
+  if (!process.env.COMEBA_LIBTORCH && !process.env.LIBTORCH) {
+    const variant = chooseVariant();
+    if (variant.warning) log(`warning: ${variant.warning}`);
+    log(`installing the ${variant.variant} libtorch (${variant.reason}; COMEBA_VARIANT=cpu|cuda chooses) into ${libtorchCacheRoot()}`);
+    const { progressLine } = await importLib('cli/progress');
+    const progress = progressLine('comeba: downloading');
+    await installLibtorch({ variant: variant.variant, log: (line) => progress.log(`comeba: ${line}`), onProgress: (bytes) => progress.update(bytes) })
+      .finally(() => progress.end());
+    found = resolveNative();
+    if (found.addon) return using(found);
   }
-  log(`libtorch ${libtorch.version} (${libtorch.variant}) from ${libtorch.source}: ${libtorch.dir}`);
-  const { chooseAddon } = await importLib('native');
-  const { choice } = chooseAddon(libtorch);
-  if (choice) {
-    log(`using ${choice.kind} ${choice.path}`);
-    return;
-  }
-  log('no prebuild or source build fits this libtorch: building from source (a few minutes)');
+  if (!found.libtorch) throw libtorchNotFound(found.libtorchRejected);
+  log(`no prebuild fits libtorch ${found.libtorch.version} (${found.libtorch.variant}): building from source with cmake-js ` +
+    '(needs CMake ≥ 3.18, g++ and make; a few minutes)');
   const { buildFromSource } = await importLib('cli/build');
-  await buildFromSource({ verbose: false, log });
+  await buildFromSource({ verbose: false, log, libtorch: found.libtorch });
 }
 
 try {

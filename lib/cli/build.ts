@@ -1,7 +1,9 @@
-// `comeba build`: compiles comeba.node from native/ with cmake-js against the libtorch that
-// lib/libtorch.ts finds, into build/Release/comeba.node plus its build-info JSON.
+// `comeba build`: compiles comeba.node from native/ with cmake-js (CMakeLists.txt, the one build
+// description) against the libtorch that lib/libtorch.ts finds, into build/Release/comeba.node plus its
+// build-info JSON. The install script falls back to it where no prebuild fits, and scripts/prebuild.mjs
+// makes the release's prebuilds with it.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, renameSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
@@ -17,6 +19,7 @@ const usage = `usage: comeba build [--verbose]
 
 Finds libtorch (COMEBA_LIBTORCH, then python3's torch, then the comeba cache), compiles native/
 with cmake-js into build/Release/comeba.node and writes build/Release/comeba.json beside it.
+Needs CMake ≥ 3.18, a C++20 compiler (g++ ≥ 10) and make; no CUDA toolkit, even for a CUDA libtorch.
   -v, --verbose   stream the compiler output instead of keeping it in the build log`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -34,10 +37,17 @@ export interface BuildResult {
   buildInfo: BuildInfo;
 }
 
-export async function buildFromSource(options: { verbose: boolean; log: (line: string) => void }): Promise<BuildResult> {
-  const { libtorch, rejected } = findLibtorch();
+/** Builds against `options.libtorch`, by default the first libtorch discovery finds. */
+export async function buildFromSource(options: { verbose: boolean; log: (line: string) => void; libtorch?: LibtorchInfo }): Promise<BuildResult> {
   const { log } = options;
-  if (rejected.length > 0) log(`skipped libtorch candidates:\n${formatRejected(rejected)}`);
+  let libtorch = options.libtorch;
+  if (!libtorch) {
+    const found = findLibtorch();
+    if (found.rejected.length > 0) log(`skipped libtorch candidates:\n${formatRejected(found.rejected)}`);
+    libtorch = found.libtorch;
+  }
+  requireTool('cmake', 'CMake ≥ 3.18 (apt install cmake, or pip install cmake)');
+  requireTool('c++', 'a C++ compiler (apt install g++ make)');
   log(`building comeba.node against libtorch ${libtorch.version} (${libtorch.variant}, ${libtorch.source}: ${libtorch.dir})`);
   // One cmake build folder per torch minor and variant: CMake caches what it found per folder.
   const workDir = join(packageRoot, 'build', `cmake-torch${libtorch.versionMinor}-${libtorch.variant}`);
@@ -71,13 +81,19 @@ function runCmakeJs(torch: LibtorchInfo, workDir: string, logFile: string | unde
   }).finally(() => log !== undefined && closeSync(log));
 }
 
+// cmake-js is one of the package's dependencies, so an installed package can build itself.
 function cmakeJsBin(): string {
   try {
     const pkg = createRequire(join(packageRoot, 'package.json')).resolve('cmake-js/package.json');
     return join(pkg, '..', 'bin', 'cmake-js');
   } catch {
-    throw new AddonNotFoundError('building from source needs cmake-js: run `npm install --no-save cmake-js` in the comeba package directory');
+    throw new AddonNotFoundError(`building from source needs cmake-js, a dependency of comeba that is missing from ${packageRoot}: reinstall comeba`);
   }
+}
+
+function requireTool(command: string, what: string): void {
+  const found = spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
+  if (!found) throw new AddonNotFoundError(`building from source needs ${what}: \`${command}\` is not on PATH`);
 }
 
 // Copy then rename, so a concurrent loader never sees half a file.

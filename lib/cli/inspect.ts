@@ -7,7 +7,7 @@ import { describeCheckpoint } from '../checkpoint.js';
 import type { Dtype } from '../HookedModel.js';
 import { formatRejected } from '../libtorch.js';
 import { InvalidArgumentError } from '../errors.js';
-import { formatBytes } from '../memory.js';
+import { formatBytes } from '../files.js';
 import { describeNative, type NativeDescription } from '../native.js';
 
 export const summary = 'show the libtorch found, the addon build chosen, CUDA devices, or why loading fails';

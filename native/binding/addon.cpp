@@ -2,6 +2,7 @@
 #include <napi.h>
 #include <torch/torch.h>
 #include <torch/version.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 
 #include <thread>
 
@@ -21,8 +22,9 @@ Napi::Value build_info(const Napi::CallbackInfo& info) {
   auto obj = Napi::Object::New(env);
   obj.Set("torchVersion", TORCH_VERSION);
   obj.Set("cxx11Abi", static_cast<bool>(_GLIBCXX_USE_CXX11_ABI));
-  // Whether the libtorch this addon runs on has its CUDA backend (the addon itself uses only the generic API).
-  obj.Set("cudaCompiled", at::hasCUDA());
+  // Whether the libtorch this addon runs on has its CUDA backend (the addon itself uses only the generic API):
+  // the backend's hooks are registered, whether or not a GPU and driver are there (at::hasCUDA() needs both).
+  obj.Set("cudaCompiled", at::detail::getCUDAHooks().isBuilt());
   return obj;
 }
 
