@@ -65,7 +65,8 @@ export class DeviceUnavailableError extends ComebaError {
   constructor(message: string, options?: { cause?: unknown }) { super('DEVICE_UNAVAILABLE', message, options); }
 }
 export class DisposedError extends ComebaError {
-  constructor(what: string) { super('DISPOSED', `${what} has been disposed`); }
+  /** `message` replaces the default "<what> has been disposed" (the addon words its own). */
+  constructor(what: string, message = `${what} has been disposed`) { super('DISPOSED', message); }
 }
 export class AbortError extends ComebaError {
   constructor(message = 'the operation was aborted', options?: { cause?: unknown }) { super('ABORTED', message, options); }
@@ -95,20 +96,30 @@ export class InvalidDatasetError extends ComebaError {
   }
 }
 
-const byCode: Record<string, new (message: string, options?: { cause?: unknown }) => ComebaError> = {
-  INVALID_ARGUMENT: InvalidArgumentError,
-  INVALID_CHECKPOINT: InvalidCheckpointError,
-  UNSUPPORTED_ARCHITECTURE: UnsupportedArchitectureError,
-  LIBTORCH_NOT_FOUND: LibtorchNotFoundError,
-  LIBTORCH_VERSION_MISMATCH: LibtorchVersionMismatchError,
-  ADDON_NOT_FOUND: AddonNotFoundError,
-  DEVICE_UNAVAILABLE: DeviceUnavailableError,
-  ABORTED: AbortError,
-  MODEL_MISMATCH: ModelMismatchError,
-  NUMERICAL_FAILURE: NumericalFailureError,
-  OUT_OF_MEMORY: OutOfMemoryError,
-  INTERNAL: InternalError,
-  INVALID_DATASET: InvalidDatasetError,
+/**
+ * The one table from code to typed error: total over ErrorCode (the compiler checks), and checked against every
+ * code native/ can raise by test/errors.test.ts. A code's class re-created from the addon's message alone.
+ */
+export const errorClasses: { [C in ErrorCode]: (message: string) => ComebaError } = {
+  INVALID_ARGUMENT: (m) => new InvalidArgumentError(m),
+  // "request 3: …", as InvalidRequestError words it; the index is -1 where the message names none.
+  INVALID_REQUEST: (m) => {
+    const match = /^request (\d+): ([\s\S]*)$/.exec(m);
+    return match ? new InvalidRequestError(Number(match[1]), match[2]) : new InvalidRequestError(-1, m);
+  },
+  MODEL_MISMATCH: (m) => new ModelMismatchError(m),
+  NUMERICAL_FAILURE: (m) => new NumericalFailureError(m),
+  INVALID_CHECKPOINT: (m) => new InvalidCheckpointError(m),
+  UNSUPPORTED_ARCHITECTURE: (m) => new UnsupportedArchitectureError(m),
+  LIBTORCH_NOT_FOUND: (m) => new LibtorchNotFoundError(m),
+  LIBTORCH_VERSION_MISMATCH: (m) => new LibtorchVersionMismatchError(m),
+  ADDON_NOT_FOUND: (m) => new AddonNotFoundError(m),
+  DEVICE_UNAVAILABLE: (m) => new DeviceUnavailableError(m),
+  DISPOSED: (m) => new DisposedError('', m),
+  ABORTED: (m) => new AbortError(m),
+  OUT_OF_MEMORY: (m) => new OutOfMemoryError(m),
+  INTERNAL: (m) => new InternalError(m),
+  INVALID_DATASET: (m) => new InvalidDatasetError(m),
 };
 
 /** Converts an error thrown by the addon into the typed error for its code, stacked at the caller. */
@@ -116,8 +127,8 @@ export function fromNative(err: unknown): Error {
   if (err instanceof ComebaError) return err;
   if (err instanceof Error) {
     const code = (err as Error & { code?: unknown }).code;
-    const Ctor = typeof code === 'string' ? byCode[code] : undefined;
-    return Ctor ? new Ctor(err.message) : new InternalError(err.message, { cause: err });
+    const make = typeof code === 'string' && Object.hasOwn(errorClasses, code) ? errorClasses[code as ErrorCode] : undefined;
+    return make ? make(err.message) : new InternalError(err.message, { cause: err });
   }
   return new InternalError(String(err));
 }

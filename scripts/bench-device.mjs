@@ -7,7 +7,7 @@
 //   editing    seconds per consecutive COMEBA-HK batch of 10 and its phases (mean after a warm-up batch), with
 //              C_accu on the device and again kept in host memory (accumulatorOnHost), and the 10,000-edit
 //              extrapolation: statistics + 1,000 × the batch mean
-//   memory     peak device memory of each part (PyTorch's allocator; CUDA only) against lib/memory.ts's plan
+//   memory     peak device memory of each part (PyTorch's allocator; CUDA only) against lib/edit/memory.ts's plan
 //
 //   node scripts/bench-device.mjs [--device cuda] [--dtype bfloat16] [--models gpt2-xl,gptj] [--batches 3]
 //                                 [--host-batches 2] [--stats-tokens 50000] [--out bench.json]

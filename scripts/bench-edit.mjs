@@ -20,7 +20,7 @@ const { values } = parseArgs({
   },
 });
 const batches = Number(values.batches);
-const { loadNative } = await importLib('native');
+const { loadNative } = await importLib('addon/native');
 loadNative().setThreads(Number(values.threads));
 const { HookedModel, ConsecutiveEditor } = await importLib('index');
 const work = mkdtempSync(join(tmpdir(), 'comeba-bench-edit-'));

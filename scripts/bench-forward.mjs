@@ -62,7 +62,7 @@ try {
   // The tokenizer is irrelevant to a forward pass over ids; the fixture's keeps the folder loadable.
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(arch.tokenizerFrom, f), join(dir, f));
 
-  const { loadNative } = await importLib('native');
+  const { loadNative } = await importLib('addon/native');
   loadNative().setThreads(threads);
   const { HookedModel } = await importLib('index');
   const model = await HookedModel.load(dir);

@@ -79,9 +79,9 @@ function poisonedCompilers(dir, log) {
 }
 
 function prebuildNames() {
-  // The file names lib/native.ts's prebuildFileName gives, for lib/libtorch.ts's table, read from dist/.
-  return import(join(root, 'dist', 'libtorch.js')).then(async ({ libtorchVariants }) => {
-    const { prebuildFileName } = await import(join(root, 'dist', 'native.js'));
+  // The file names lib/addon/native.ts's prebuildFileName gives, for lib/addon/libtorch.ts's table, read from dist/.
+  return import(join(root, 'dist', 'addon', 'libtorch.js')).then(async ({ libtorchVariants }) => {
+    const { prebuildFileName } = await import(join(root, 'dist', 'addon', 'native.js'));
     return Object.entries(libtorchVariants).map(([variant, spec]) => ({
       variant,
       path: `prebuilds/${process.platform}-${process.arch}/${prebuildFileName({ versionMinor: spec.version.split('.').slice(0, 2).join('.'), variant })}`,
@@ -171,7 +171,7 @@ async function main() {
       /^(package\.json|README[^/]*|LICEN[CS]E[^/]*)$/i.test(p) || pkg.files.some((entry) => (entry.endsWith('/') ? p.startsWith(entry) : p === entry));
     const stray = paths.filter((p) => !allowed(p) || /(^|\/)(node_modules|build|test|fixtures)\//.test(p));
     check(stray.length === 0, `the tarball holds files that package.json "files" does not name:\n  ${stray.join('\n  ')}`);
-    const needed = [pkg.main, pkg.types, pkg.bin.comeba, 'dist/native.js', 'LICENSE', ...prebuilds.flatMap((p) => [p.path, p.path.replace(/\.node$/, '.json')])];
+    const needed = [pkg.main, pkg.types, pkg.bin.comeba, 'dist/addon/native.js', 'LICENSE', ...prebuilds.flatMap((p) => [p.path, p.path.replace(/\.node$/, '.json')])];
     const missing = needed.filter((p) => !paths.includes(p));
     check(missing.length === 0, `the tarball lacks ${missing.join(', ')}`);
     check(!paths.some((p) => p.startsWith('lib/')), 'the tarball ships lib/ (TypeScript sources) instead of dist/ only');

@@ -15,7 +15,7 @@ function hasTsx() {
   }
 }
 
-/** importLib('libtorch') → the module lib/libtorch.ts (dev) or dist/libtorch.js (installed). */
+/** importLib('addon/libtorch') → the module lib/addon/libtorch.ts (dev) or dist/addon/libtorch.js (installed). */
 export async function importLib(name) {
   const source = new URL(`../lib/${name}.ts`, import.meta.url);
   if (existsSync(source) && hasTsx()) {

@@ -46,8 +46,8 @@ function using({ libtorch, addon }) {
 }
 
 async function ensureAddon() {
-  const { resolveNative } = await importLib('native');
-  const { chooseVariant, formatRejected, installLibtorch, libtorchCacheRoot, libtorchNotFound } = await importLib('libtorch');
+  const { resolveNative } = await importLib('addon/native');
+  const { chooseVariant, formatRejected, installLibtorch, libtorchCacheRoot, libtorchNotFound } = await importLib('addon/libtorch');
   let found = resolveNative();
   if (found.addon) return using(found);
   if (found.libtorchRejected.length > 0) log(`libtorch candidates without a fitting build:\n${formatRejected(found.libtorchRejected)}`);

@@ -802,7 +802,7 @@ def main():
     with open(ROOT / "counterfact.json", "w") as f:
         edited = {s["name"] for s in subjects[:n_edit]}
         json.dump(interleave_by_subject([rec for rec in records if rec["subject"] in edited]), f, indent=1)
-    # editor defaults read by comeba (lib/options.ts)
+    # editor defaults read by comeba (lib/edit/options.ts)
     with open(ROOT / "model" / "comeba.json", "w") as f:
         # only the edit layers: λ, α and the value optimisation are the paper's GPT2-XL settings (METHOD.md §7)
         json.dump({"layers": edit_layers}, f, indent=1)

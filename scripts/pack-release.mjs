@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `npm run pack:release`: writes into release/ exactly the tarball a registry would serve — dist/ compiled
-// and one stripped prebuild per entry of lib/libtorch.ts's `libtorchVariants` (torch 2.13 CPU, torch 2.14
+// and one stripped prebuild per entry of lib/addon/libtorch.ts's `libtorchVariants` (torch 2.13 CPU, torch 2.14
 // CUDA 13), each built against that libtorch, installed into the per-user cache first when missing.
 // Both prebuilds ride in the one tarball: each is a few MB because libtorch is not bundled (install puts
 // the matching libtorch into the cache), so per-variant optional packages would save the user nothing.
@@ -22,8 +22,8 @@ function run(command, args, { capture = false } = {}) {
 
 async function main() {
   const started = performance.now();
-  const { libtorchVariantNames } = await importLib('libtorch');
-  const { formatBytes } = await importLib('files');
+  const { libtorchVariantNames } = await importLib('addon/libtorch');
+  const { formatBytes } = await importLib('io/files');
   // Only this release's prebuilds go into the tarball: none left over from another torch.
   rmSync(join(root, 'prebuilds'), { recursive: true, force: true });
   rmSync(release, { recursive: true, force: true });

@@ -3,7 +3,7 @@
 // driving our one build description (CMakeLists.txt through cmake-js; scripts/prebuild-backend.mjs stands
 // in for node-gyp), then renamed with our torch-minor and variant tags, e.g.
 // prebuilds/linux-x64/node.napi.glibc.torch2_13.cpu.node, with its build-info JSON beside it.
-// With --variant, against that variant's libtorch from lib/libtorch.ts's table (installed into the per-user
+// With --variant, against that variant's libtorch from lib/addon/libtorch.ts's table (installed into the per-user
 // cache when missing); without, against the libtorch found. The cmake build folder is the source build's
 // (build/cmake-torch<minor>-<variant>), so a prebuild after `npm install` compiles only what changed.
 import { spawnSync } from 'node:child_process';
@@ -18,7 +18,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const require = createRequire(join(root, 'package.json'));
 
 async function libtorchFor(variant) {
-  const { findLibtorch, installLibtorch } = await importLib('libtorch');
+  const { findLibtorch, installLibtorch } = await importLib('addon/libtorch');
   if (variant === undefined) return findLibtorch().libtorch;
   return installLibtorch({ variant, log: (line) => console.log(line) });
 }
@@ -27,7 +27,7 @@ async function main() {
   const { values } = parseArgs({ options: { variant: { type: 'string' } } });
   if (values.variant !== undefined && values.variant !== 'cpu' && values.variant !== 'cuda') throw new Error(`--variant must be cpu or cuda, not '${values.variant}'`);
   const libtorch = await libtorchFor(values.variant);
-  const { createBuildInfo, prebuildFileName, writeBuildInfo, buildInfoPath } = await importLib('native');
+  const { createBuildInfo, prebuildFileName, writeBuildInfo, buildInfoPath } = await importLib('addon/native');
   console.log(`prebuilding against libtorch ${libtorch.version} (${libtorch.variant}, ${libtorch.source}: ${libtorch.dir})`);
   const env = { ...process.env, COMEBA_LIBTORCH: libtorch.dir }; // the backend must build against this one
   delete env.COMEBA_VARIANT;

@@ -2,7 +2,7 @@
 // where the data says, NaN skipped and text escaped. Node has no DOMParser, so structure is checked with a
 // small tag-balance parser and regexes.
 import test from 'ava';
-import { chartLayout, renderChart, type ChartSeries } from '../lib/chart.js';
+import { chartLayout, renderChart, type ChartSeries } from '../lib/sweep/chart.js';
 
 interface Element { name: string; attrs: Record<string, string>; children: Element[]; text: string }
 

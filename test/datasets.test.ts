@@ -3,7 +3,7 @@
 import test from 'ava';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { detectFormat, loadDataset, type DatasetFormat, type EditCase } from '../lib/datasets.js';
+import { detectFormat, loadDataset, type DatasetFormat, type EditCase } from '../lib/eval/datasets.js';
 import { ComebaError, InvalidArgumentError, InvalidDatasetError } from '../lib/errors.js';
 import { needingSharedData, sharedData, tempDir } from './helpers.js';
 

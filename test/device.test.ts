@@ -8,7 +8,7 @@ import test from 'ava';
 import {
   ConsecutiveEditor, Evaluator, HookedModel, InvalidRequestError, deviceMemory, type Dtype, type EditRequest, type EditorOptions, type EvalRecord,
 } from '../lib/index.js';
-import { loadNative } from '../lib/native.js';
+import { loadNative } from '../lib/addon/native.js';
 import { makeRandomCorpus, needing, referenceGeneration, tempDir, tinyGpt2, tinyLlama } from './helpers.js';
 
 const device = (process.env.COMEBA_TEST_DEVICE ?? 'cpu') as 'cpu' | 'cuda';

@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import {
   AbortError, ConsecutiveEditor, HookedModel, InvalidArgumentError, InvalidRequestError, ModelMismatchError, Statistics, type EditRequest,
 } from '../lib/index.js';
-import { resolveHyperparameters } from '../lib/options.js';
-import { prepareRequest } from '../lib/requests.js';
+import { resolveHyperparameters } from '../lib/edit/options.js';
+import { prepareRequest } from '../lib/edit/requests.js';
 import {
   add, checkpointTensor, frobenius, makeRandomCorpus, mat, matmul, solve, tempDir, tinyGpt2, tinyGptj, tinyLlama, transpose,
   type Mat,

@@ -9,7 +9,7 @@ import {
   ConsecutiveEditor, DisposedError, HookedModel, InvalidArgumentError, InvalidRequestError, ModelMismatchError, Statistics,
   type EditRequest,
 } from '../lib/index.js';
-import { prepareRequest } from '../lib/requests.js';
+import { prepareRequest } from '../lib/edit/requests.js';
 import {
   copyFixture, makeRandomCorpus, makeRandomGpt2, rawSafetensors, tempDir, tinyGpt2, tinyGptj,
 } from './helpers.js';

@@ -6,10 +6,10 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { AddonNotFoundError, InvalidArgumentError, LibtorchNotFoundError, LibtorchVersionMismatchError } from '../lib/errors.js';
-import { chooseVariant, findLibtorch, libtorchVariants, searchLibtorch, type LibtorchInfo } from '../lib/libtorch.js';
+import { chooseVariant, findLibtorch, libtorchVariants, searchLibtorch, type LibtorchInfo } from '../lib/addon/libtorch.js';
 import {
   chooseAddon, createBuildInfo, noAddonError, packageRoot, prebuildFileName, resolveNative, writeBuildInfo, type BuildInfo,
-} from '../lib/native.js';
+} from '../lib/addon/native.js';
 import { tempDir } from './helpers.js';
 
 const platformDir = `prebuilds/${process.platform}-${process.arch}`;

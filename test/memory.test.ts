@@ -1,9 +1,9 @@
-// The editor's memory plan (lib/memory.ts): its arithmetic on the reference models, the early refusal that
+// The editor's memory plan (lib/edit/memory.ts): its arithmetic on the reference models, the early refusal that
 // names the numbers (before any statistics are collected), and the device memory query.
 import test from 'ava';
 import { readdirSync } from 'node:fs';
 import { ConsecutiveEditor, HookedModel, OutOfMemoryError, deviceMemory, editorMemoryPlan, type ModelInfo } from '../lib/index.js';
-import { resolveHyperparameters } from '../lib/options.js';
+import { resolveHyperparameters } from '../lib/edit/options.js';
 import { makeRandomCorpus, tempDir, tinyGpt2 } from './helpers.js';
 
 const gptj = { architecture: 'gptj', nLayer: 28, dModel: 4096, dFf: 16384, nHead: 16, vocabSize: 50400, dtype: 'bfloat16', device: 'cuda' } as ModelInfo;

@@ -4,7 +4,7 @@ import test from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HookedModel, InvalidArgumentError } from '../lib/index.js';
-import { prepareRequest } from '../lib/requests.js';
+import { prepareRequest } from '../lib/edit/requests.js';
 import { copyFixture, fixtureModels, loadReference, maxDiffAtRow, tinyGptj, tinyLlama } from './helpers.js';
 
 for (const [name, dir] of fixtureModels) {

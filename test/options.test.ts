@@ -2,8 +2,8 @@
 // defaults, then explicit options, each overriding the one before.
 import test from 'ava';
 import { defaultLayers, InvalidArgumentError } from '../lib/index.js';
-import type { ModelInfo } from '../lib/HookedModel.js';
-import { resolveHyperparameters } from '../lib/options.js';
+import type { ModelInfo } from '../lib/model/HookedModel.js';
+import { resolveHyperparameters } from '../lib/edit/options.js';
 
 const info = (architecture: 'gpt2' | 'gptj', nLayer: number, dModel: number): ModelInfo => ({
   architecture, nLayer, dModel, dFf: 4 * dModel, nHead: 16, vocabSize: 50257, contextLength: 1024, eosTokenId: 50256,

@@ -1,4 +1,4 @@
-// The queue (lib/queue.ts) against a real redis-server on loopback, one per test, with `comeba worker`
+// The queue (lib/queue/queue.ts) against a real redis-server on loopback, one per test, with `comeba worker`
 // processes: a grid of 4 sweeps on 2 workers ends with the summaries of the 4 sweeps run one after another;
 // a worker killed with SIGKILL mid-job changes nothing in the end; statistics as 3 shards on 2 workers, merged,
 // equal the one-shot statistics within 1e-12. Skipped without redis-server unless COMEBA_REQUIRE_REDIS=1.
@@ -10,9 +10,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { HookedModel, Statistics } from '../lib/index.js';
-import { parseSweepArgs } from '../lib/cli/sweep.js';
-import { expandGrid, gridJobs, submitGrid, sweepArgv, type GridFile, type SweepSpec } from '../lib/queue.js';
-import { readMetrics, runSweep, type SweepSummaryFile } from '../lib/sweep.js';
+import { parseSweepArgs } from '../lib/sweep/args.js';
+import { expandGrid, gridJobs, submitGrid, sweepArgv, type GridFile, type SweepSpec } from '../lib/queue/queue.js';
+import { readMetrics, runSweep, type SweepSummaryFile } from '../lib/sweep/sweep.js';
 import { needing, tempDir, tinyGpt2 } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');

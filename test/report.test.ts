@@ -8,8 +8,8 @@ import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { inflateSync } from 'node:zlib';
-import { chartedMetrics } from '../lib/report.js';
-import { runSweep, type SweepSummaryFile } from '../lib/sweep.js';
+import { chartedMetrics } from '../lib/sweep/report.js';
+import { runSweep, type SweepSummaryFile } from '../lib/sweep/sweep.js';
 import { needing, tempDir, tinyGpt2 } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');

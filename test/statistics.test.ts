@@ -5,8 +5,8 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AbortError, ConsecutiveEditor, HookedModel, InvalidArgumentError, Statistics } from '../lib/index.js';
-import { readNpz } from '../lib/npz.js';
-import { readDocuments } from '../lib/statistics.js';
+import { readNpz } from '../lib/io/npz.js';
+import { readDocuments } from '../lib/statistics/Statistics.js';
 import { makeRandomCorpus, tempDir, tinyGpt2 } from './helpers.js';
 
 const F = 256;

@@ -5,12 +5,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadDataset } from '../lib/datasets.js';
+import { loadDataset } from '../lib/eval/datasets.js';
 import { InvalidArgumentError } from '../lib/errors.js';
 import { createHash } from 'node:crypto';
 import { ConsecutiveEditor, Evaluator, HookedModel, Statistics } from '../lib/index.js';
-import { readDocuments } from '../lib/statistics.js';
-import { editorSettings, evaluationDefaults, runSweep, readMetrics, type SweepOptions, type SweepSummaryFile } from '../lib/sweep.js';
+import { readDocuments } from '../lib/statistics/Statistics.js';
+import { editorSettings, evaluationDefaults, runSweep, readMetrics, type SweepOptions, type SweepSummaryFile } from '../lib/sweep/sweep.js';
 import { needingSharedData, sharedData, tempDir, tinyGpt2 } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');

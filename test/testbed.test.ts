@@ -7,8 +7,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConsecutiveEditor, Evaluator, HookedModel, Statistics, type EvalRecord } from '../lib/index.js';
-import { loadDataset } from '../lib/datasets.js';
-import { readCheckpointDefaults, resolveHyperparameters } from '../lib/options.js';
+import { loadDataset } from '../lib/eval/datasets.js';
+import { readCheckpointDefaults, resolveHyperparameters } from '../lib/edit/options.js';
 import { tempDir } from './helpers.js';
 
 const testbed = join(dirname(fileURLToPath(import.meta.url)), '..', 'testbed');

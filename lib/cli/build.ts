@@ -1,5 +1,5 @@
 // `comeba build`: compiles comeba.node from native/ with cmake-js (CMakeLists.txt, the one build
-// description) against the libtorch that lib/libtorch.ts finds, into build/Release/comeba.node plus its
+// description) against the libtorch that lib/addon/libtorch.ts finds, into build/Release/comeba.node plus its
 // build-info JSON. The install script falls back to it where no prebuild fits, and scripts/prebuild.mjs
 // makes the release's prebuilds with it.
 
@@ -10,8 +10,8 @@ import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AddonNotFoundError } from '../errors.js';
-import { findLibtorch, formatRejected, type LibtorchInfo } from '../libtorch.js';
-import { createBuildInfo, packageRoot, writeBuildInfo, type BuildInfo } from '../native.js';
+import { findLibtorch, formatRejected, type LibtorchInfo } from '../addon/libtorch.js';
+import { createBuildInfo, packageRoot, writeBuildInfo, type BuildInfo } from '../addon/native.js';
 
 export const summary = 'build comeba.node from source against the libtorch found (cmake-js)';
 

@@ -2,8 +2,8 @@
 
 import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../errors.js';
-import { HookedModel } from '../HookedModel.js';
-import { checkpointLayerCount, device, dtypes, oneOf, positiveInteger } from './args.js';
+import { HookedModel } from '../model/HookedModel.js';
+import { checkpointLayerCount, device, dtypes, oneOf, positiveInteger } from '../args.js';
 
 export const summary = 'continue a prompt with a local Hugging Face checkpoint (greedy, KV cache)';
 

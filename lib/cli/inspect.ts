@@ -3,12 +3,12 @@
 // checkpoint is and what editing it will take, from config.json and the safetensors headers alone.
 
 import { parseArgs } from 'node:util';
-import { describeCheckpoint } from '../checkpoint.js';
-import type { Dtype } from '../HookedModel.js';
-import { formatRejected } from '../libtorch.js';
+import { describeCheckpoint } from '../edit/describe.js';
+import type { Dtype } from '../model/types.js';
+import { formatRejected } from '../addon/libtorch.js';
 import { InvalidArgumentError } from '../errors.js';
-import { formatBytes } from '../files.js';
-import { describeNative, type NativeDescription } from '../native.js';
+import { formatBytes } from '../io/files.js';
+import { describeNative, type NativeDescription } from '../addon/native.js';
 
 export const summary = 'show the libtorch found, the addon build chosen, CUDA devices, or why loading fails';
 

@@ -3,9 +3,9 @@
 
 import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../errors.js';
-import { formatBytes } from '../files.js';
-import { chooseVariant, formatRejected, installLibtorch, libtorchCacheRoot, libtorchVariants, type LibtorchVariant } from '../libtorch.js';
-import { resolveNative } from '../native.js';
+import { formatBytes } from '../io/files.js';
+import { chooseVariant, formatRejected, installLibtorch, libtorchCacheRoot, libtorchVariants, type LibtorchVariant } from '../addon/libtorch.js';
+import { resolveNative } from '../addon/native.js';
 import { progressLine } from './progress.js';
 
 export const summary = 'install libtorch into the per-user cache, or show which libtorch is used';

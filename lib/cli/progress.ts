@@ -1,7 +1,7 @@
 // One progress line for a long download: rewritten in place on a terminal, a plain line every 15 s
 // otherwise (npm's install log, CI), so a log shows it is moving without thousands of lines.
 
-import { formatBytes } from '../files.js';
+import { formatBytes } from '../io/files.js';
 
 export interface ProgressLine {
   update(bytes: number): void;

@@ -1,13 +1,13 @@
 // `comeba queue submit|status|collect`: a grid of sweeps and sharded statistics as BullMQ jobs on the user's
-// Redis (lib/queue.ts); `comeba worker` runs them.
+// Redis (lib/queue/queue.ts); `comeba worker` runs them.
 
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { renderChart, type ChartSeries } from '../chart.js';
+import { renderChart, type ChartSeries } from '../sweep/chart.js';
 import { InvalidArgumentError } from '../errors.js';
-import { gridJobs, readGrid, submitGrid, type JobRow } from '../queue.js';
-import { readMetrics, type SweepSummaryFile } from '../sweep.js';
+import { gridJobs, readGrid, submitGrid, type JobRow } from '../queue/queue.js';
+import { readMetrics, type SweepSummaryFile } from '../sweep/sweep.js';
 
 export const summary = 'submit a grid of sweeps and statistics shards to Redis (BullMQ); show its jobs; collect its results';
 

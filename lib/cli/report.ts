@@ -2,7 +2,7 @@
 
 import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../errors.js';
-import { writeReport } from '../report.js';
+import { writeReport } from '../sweep/report.js';
 
 export const summary = 'write a sweep folder\'s report.html (charts, tables, records), viewable offline';
 

@@ -5,10 +5,10 @@ import { copyFileSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../errors.js';
-import { HookedModel } from '../HookedModel.js';
-import { defaultLayers } from '../options.js';
-import { Statistics } from '../statistics.js';
-import { checkpointLayerCount, device, dtypes, existingFile, oneOf, parseLayers, positiveInteger } from './args.js';
+import { HookedModel } from '../model/HookedModel.js';
+import { defaultLayers } from '../edit/options.js';
+import { Statistics } from '../statistics/Statistics.js';
+import { checkpointLayerCount, device, dtypes, existingFile, oneOf, parseLayers, positiveInteger } from '../args.js';
 
 export const summary = 'collect E[kkᵀ] over a corpus, or one shard of it (--shard i/N); merge shards';
 

@@ -4,8 +4,8 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startWorker } from '../queue.js';
-import { positiveInteger } from './args.js';
+import { startWorker } from '../queue/queue.js';
+import { positiveInteger } from '../args.js';
 import { InvalidArgumentError } from '../errors.js';
 
 export const summary = 'run queued comeba jobs (sweeps, statistics shards) from Redis, writing to a shared results folder';

@@ -203,7 +203,7 @@ Napi::Value EditorWrap::edit(const Napi::CallbackInfo& info) {
       auto* event = new ProgressEvent{phase, done};
       queue->add();
       auto status = tsfn->NonBlockingCall(event, [queue](Napi::Env env, Napi::Function fn, ProgressEvent* e) {
-        // lib/ConsecutiveEditor.ts catches the handler's exceptions and aborts the edit; one that still
+        // lib/edit/ConsecutiveEditor.ts catches the handler's exceptions and aborts the edit; one that still
         // arrives here must not become an uncaught exception of the process.
         try {
           fn.Call({Napi::String::New(env, e->phase), Napi::Number::New(env, e->done)});

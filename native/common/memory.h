@@ -1,5 +1,5 @@
 // How much memory a device has free, and what this process's tensors take of it: the memory plan of
-// ConsecutiveEditor.create (lib/memory.ts) and the benchmarks' peak figures read it.
+// ConsecutiveEditor.create (lib/edit/memory.ts) and the benchmarks' peak figures read it.
 #pragma once
 
 #include <torch/torch.h>

@@ -1,23 +1,14 @@
 // The editor's memory plan: what ConsecutiveEditor.create will hold on the model's device and in host memory,
 // from the model's sizes and the hyperparameters alone, so that an editor that cannot fit fails before the
 // statistics are collected (hours on a large model) rather than at the first allocation that fails.
-import { OutOfMemoryError } from './errors.js';
-import { formatBytes } from './files.js';
-import { loadNative } from './native.js';
-import type { Device, Dtype, ModelInfo } from './HookedModel.js';
+import { OutOfMemoryError } from '../errors.js';
+import { formatBytes } from '../io/files.js';
+import { loadNative } from '../addon/native.js';
+import type { DeviceMemory } from '../addon/types.js';
+import type { Device, Dtype, ModelInfo } from '../model/types.js';
 import type { EditorHyperparameters } from './options.js';
 
-/** Free and used memory of a device (CPU: the machine's MemAvailable/MemTotal). Bytes; -1 where unknown. */
-export interface DeviceMemory {
-  free: number;
-  total: number;
-  /** CUDA: bytes in live tensors and held by PyTorch's caching allocator (cached bytes count as used in `free`). */
-  allocated: number;
-  reserved: number;
-  /** CUDA: the peaks of those since the last resetPeakMemory. */
-  peakAllocated: number;
-  peakReserved: number;
-}
+export type { DeviceMemory };
 
 export function deviceMemory(device: Device = 'cpu'): DeviceMemory {
   return loadNative().deviceMemory(device);

@@ -7,7 +7,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidCheckpointError } from './errors.js';
+import { InvalidCheckpointError } from '../errors.js';
 import { isRegularFile } from './files.js';
 
 export async function checkpointFingerprint(dir: string): Promise<string> {

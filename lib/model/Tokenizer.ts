@@ -4,8 +4,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { InvalidCheckpointError } from './errors.js';
-import { isRegularFile } from './files.js';
+import { InvalidCheckpointError } from '../errors.js';
+import { isRegularFile } from '../io/files.js';
 
 export class Tokenizer {
   /** The token that starts every prompt (Llama's `<s>`), or undefined (GPT-2, Qwen). */

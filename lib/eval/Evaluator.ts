@@ -7,9 +7,9 @@
 // hooks (KV cache), exact match of the target at the start of the generated text ("The Mirage of Model
 // Editing": teacher forcing flatters editors); locality against the unedited model's own generation.
 // Records with `portability` (MQuAKE's multi-hop questions) are also scored on the questions' new answer.
-import { callNative, InvalidArgumentError } from './errors.js';
-import type { HookedModel } from './HookedModel.js';
-import { withLeadingSpace } from './requests.js';
+import { callNative, InvalidArgumentError } from '../errors.js';
+import type { HookedModel } from '../model/HookedModel.js';
+import { withLeadingSpace } from '../edit/requests.js';
 
 export interface EvalRecord {
   /** The edit prompt with its subject, as text. */

@@ -4,15 +4,15 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import { isRegularFile, removeOrphanedTemporaries, writeAtomically } from './files.js';
-import { AbortError, callNative, DisposedError, InvalidArgumentError, ModelMismatchError } from './errors.js';
-import type { Device, Dtype, HookedModel } from './HookedModel.js';
+import { isRegularFile, removeOrphanedTemporaries, writeAtomically } from '../io/files.js';
+import { AbortError, callNative, DisposedError, InvalidArgumentError, ModelMismatchError } from '../errors.js';
+import type { Device, Dtype, HookedModel } from '../model/HookedModel.js';
 import { checkMemoryPlan, editorMemoryPlan } from './memory.js';
-import { loadNative } from './native.js';
-import type { NativeConsecutiveEditor, NativeEditorState, NativeLayerReport, NativeTensor64 } from './nativeTypes.js';
+import { loadNative } from '../addon/native.js';
+import type { NativeConsecutiveEditor, NativeEditorState, NativeLayerReport, NativeTensor64 } from '../addon/types.js';
 import { editorHyperparameterKeys, readCheckpointDefaults, resolveHyperparameters, type EditorHyperparameters } from './options.js';
 import { generateContextTemplates, prepareRequest, type EditRequest } from './requests.js';
-import { Statistics, type CollectOptions } from './statistics.js';
+import { Statistics, type CollectOptions } from '../statistics/Statistics.js';
 
 export type StatisticsSource =
   | Statistics

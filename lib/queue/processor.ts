@@ -1,15 +1,15 @@
-// The sandboxed BullMQ processor (lib/queue.ts): runs one comeba job in a child process of the worker, writing
+// The sandboxed BullMQ processor (lib/queue/queue.ts): runs one comeba job in a child process of the worker, writing
 // under $COMEBA_RESULTS. Every kind resumes from what an earlier attempt left on disk.
 import { copyFileSync, existsSync, mkdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SandboxedJob } from 'bullmq';
-import { parseLayers } from './cli/args.js';
-import { parseSweepArgs } from './cli/sweep.js';
-import { HookedModel } from './HookedModel.js';
-import { defaultLayers } from './options.js';
+import { parseLayers } from '../args.js';
+import { parseSweepArgs } from '../sweep/args.js';
+import { HookedModel } from '../model/HookedModel.js';
+import { defaultLayers } from '../edit/options.js';
 import { jobFolder, sweepArgv, type JobData } from './queue.js';
-import { Statistics } from './statistics.js';
-import { runSweep } from './sweep.js';
+import { Statistics } from '../statistics/Statistics.js';
+import { runSweep } from '../sweep/sweep.js';
 
 // A worker killed outright (SIGKILL, a lost machine) cannot stop this child: end with it, so that the retry
 // elsewhere is the only process writing the job's folder (which its last checkpoint left consistent).

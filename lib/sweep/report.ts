@@ -6,9 +6,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { InvalidArgumentError } from './errors.js';
-import { writeAtomically } from './files.js';
-import { readJsonLines, sweepMethods, type BatchLine, type MetricsLine, type SweepSummary, type SweepSummaryFile } from './sweep.js';
+import { InvalidArgumentError } from '../errors.js';
+import { writeAtomically } from '../io/files.js';
+import { readJsonLines, sweepMethods, type BatchLine, type MetricsLine, type SweepSummary, type SweepSummaryFile } from './types.js';
 
 /** A metric the page charts: where it is in a metrics line, its title, and its axis. */
 interface ChartedMetric { key: string; title: string; percent: boolean }

@@ -1,4 +1,4 @@
-// The only loader of comeba.node. Order: list the libtorch installs (lib/libtorch.ts), take the first one
+// The only loader of comeba.node. Order: list the libtorch installs (lib/addon/libtorch.ts), take the first one
 // for which a build exists (made for its torch minor, ABI and variant), preload its libraries so the
 // addon's sonames resolve without LD_LIBRARY_PATH or RUNPATH, load the build, and check the torch version
 // it reports against the one preloaded.
@@ -8,9 +8,9 @@ import { createRequire } from 'node:module';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AddonNotFoundError, ComebaError, LibtorchNotFoundError, LibtorchVersionMismatchError } from './errors.js';
+import { AddonNotFoundError, ComebaError, LibtorchNotFoundError, LibtorchVersionMismatchError } from '../errors.js';
 import { libtorchNotFound, listLibtorch, minorOf, type LibtorchInfo, type LibtorchVariant, type RejectedCandidate } from './libtorch.js';
-import type { NativeAddon } from './nativeTypes.js';
+import type { NativeAddon } from './types.js';
 
 /** Written beside every comeba.node by scripts/build.mjs and scripts/prebuild.mjs. */
 export interface BuildInfo {
@@ -54,8 +54,8 @@ export interface NativeDescription extends NativeResolution {
   error?: { name: string; code?: string; message: string };
 }
 
-// lib/native.ts under tsx and dist/native.js once compiled both sit one level below the package root.
-export const packageRoot = resolve(fileURLToPath(new URL('..', import.meta.url)));
+// lib/addon/native.ts under tsx and dist/addon/native.js once compiled both sit two levels below the package root.
+export const packageRoot = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
 const RTLD_NODELETE = 0x1000; // Linux value; not exported by os.constants.dlopen
 const napiVersion = 8;

@@ -3,9 +3,9 @@
 // plain JSON-lines form of our own; MQuAKE (several edits per case, scored on multi-hop questions). A malformed record is an InvalidDatasetError naming the file, the
 // record's index and the field.
 import { readFileSync } from 'node:fs';
-import { InvalidArgumentError, InvalidDatasetError } from './errors.js';
+import { InvalidArgumentError, InvalidDatasetError } from '../errors.js';
 import type { EvalRecord } from './Evaluator.js';
-import { fillTemplate, type EditRequest } from './requests.js';
+import { fillTemplate, type EditRequest } from '../edit/requests.js';
 
 export type DatasetFormat = 'counterfact' | 'zsre' | 'memit' | 'mquake' | 'jsonl';
 

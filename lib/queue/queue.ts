@@ -1,14 +1,14 @@
 // Grids of sweeps and sharded statistics as BullMQ jobs over the user's Redis. Each job is an existing
 // resumable unit (a sweep folder, a statistics shard in its cache), written under a results directory that
 // every worker shares: a job whose worker died is retried by another (BullMQ's stalled-job check) and resumes
-// where the dead one's last checkpoint left it. Jobs run in sandboxed child processes (lib/queue-processor.ts),
+// where the dead one's last checkpoint left it. Jobs run in sandboxed child processes (lib/queue/processor.ts),
 // so a native crash fails the job, not the worker. Consecutive editing stays sequential inside one sweep.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FlowProducer, Queue, Worker, type JobsOptions } from 'bullmq';
-import { InvalidArgumentError } from './errors.js';
+import { InvalidArgumentError } from '../errors.js';
 
 /** The BullMQ queue every comeba job goes through. */
 export const queueName = 'comeba';
@@ -161,7 +161,7 @@ export function startWorker(options: WorkerOptions): Worker<JobData> {
   // The processor runs in a child process forked with this process' flags (tsx in a checkout) and environment.
   process.env.COMEBA_RESULTS = options.results;
   const here = fileURLToPath(import.meta.url);
-  const processor = join(here, '..', `queue-processor${extname(here)}`);
+  const processor = join(here, '..', `processor${extname(here)}`);
   if (!existsSync(processor)) throw new InvalidArgumentError(`the job processor ${processor} is missing`);
   const lockDuration = (options.lockSeconds ?? 30) * 1000;
   return new Worker<JobData>(queueName, processor, {

@@ -1,14 +1,14 @@
 // Finds the libtorch the addon is built against and loaded with, tch-rs style: an explicit directory
 // from the environment, then an installed Python torch, then the per-user cache that
 // `comeba libtorch install` (and the package's install script) fills from a torch wheel. Which of these
-// the addon actually loads with is lib/native.ts's choice: the first one a build fits.
+// the addon actually loads with is lib/addon/native.ts's choice: the first one a build fits.
 // Nothing here imports torch or needs CUDA.
 
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { InvalidArgumentError, LibtorchNotFoundError } from './errors.js';
-import { comebaCacheDir, formatBytes } from './files.js';
+import { InvalidArgumentError, LibtorchNotFoundError } from '../errors.js';
+import { comebaCacheDir, formatBytes } from '../io/files.js';
 
 export type LibtorchVariant = 'cpu' | 'cuda';
 export type LibtorchSource = 'env' | 'python' | 'cache';

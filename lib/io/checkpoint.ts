@@ -1,22 +1,12 @@
-// What a checkpoint folder is, read from config.json and the safetensors headers alone (no weights):
-// for `comeba inspect --model`, before anything heavy runs.
+// What a checkpoint folder is, read from config.json and the safetensors headers alone (no weights): its
+// architecture and sizes (the one TS table of config keys per family) and its parameters.
 import { closeSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidCheckpointError } from './errors.js';
+import { InvalidCheckpointError } from '../errors.js';
 import { isRegularFile } from './files.js';
-import type { Dtype, ModelInfo } from './HookedModel.js';
-import { editorMemoryPlan, type MemoryPlan } from './memory.js';
-import { readCheckpointDefaults, resolveHyperparameters, type EditorHyperparameters } from './options.js';
+import type { NativeModelInfo as ModelInfo } from '../addon/types.js';
 
-export interface CheckpointDescription {
-  info: Pick<ModelInfo, 'architecture' | 'nLayer' | 'dModel' | 'dFf' | 'nHead' | 'vocabSize' | 'contextLength'>;
-  /** Parameters counted from the safetensors headers. */
-  parameters: number;
-  storedDtypes: string[];
-  editor: EditorHyperparameters;
-  /** Bytes: the weights in `dtype`; the editor's memory plan (lib/memory.ts) with C_accu on the device and on the host. */
-  memory: { weights: number; editor: MemoryPlan; editorOnHost: MemoryPlan };
-}
+export type CheckpointSizes = Pick<ModelInfo, 'architecture' | 'nLayer' | 'dModel' | 'dFf' | 'nHead' | 'vocabSize' | 'contextLength'>;
 
 // config.json keys per family: GPT-2 style (gpt2, gptj) or Llama style.
 const sizeKeys = {
@@ -26,7 +16,7 @@ const sizeKeys = {
 const families: Record<string, keyof typeof sizeKeys> = { gpt2: 'gpt', gptj: 'gpt', llama: 'llama', mistral: 'llama', qwen2: 'llama', qwen3: 'llama' };
 
 /** A checkpoint folder's architecture and sizes from its config.json, for every supported family (no weights read). */
-export function readCheckpointSizes(dir: string): CheckpointDescription['info'] {
+export function readCheckpointSizes(dir: string): CheckpointSizes {
   const configPath = join(dir, 'config.json');
   if (!isRegularFile(configPath)) throw new InvalidCheckpointError(`invalid checkpoint ${dir}: no config.json`);
   let config: Record<string, unknown>;
@@ -52,27 +42,19 @@ export function readCheckpointSizes(dir: string): CheckpointDescription['info'] 
   };
 }
 
-export function describeCheckpoint(dir: string, dtype: Dtype = 'float32'): CheckpointDescription {
-  const info = readCheckpointSizes(dir);
+/** Parameters and stored dtypes counted from every safetensors header of `dir`. */
+export function countParameters(dir: string): { parameters: number; storedDtypes: string[] } {
   let parameters = 0;
   const stored = new Set<string>();
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort()) {
     for (const entry of Object.entries(safetensorsHeader(join(dir, file)))) {
       if (entry[0] === '__metadata__') continue;
-      const { dtype: d, shape } = entry[1] as { dtype: string; shape: number[] };
+      const { dtype, shape } = entry[1] as { dtype: string; shape: number[] };
       parameters += shape.reduce((a, b) => a * b, 1);
-      stored.add(d);
+      stored.add(dtype);
     }
   }
-  const editor = resolveHyperparameters({ ...info, eosTokenId: -1, bosTokenId: -1, editedModule: '', editedWeightShape: [0, 0], device: 'cpu', dtype } as ModelInfo, {}, readCheckpointDefaults(dir));
-  return {
-    info, parameters, storedDtypes: [...stored].sort(), editor,
-    memory: {
-      weights: parameters * (dtype === 'float32' ? 4 : 2),
-      editor: editorMemoryPlan(info, editor, { dtype, accumulatorOnHost: false }),
-      editorOnHost: editorMemoryPlan(info, editor, { dtype, accumulatorOnHost: true }),
-    },
-  };
+  return { parameters, storedDtypes: [...stored].sort() };
 }
 
 /** The JSON header of a safetensors file, read without its data. */

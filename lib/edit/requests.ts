@@ -1,10 +1,10 @@
 // Edit requests in text form → the token form the native editor takes (METHOD.md §2): the prompt under
 // each context template, the subject's last token by EasyEdit's rule (tokenise prefix + subject, take its
 // length − 1), the target with a leading space, and MEMIT's "{subject} is a" prompt for the KL term.
-import { InvalidRequestError } from './errors.js';
-import type { NativeEditRequest } from './nativeTypes.js';
-import type { Tokenizer } from './Tokenizer.js';
-import type { HookedModel } from './HookedModel.js';
+import { InvalidRequestError } from '../errors.js';
+import type { NativeEditRequest } from '../addon/types.js';
+import type { Tokenizer } from '../model/Tokenizer.js';
+import type { HookedModel } from '../model/HookedModel.js';
 
 export interface EditRequest {
   /** The prompt, with `{}` where the subject goes, or containing the subject verbatim. */

@@ -1,11 +1,11 @@
-// Strict parsing of command-line values. A bad value is an InvalidArgumentError that names the flag and what it
+// Strict parsing of command-line values, for the CLI and for the queue's jobs (which carry command lines). A bad value is an InvalidArgumentError that names the flag and what it
 // accepts: `comeba` prints it on one line and exits with 2. Everything here runs before any model is loaded.
 
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { readCheckpointSizes } from '../checkpoint.js';
-import { InvalidArgumentError } from '../errors.js';
-import type { Device, Dtype } from '../HookedModel.js';
+import { InvalidArgumentError } from './errors.js';
+import { readCheckpointSizes } from './io/checkpoint.js';
+import type { Device, Dtype } from './model/types.js';
 
 export const dtypes = ['float32', 'float16', 'bfloat16'] as const satisfies readonly Dtype[];
 

@@ -14,44 +14,23 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { describeNative, loadNative, packageRoot } from '../addon/native.js';
+import { ConsecutiveEditor } from '../edit/ConsecutiveEditor.js';
+import { readCheckpointDefaults, resolveHyperparameters, singleRoundLambda, type EditMode, type Scope } from '../edit/options.js';
+import { InvalidArgumentError } from '../errors.js';
+import { loadDataset, type EditCase } from '../eval/datasets.js';
+import { Evaluator, summarise, type EvalResult, type RecordScores, type Snapshot } from '../eval/Evaluator.js';
+import { removeOrphanedTemporaries, writeAtomically } from '../io/files.js';
+import { HookedModel } from '../model/HookedModel.js';
+import { readDocuments, Statistics } from '../statistics/Statistics.js';
 import { renderChart } from './chart.js';
-import { ConsecutiveEditor } from './ConsecutiveEditor.js';
-import { loadDataset, type DatasetFormat, type EditCase } from './datasets.js';
-import { InvalidArgumentError } from './errors.js';
-import { Evaluator, summarise, type EvalResult, type RecordScores, type Snapshot } from './Evaluator.js';
 import { writeReport } from './report.js';
-import { removeOrphanedTemporaries, writeAtomically } from './files.js';
-import { describeNative, loadNative, packageRoot } from './native.js';
-import { HookedModel, type Device, type Dtype } from './HookedModel.js';
-import { readCheckpointDefaults, resolveHyperparameters, singleRoundLambda, type EditMode, type Scope } from './options.js';
-import { readDocuments, Statistics, type StatisticsProvenance } from './statistics.js';
+import {
+  evaluationDefaults, optionalMetrics, protocols, readJsonLines, readMetrics, sweepMethods, type Baseline, type BatchLine, type MetricsLine,
+  type PhaseSeconds, type Protocol, type SweepMethod, type SweepOptions, type SweepRun, type SweepSettings, type SweepSummary, type SweepSummaryFile,
+} from './types.js';
 
-export type Protocol = 'consecutive' | 'single-round';
-export const protocols: readonly Protocol[] = ['consecutive', 'single-round'];
-
-/** What a sweep compares: the edit modes, and comeba-hk with the calibrated scope (README "Editing scope"). */
-export type SweepMethod = EditMode | 'comeba-hk+calibrated';
-export const sweepMethods: readonly SweepMethod[] = ['comeba-hk', 'comeba-hk+calibrated', 'comeba-wo-hk', 'memit'];
-
-/** Metrics a sweep computes unless told to skip them (the teacher-forced ones are always computed). */
-export type OptionalMetric = 'generation' | 'perplexity' | 'fluency';
-export const optionalMetrics: readonly OptionalMetric[] = ['generation', 'perplexity', 'fluency'];
-
-/** How the sweep's extra metrics are taken, one table. */
-export const evaluationDefaults = {
-  /** Generation-based metrics: tokens generated beyond the target's length. */
-  extraTokens: 2,
-  /**
-   * Fluency, at the last checkpoint (through validated hooks a 100-token generation is recomputed whenever a
-   * new token flips an earlier swap decision: 10× the unedited cost on the testbed): the prompts of the first
-   * this many cases, each continued by `fluencyTokens` greedy tokens (MEMIT: 100).
-   */
-  fluencyPrompts: 50,
-  fluencyTokens: 100,
-  /** Held-out perplexity without --heldout: this share of the statistics corpus's documents, at most `heldoutMax`, from its end. */
-  heldoutShare: 0.05,
-  heldoutMax: 200,
-} as const;
+export * from './types.js';
 
 /**
  * The editor settings a sweep gives `method`: its mode and scope, and λ: --lambda, else the checkpoint's comeba.json,
@@ -65,126 +44,8 @@ export function editorSettings(method: SweepMethod, o: Pick<SweepOptions, 'model
   return scope === 'calibrated' ? { mode, scope, lambda, scopeKappa: o.scopeKappa, alphaFloor: o.alphaFloor } : { mode, scope, lambda };
 }
 
-export interface SweepOptions {
-  model: string;
-  data: string;
-  format: DatasetFormat;
-  n: number;
-  batch: number;
-  modes: SweepMethod[];
-  protocol: Protocol;
-  evalEvery: number;
-  out: string;
-  layers?: number[];
-  lambda?: number;
-  alphaZ?: number;
-  /** The calibrated scope's κ and α floor (comeba-hk+calibrated). */
-  scopeKappa?: number;
-  alphaFloor?: number;
-  /** Text corpus for E[kkᵀ]; default: the checkpoint's stats-corpus.txt (required without this or `stats`). */
-  statsCorpus?: string;
-  /** A statistics file (comeba stats, or merged shards) instead of a corpus; perplexity then needs `heldout`. */
-  stats?: string;
-  /** Held-out text for perplexity; default: the last documents of the statistics corpus, which the statistics then leave out. */
-  heldout?: string;
-  /** Optional metrics not to compute. */
-  skip?: OptionalMetric[];
-  device?: Device;
-  dtype?: Dtype;
-  onEvent?: (event: SweepEvent) => void;
-}
-
-export type SweepEvent =
-  | { type: 'mode'; mode: SweepMethod; resumedAt: number; n: number }
-  | { type: 'progress'; mode: SweepMethod; edits: number; n: number; seconds: number }
-  | { type: 'checkpoint'; mode: SweepMethod; metrics: MetricsLine }
-  | { type: 'stats'; message: string };
-
-/** Cumulative wall seconds of a mode per phase: the editor's four (EditReport.seconds) and evaluation. */
-export interface PhaseSeconds { values: number; keys: number; solves: number; alpha: number; evaluation: number }
-
-export interface MetricsLine {
-  mode: SweepMethod;
-  protocol: Protocol;
-  edits: number;
-  /** The paper's teacher-forced metrics (EasyEdit's), 0–100. */
-  reliability: number;
-  generality: number;
-  locality: number;
-  average: number;
-  /** Teacher-forced accuracy on multi-hop questions (records that have them). */
-  portability?: number;
-  /** Generation-based reliability, generality, locality, their average and portability (unless skipped). */
-  generated?: { reliability: number; generality: number; locality: number; average: number; portability?: number };
-  /** Consecutive: perplexity on the held-out text, and its ratio to the unedited model's (unless skipped). */
-  perplexity?: number;
-  perplexityRatio?: number;
-  /** Consecutive, at the last checkpoint: MEMIT's n-gram entropy of greedy generations, and the unedited model's (unless skipped). */
-  fluency?: number;
-  fluencyBefore?: number;
-  /** Editing seconds (evaluation excluded). */
-  seconds: number;
-  phases: PhaseSeconds;
-  /** Consecutive: bytes this checkpoint's editor save wrote (the first save of a run writes the full state). */
-  stateBytes?: number;
-  /** SHA-256 of settings.json, and the line of runs.jsonl of the invocation that wrote this line (0-based). */
-  settings: string;
-  run: number;
-}
-
-export interface SweepSummary extends Omit<MetricsLine, 'edits' | 'settings' | 'run' | 'stateBytes'> {
-  n: number;
-  batch: number;
-  editsPerSecond: number;
-  model: string;
-  data: string;
-}
-
-/** One committed batch: its phases' seconds and each edited layer's α after it. */
-export interface BatchLine {
-  mode: SweepMethod;
-  protocol: Protocol;
-  edits: number;
-  seconds: { values: number; keys: number; solves: number; alpha: number; total: number };
-  alpha: { layer: number; alpha: number }[];
-}
-
-/** summary.json: the results with everything needed to reproduce them. */
-export interface SweepSummaryFile {
-  format: 'comeba-sweep-summary/2';
-  /** settings.json's content, and its SHA-256 (what each metrics line names). */
-  settings: SweepSettings;
-  settingsSha256: string;
-  runs: SweepRun[];
-  statistics: StatisticsProvenance;
-  /** The records evaluated: the dataset's first n (ids of the first and last). */
-  records: { first: string; last: string; count: number };
-  /** The unedited model's held-out perplexity and fluency, what the ratios compare with. */
-  baseline: Baseline;
-  evaluation: typeof evaluationDefaults & { skipped: OptionalMetric[]; heldoutDocuments?: number };
-  modes: (SweepSummary & { contextTemplates: string[] })[];
-}
-
-interface Baseline { perplexity?: number; fluency?: number }
-
 /** Seconds spent and where a mode stands, saved with its checkpoint. */
 interface ModeProgress { edits: number; seconds: number; phases?: PhaseSeconds; scores?: RecordScores[] }
-
-/**
- * What ran a sweep, one line per invocation in `runs.jsonl` (a resumed sweep may run on another machine):
- * with settings.json, everything a result depends on.
- */
-export interface SweepRun {
-  startedAt: string;
-  comeba: string;
-  gitCommit?: string;
-  node: string;
-  libtorch?: string;
-  cuda: boolean;
-  device: string;
-  dtype: string;
-  threads: number;
-}
 
 function describeRun(model: HookedModel): SweepRun {
   const pkg = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string };
@@ -413,8 +274,6 @@ async function statistics(model: HookedModel, options: SweepOptions, corpus: str
  * will fill them, files identified by content). Values with a `path` are compared without it: a moved file with
  * the same content is the same input.
  */
-type SweepSettings = Record<string, unknown>;
-
 function sweepSettings(o: SweepOptions, model: HookedModel, corpus: Corpora): SweepSettings {
   const defaults = readCheckpointDefaults(o.model);
   const resolved = (m: SweepMethod) => resolveHyperparameters(model.info, { ...editorSettings(m, o), layers: o.layers, alphaZ: o.alphaZ }, defaults);
@@ -505,20 +364,6 @@ function sliceSnapshot(snapshot: Snapshot, from: number, to: number): Snapshot {
   if (snapshot.generatedLocality) slice.generatedLocality = snapshot.generatedLocality.slice(from, to);
   return slice;
 }
-
-/** The lines of a JSON-lines file that parse (a kill may leave a torn last line); none when it is missing. */
-export function readJsonLines<T>(file: string): T[] {
-  if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8').split('\n').flatMap((line) => {
-    try {
-      return line.trim() ? [JSON.parse(line) as T] : [];
-    } catch {
-      return [];
-    }
-  });
-}
-
-export const readMetrics = (out: string): MetricsLine[] => readJsonLines<MetricsLine>(join(out, 'metrics.jsonl'));
 
 /** Drops this mode's lines in `name` beyond the resumed checkpoint (and any torn line). */
 function keepLinesUpTo(out: string, name: 'metrics.jsonl' | 'batches.jsonl', mode: SweepMethod, protocol: Protocol, edits: number): void {

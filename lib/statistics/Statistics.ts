@@ -4,12 +4,12 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { AbortError, callNative, DisposedError, InvalidArgumentError, InvalidCheckpointError, ModelMismatchError } from './errors.js';
-import { comebaCacheDir, removeOrphanedTemporaries } from './files.js';
-import type { HookedModel } from './HookedModel.js';
-import { loadNative } from './native.js';
-import type { NativeSecondMoments } from './nativeTypes.js';
-import { readNpz } from './npz.js';
+import { AbortError, callNative, DisposedError, InvalidArgumentError, InvalidCheckpointError, ModelMismatchError } from '../errors.js';
+import { comebaCacheDir, removeOrphanedTemporaries } from '../io/files.js';
+import type { HookedModel } from '../model/HookedModel.js';
+import { loadNative } from '../addon/native.js';
+import type { NativeSecondMoments } from '../addon/types.js';
+import { readNpz } from '../io/npz.js';
 
 export interface StatisticsProvenance {
   model: string;        // checkpoint fingerprint

@@ -1,8 +1,6 @@
-import type { DeviceMemory } from './memory.js';
-import type { EditorHyperparameters } from './options.js';
-
 // The whole native surface of the addon, as TypeScript sees it. Only lib/ talks to these objects; the public
-// classes wrap them with validation, typed errors and disposal.
+// classes wrap them with validation, typed errors and disposal. Imports nothing: the public API builds on these
+// shapes, never the other way round.
 
 export interface NativeTensor {
   data: Float32Array;
@@ -85,8 +83,40 @@ export interface NativeEditRequest {
   klSubjectLast: number;
 }
 
-/** The editor's options cross the boundary as resolved in options.ts, with the value path and C_accu's placement. */
-export type NativeEditorOptions = EditorHyperparameters & { reusePrefix?: boolean; accumulatorOnHost?: boolean };
+/**
+ * The editor's options as they cross the boundary: lib/edit/options.ts's EditorHyperparameters once resolved
+ * (a test-free compile-time check there keeps the two in step), with the value path and C_accu's placement.
+ */
+export interface NativeEditorOptions {
+  mode: 'comeba-hk' | 'comeba-wo-hk' | 'memit';
+  layers: number[];
+  lambda: number;
+  alphaZ: number;
+  scope: 'paper' | 'calibrated';
+  scopeKappa: number;
+  alphaFloor: number;
+  accumulatorDtype: 'float32' | 'float64';
+  vSteps: number;
+  vLr: number;
+  vWeightDecay: number;
+  klFactor: number;
+  clampNormFactor: number;
+  earlyStopLoss: number;
+  reusePrefix?: boolean;
+  accumulatorOnHost?: boolean;
+}
+
+/** Free and used memory of a device (CPU: the machine's MemAvailable/MemTotal). Bytes; -1 where unknown. */
+export interface DeviceMemory {
+  free: number;
+  total: number;
+  /** CUDA: bytes in live tensors and held by PyTorch's caching allocator (cached bytes count as used in `free`). */
+  allocated: number;
+  reserved: number;
+  /** CUDA: the peaks of those since the last resetPeakMemory. */
+  peakAllocated: number;
+  peakReserved: number;
+}
 
 export interface NativeTensor64 {
   data: Float64Array;

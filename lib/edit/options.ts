@@ -2,9 +2,10 @@
 // that picks edit layers for models without a preset.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidArgumentError } from './errors.js';
-import { isRegularFile } from './files.js';
-import type { ModelInfo } from './HookedModel.js';
+import { InvalidArgumentError } from '../errors.js';
+import { isRegularFile } from '../io/files.js';
+import type { NativeEditorOptions } from '../addon/types.js';
+import type { ModelInfo } from '../model/types.js';
 
 export type EditMode = 'comeba-hk' | 'comeba-wo-hk' | 'memit';
 export const editModes: readonly EditMode[] = ['comeba-hk', 'comeba-wo-hk', 'memit'];
@@ -44,6 +45,11 @@ export interface EditorHyperparameters extends ValueOptions {
   /** Storage of C_accu; solves always run in float64. */
   accumulatorDtype: 'float32' | 'float64';
 }
+
+// The addon takes exactly these fields: a change on either side fails to compile here.
+const crossesTheBoundary: Required<Omit<NativeEditorOptions, 'reusePrefix' | 'accumulatorOnHost'>> extends EditorHyperparameters
+  ? EditorHyperparameters extends Omit<NativeEditorOptions, 'reusePrefix' | 'accumulatorOnHost'> ? true : never : never = true;
+void crossesTheBoundary;
 
 // Checked by the compiler to name every field of EditorHyperparameters once.
 const hyperparameterFields: Record<keyof EditorHyperparameters, true> = {

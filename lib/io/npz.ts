@@ -2,7 +2,7 @@
 // the MEMIT-format statistics users already have (`mom2.mom2`, `mom2.count`).
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { inflateRawSync } from 'node:zlib';
-import { InvalidArgumentError } from './errors.js';
+import { InvalidArgumentError } from '../errors.js';
 
 export interface NpyArray {
   dtype: string;   // numpy descr, e.g. '<f4'

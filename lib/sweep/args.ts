@@ -1,0 +1,99 @@
+// The sweep's command line: `comeba sweep`'s flags and the argv a queued sweep job carries, checked and turned
+// into runSweep's options before any model loads.
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { packageRoot } from '../addon/native.js';
+import { checkpointLayerCount, device, dtypes, existingFile, oneOf, parseLayers, positiveInteger, positiveNumber } from '../args.js';
+import { datasetFormats, detectFormat } from '../eval/datasets.js';
+import { optionalMetrics, protocols, sweepMethods, type SweepOptions } from './types.js';
+
+const testbed = join(packageRoot, 'testbed');
+
+export const sweepUsage = `usage: comeba sweep [options]        (rerun the same command to resume after an interruption)
+
+  --model DIR          Hugging Face checkpoint folder        (default: the embedded testbed model)
+  --data FILE          dataset                               (default: the testbed's counterfact.json)
+  --format F           counterfact | zsre | memit | mquake | jsonl
+                                                             (default: detected from the file)
+  --n N                number of edits                       (default 1000)
+  --batch B            edits per batch                       (default 10; 30 for single-round)
+  --mode M             comeba-hk | comeba-hk+calibrated | comeba-wo-hk | memit,
+                       several separated by commas, or all   (default all)
+  --layers L           edited layers, e.g. 3,4,5 or 3-5      (default: preset / scaling rule)
+  --lambda X           λ                                     (default: per mode, METHOD.md §7)
+  --alpha-z X          initial α                             (default 2.2)
+  --scope-kappa X, --alpha-floor X
+                       κ and α floor of comeba-hk+calibrated (defaults: README "Editing scope")
+  --stats-corpus FILE  text for E[kkᵀ]                       (default: <model>/stats-corpus.txt; required without it)
+  --stats FILE         E[kkᵀ] from a statistics file (comeba stats / stats merge) instead; with --heldout or
+                       --skip perplexity
+  --heldout FILE       text for held-out perplexity          (default: the last 5 % (≤ 200) documents of the
+                                                              statistics corpus, which the statistics then leave out)
+  --skip M             metrics not to compute: generation, perplexity, fluency (comma-separated)
+  --eval-every N       edits between evaluations             (default 200, rounded up to a multiple of --batch)
+  --protocol P         consecutive | single-round            (default consecutive)
+  --out DIR            results and resumable state           (default ./comeba-sweep)
+  --device D, --dtype T
+
+Every checkpoint reports the paper's teacher-forced metrics and the generation-based ones (greedy, target
+length + 2 tokens, exact match), portability on multi-hop questions (MQuAKE), and for consecutive sweeps held-out
+perplexity (ratio to the unedited model's) and, at the end, fluency (n-gram entropy of 100 greedy tokens from
+50 prompts).
+A rerun with the same --out resumes; one whose settings differ from <out>/settings.json is refused.`;
+
+/** The command line as runSweep's options (every flag checked here, before any model loads); null for --help. */
+export function parseSweepArgs(argv: string[]): SweepOptions | null {
+  const { values: v } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string', default: join(testbed, 'model') },
+      data: { type: 'string', default: join(testbed, 'counterfact.json') },
+      format: { type: 'string' },
+      n: { type: 'string', default: '1000' },
+      batch: { type: 'string' },
+      mode: { type: 'string', default: 'all' },
+      layers: { type: 'string' },
+      lambda: { type: 'string' },
+      'alpha-z': { type: 'string' },
+      'scope-kappa': { type: 'string' },
+      'alpha-floor': { type: 'string' },
+      'stats-corpus': { type: 'string' },
+      stats: { type: 'string' },
+      heldout: { type: 'string' },
+      skip: { type: 'string' },
+      'eval-every': { type: 'string' },
+      protocol: { type: 'string', default: 'consecutive' },
+      out: { type: 'string', default: 'comeba-sweep' },
+      device: { type: 'string', default: 'cpu' },
+      dtype: { type: 'string', default: 'float32' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (v.help) return null;
+  // Every flag is checked here, before the model loads; runSweep checks what depends on several (and the folders).
+  const protocol = oneOf('--protocol', v.protocol!, protocols);
+  const modes = v.mode === 'all' ? [...sweepMethods] : v.mode!.split(',').map((m) => oneOf('--mode', m, sweepMethods));
+  const n = positiveInteger('--n', v.n!);
+  const batch = v.batch === undefined ? (protocol === 'single-round' ? 30 : 10) : positiveInteger('--batch', v.batch);
+  // default: every 200 edits, rounded up to whole batches
+  const evalEvery = v['eval-every'] === undefined ? Math.ceil(200 / batch) * batch : positiveInteger('--eval-every', v['eval-every']);
+  const nLayer = checkpointLayerCount(v.model!);
+  const data = existingFile('--data', v.data!);
+  const optionalNumber = (flag: 'lambda' | 'alpha-z' | 'scope-kappa' | 'alpha-floor', zero = false) =>
+    v[flag] === undefined ? undefined : positiveNumber(`--${flag}`, v[flag], { zero });
+  const options = {
+    model: v.model!, data, n, batch, modes, protocol, out: v.out!,
+    evalEvery: Math.min(evalEvery, Math.ceil(n / batch) * batch),
+    layers: v.layers === undefined ? undefined : parseLayers(v.layers, nLayer),
+    lambda: optionalNumber('lambda'),
+    alphaZ: optionalNumber('alpha-z'),
+    scopeKappa: optionalNumber('scope-kappa', true),
+    alphaFloor: optionalNumber('alpha-floor', true),
+    statsCorpus: v['stats-corpus'], stats: v.stats, device: device(v.device!), dtype: oneOf('--dtype', v.dtype!, dtypes),
+    heldout: v.heldout === undefined ? undefined : existingFile('--heldout', v.heldout),
+    skip: v.skip === undefined ? [] : v.skip.split(',').map((m) => oneOf('--skip', m, optionalMetrics)),
+  };
+  const format = v.format === undefined ? detectFormat(data) : oneOf('--format', v.format, datasetFormats);
+  return { ...options, format };
+}
+
