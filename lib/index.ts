@@ -1,5 +1,6 @@
 // comeba's public API.
 export { HookedModel } from './model/HookedModel.js';
+export { generateDefaults } from './model/types.js';
 export type {
   Device, Dtype, Padding, LoadOptions, ModelInfo, Tensor, Hook, RunOptions, RunResult, GenerateOptions, Generation,
 } from './model/HookedModel.js';

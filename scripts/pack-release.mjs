@@ -24,8 +24,10 @@ async function main() {
   const started = performance.now();
   const { libtorchVariantNames } = await importLib('addon/libtorch');
   const { formatBytes } = await importLib('io/files');
-  // Only this release's prebuilds go into the tarball: none left over from another torch.
+  // Only this release's prebuilds and compiled modules go into the tarball: none left over from another torch
+  // or from a module since moved or removed.
   rmSync(join(root, 'prebuilds'), { recursive: true, force: true });
+  rmSync(join(root, 'dist'), { recursive: true, force: true });
   rmSync(release, { recursive: true, force: true });
   mkdirSync(release, { recursive: true });
   run('npm', ['run', 'build:ts']);

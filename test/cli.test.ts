@@ -2,7 +2,7 @@
 // found before any model loads (so each case takes only the CLI's start-up).
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir, tinyGpt2 } from './helpers.js';
@@ -114,7 +114,7 @@ function comebaOut(args: string[]): Promise<{ status: number | null; stdout: str
 
 for (const architecture of architectures) {
   const model = join(root, 'test', 'fixtures', `tiny-${architecture}`);
-  test(`${architecture}: generate and stats run from the command line; --layers is checked against its layer count`, async (t) => {
+  test(`${architecture}: inspect, generate, stats and a 2-edit sweep run from the command line; --layers is checked against its layer count`, async (t) => {
     const generated = await comebaOut(['generate', '--model', model, '--prompt', 'The city of Paris is', '--max-new-tokens', '3']);
     t.is(generated.status, 0, generated.stderr);
     t.regex(generated.stdout, new RegExp(`\\(${architecture}, 3 layers, d_model 64, cpu, float32\\)`));
@@ -124,6 +124,18 @@ for (const architecture of architectures) {
     const stats = await comebaOut(['stats', '--model', model, '--corpus', join(root, 'test', 'fixtures', 'tiny-gpt2', 'stats-corpus.txt'), '--layers', '1', '--out', out]);
     t.is(stats.status, 0, stats.stderr);
     t.true(existsSync(out), stats.stdout);
+
+    const inspected = await comebaOut(['inspect', '--model', model]);
+    t.is(inspected.status, 0, inspected.stderr);
+    t.regex(inspected.stdout, new RegExp(`\\(${architecture}\\): 3 layers, d_model 64`));
+
+    const sweepOut = tempDir('comeba-cli-sweep-');
+    const swept = await comebaOut(['sweep', '--model', model, '--data', join(root, 'testbed', 'counterfact.json'), '--n', '2', '--batch', '1',
+      '--mode', 'comeba-hk,memit', '--layers', '1,2', '--stats-corpus', join(root, 'test', 'fixtures', 'tiny-gpt2', 'stats-corpus.txt'),
+      '--skip', 'generation,perplexity,fluency', '--out', sweepOut]);
+    t.is(swept.status, 0, swept.stderr);
+    const summary = JSON.parse(readFileSync(join(sweepOut, 'summary.json'), 'utf8')) as { modes: { mode: string; n: number }[] };
+    t.deepEqual(summary.modes.map((m) => [m.mode, m.n]), [['comeba-hk', 2], ['memit', 2]]);
 
     const refused = await comeba(['sweep', '--model', model, '--layers', '2-3']);
     t.is(refused.status, 2);

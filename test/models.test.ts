@@ -5,6 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HookedModel, InvalidArgumentError } from '../lib/index.js';
 import { prepareRequest } from '../lib/edit/requests.js';
+import { readCheckpointSizes } from '../lib/io/checkpoint.js';
 import { copyFixture, fixtureModels, loadReference, maxDiffAtRow, tinyGptj, tinyLlama } from './helpers.js';
 
 for (const [name, dir] of fixtureModels) {
@@ -108,3 +109,13 @@ test('mistral: a sequence longer than the sliding window is refused; within it t
   await t.throwsAsync(windowed.logits([[...row, 33]]), { instanceOf: InvalidArgumentError, message: /9 positions exceeds this model's sliding window of 8/ });
   await t.throwsAsync(windowed.generate(row, { maxNewTokens: 2 }), { instanceOf: InvalidArgumentError });
 });
+
+// lib/io/checkpoint.ts reads config.json's sizes for the commands that run before a model loads; the addon reads
+// them with its own table (native/models/causal_lm.h). Both must agree on every architecture.
+for (const [name, dir] of fixtureModels) {
+  test(`${name}: the config.json sizes read without loading equal the addon's`, async (t) => {
+    await using model = await HookedModel.load(dir);
+    const { architecture, nLayer, dModel, dFf, nHead, vocabSize, contextLength } = model.info;
+    t.deepEqual(readCheckpointSizes(dir), { architecture, nLayer, dModel, dFf, nHead, vocabSize, contextLength });
+  });
+}

@@ -105,7 +105,7 @@ withRedis('a grid of 4 sweeps on 2 workers ends with the summaries of the 4 swee
   const grid: GridFile = { name: 'four', grid: { base, vary: { mode: ['comeba-hk', 'memit'], lambda: [100, 400] } } };
   // Both workers kill the first attempt of one job with SIGSEGV in its sandbox, as a native crash would.
   const crashing = `four.sweep.${expandGrid(grid).sweeps[1].id}`;
-  const workers = [0, 1].map((i) => startWorker(redis.url, results, join(results, `worker-${i}.log`), { COMEBA_TEST_CRASH_JOB: crashing }));
+  const workers = [0, 1].map((i) => startWorker(redis.url, results, join(results, `worker-${i}.log`), { COMEBA_TEST_CRASH_JOB: crashing, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${join(root, 'test', 'crash-job.mjs')}`.trim() }));
   try {
     t.deepEqual(await submitGrid(redis.url, grid), { sweeps: 4, shards: 0 });
     t.deepEqual(await submitGrid(redis.url, grid), { sweeps: 4, shards: 0 });  // the same jobs, not added twice

@@ -10,7 +10,8 @@ import { InvalidArgumentError } from '../lib/errors.js';
 import { createHash } from 'node:crypto';
 import { ConsecutiveEditor, Evaluator, HookedModel, Statistics } from '../lib/index.js';
 import { readDocuments } from '../lib/statistics/Statistics.js';
-import { editorSettings, evaluationDefaults, runSweep, readMetrics, type SweepOptions, type SweepSummaryFile } from '../lib/sweep/sweep.js';
+import { readCheckpointDefaults, resolveHyperparameters } from '../lib/edit/options.js';
+import { editorsOf, evaluationDefaults, runSweep, readMetrics, type SweepOptions, type SweepSummaryFile } from '../lib/sweep/sweep.js';
 import { needingSharedData, sharedData, tempDir, tinyGpt2 } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -76,14 +77,20 @@ sharedTest('a sweep on the shared CounterFact validation file runs with the tiny
   t.deepEqual(readMetrics(out).map((m) => m.edits), [3, 6]);
 });
 
-test('λ per method and protocol: the paper\'s 5000 for single-round COMEBA-HK, the mode\'s default otherwise, --lambda first', (t) => {
+test('λ per method and protocol: the paper\'s 5000 for single-round COMEBA-HK, the mode\'s default otherwise, --lambda first', async (t) => {
   const testbed = join(root, 'testbed', 'model');  // its comeba.json sets no λ
-  const o = { model: testbed, protocol: 'single-round' as const };
-  t.like(editorSettings('comeba-hk', o), { mode: 'comeba-hk', scope: 'paper', lambda: 5000 });
-  t.like(editorSettings('comeba-hk+calibrated', o), { mode: 'comeba-hk', scope: 'calibrated', lambda: 5000 });
-  t.is(editorSettings('memit', o).lambda, undefined);
-  t.is(editorSettings('comeba-hk', { ...o, protocol: 'consecutive' }).lambda, undefined);
-  t.is(editorSettings('comeba-hk', { ...o, lambda: 800 }).lambda, 800);
+  await using model = await HookedModel.load(testbed);
+  const modes = ['comeba-hk', 'comeba-hk+calibrated', 'memit'] as const;
+  const o = { model: testbed, modes: [...modes], protocol: 'single-round' as const };
+  const defaults = readCheckpointDefaults(testbed);
+  const modeDefault = (mode: 'comeba-hk' | 'memit') => resolveHyperparameters(model.info, { mode }, defaults).lambda;
+  const singleRound = editorsOf(o, model.info);
+  t.like(singleRound['comeba-hk'], { mode: 'comeba-hk', scope: 'paper', lambda: 5000 });
+  t.like(singleRound['comeba-hk+calibrated'], { mode: 'comeba-hk', scope: 'calibrated', lambda: 5000 });
+  t.is(singleRound.memit.lambda, modeDefault('memit'));
+  t.is(editorsOf({ ...o, protocol: 'consecutive' }, model.info)['comeba-hk'].lambda, modeDefault('comeba-hk'));
+  t.not(modeDefault('comeba-hk'), 5000);
+  t.is(editorsOf({ ...o, lambda: 800 }, model.info)['comeba-hk'].lambda, 800);
 });
 
 // Two edits of the testbed's data on the tiny model (its folder's stats-corpus.txt is random text, as the model).

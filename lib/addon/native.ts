@@ -58,7 +58,8 @@ export interface NativeDescription extends NativeResolution {
 export const packageRoot = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
 const RTLD_NODELETE = 0x1000; // Linux value; not exported by os.constants.dlopen
-const napiVersion = 8;
+/** The N-API version the addon is built for: package.json's `binary.napi_versions`, the one place it is written. */
+export const napiVersion: number = (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { binary: { napi_versions: number[] } }).binary.napi_versions[0];
 
 interface PrebuildTags { file: string; runtime?: string; napi?: boolean; libc?: string }
 interface NodeGypBuild {

@@ -84,26 +84,15 @@ export interface NativeEditRequest {
 }
 
 /**
- * The editor's options as they cross the boundary: lib/edit/options.ts's EditorHyperparameters once resolved
- * (a test-free compile-time check there keeps the two in step), with the value path and C_accu's placement.
+ * The editor's options as they cross the boundary: lib/edit/options.ts's EditorHyperparameters once resolved,
+ * with the value path and C_accu's placement. The addon checks every field itself (INVALID_ARGUMENT).
  */
 export interface NativeEditorOptions {
-  mode: 'comeba-hk' | 'comeba-wo-hk' | 'memit';
+  mode: string;
   layers: number[];
-  lambda: number;
-  alphaZ: number;
-  scope: 'paper' | 'calibrated';
-  scopeKappa: number;
-  alphaFloor: number;
-  accumulatorDtype: 'float32' | 'float64';
-  vSteps: number;
-  vLr: number;
-  vWeightDecay: number;
-  klFactor: number;
-  clampNormFactor: number;
-  earlyStopLoss: number;
   reusePrefix?: boolean;
   accumulatorOnHost?: boolean;
+  [setting: string]: unknown;
 }
 
 /** Free and used memory of a device (CPU: the machine's MemAvailable/MemTotal). Bytes; -1 where unknown. */

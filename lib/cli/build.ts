@@ -4,14 +4,14 @@
 // makes the release's prebuilds with it.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, renameSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AddonNotFoundError } from '../errors.js';
 import { findLibtorch, formatRejected, type LibtorchInfo } from '../addon/libtorch.js';
-import { createBuildInfo, packageRoot, writeBuildInfo, type BuildInfo } from '../addon/native.js';
+import { createBuildInfo, napiVersion, packageRoot, writeBuildInfo, type BuildInfo } from '../addon/native.js';
 
 export const summary = 'build comeba.node from source against the libtorch found (cmake-js)';
 
@@ -63,10 +63,13 @@ export async function buildFromSource(options: { verbose: boolean; log: (line: s
 // `cmake-js build`, not `compile`: on a compile error `compile` wipes the folder and builds it all
 // again, doubling the wait before the same error.
 function runCmakeJs(torch: LibtorchInfo, workDir: string, logFile: string | undefined): Promise<void> {
-  const args = [cmakeJsBin(), 'build', '--directory', packageRoot, '--out', workDir,
+  const defines = [
     `--CDCOMEBA_LIBTORCH_DIR=${torch.dir}`,
     `--CDCOMEBA_TORCH_VERSION=${torch.version}`,
-    `--CDCOMEBA_CXX11_ABI=${torch.cxx11Abi ? 1 : 0}`];
+    `--CDCOMEBA_CXX11_ABI=${torch.cxx11Abi ? 1 : 0}`,
+    `--CDCOMEBA_NAPI_VERSION=${napiVersion}`];
+  const configured = forgetStaleConfiguration(workDir, defines);
+  const args = [cmakeJsBin(), 'build', '--directory', packageRoot, '--out', workDir, ...defines];
   // One torch translation unit takes ~1.4 GB and ~20 s: more than two jobs thrash small machines.
   const parallel = process.env.CMAKE_BUILD_PARALLEL_LEVEL ?? String(Math.min(2, availableParallelism()));
   const env = { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: parallel };
@@ -75,10 +78,25 @@ function runCmakeJs(torch: LibtorchInfo, workDir: string, logFile: string | unde
     const child = spawn(process.execPath, args, { cwd: packageRoot, env, stdio: log === undefined ? 'inherit' : ['ignore', log, log] });
     child.on('error', reject);
     child.on('close', (code) => {
-      if (code === 0) resolve();
-      else reject(new AddonNotFoundError(`cmake-js failed (exit ${code})${logFile ? `:\n${tail(logFile)}\nfull log: ${logFile}` : ''}`));
+      if (code === 0) {
+        configured();
+        resolve();
+      } else {
+        reject(new AddonNotFoundError(`cmake-js failed (exit ${code})${logFile ? `:\n${tail(logFile)}\nfull log: ${logFile}` : ''}`));
+      }
     });
   }).finally(() => log !== undefined && closeSync(log));
+}
+
+// `cmake-js build` configures only a folder without a CMakeCache.txt and otherwise keeps the cached values: a
+// libtorch moved to another path, or a define added since, would be ignored. The defines of the last configure
+// are kept beside the cache (written once a build succeeded); when they differ, the cache goes and the build
+// configures afresh (the objects stay, so only what the new values change recompiles).
+function forgetStaleConfiguration(workDir: string, defines: string[]): () => void {
+  const stamp = join(workDir, 'comeba-defines.json');
+  const wanted = JSON.stringify(defines);
+  if (!existsSync(stamp) || readFileSync(stamp, 'utf8') !== wanted) rmSync(join(workDir, 'CMakeCache.txt'), { force: true });
+  return () => writeFileSync(stamp, wanted);
 }
 
 // cmake-js is one of the package's dependencies, so an installed package can build itself.

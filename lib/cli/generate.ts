@@ -3,11 +3,15 @@
 import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../errors.js';
 import { HookedModel } from '../model/HookedModel.js';
+import { generateDefaults } from '../model/types.js';
 import { checkpointLayerCount, device, dtypes, oneOf, positiveInteger } from '../args.js';
 
 export const summary = 'continue a prompt with a local Hugging Face checkpoint (greedy, KV cache)';
 
-const usage = `usage: comeba generate --model DIR --prompt TEXT [--max-new-tokens N] [--device cpu|cuda[:N]] [--dtype float32|float16|bfloat16]`;
+const usage = `usage: comeba generate --model DIR --prompt TEXT [--max-new-tokens N] [--device cpu|cuda[:N]] [--dtype float32|float16|bfloat16]
+
+  --max-new-tokens N   tokens to generate after the prompt (default ${generateDefaults.maxNewTokens}; fewer if the model emits its EOS token)
+  --device, --dtype    where and in what precision the weights are loaded (default cpu, float32)`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -15,7 +19,7 @@ export async function run(argv: string[]): Promise<number> {
     options: {
       model: { type: 'string' },
       prompt: { type: 'string' },
-      'max-new-tokens': { type: 'string', default: '20' },
+      'max-new-tokens': { type: 'string', default: String(generateDefaults.maxNewTokens) },
       device: { type: 'string', default: 'cpu' },
       dtype: { type: 'string', default: 'float32' },
       help: { type: 'boolean', short: 'h' },

@@ -5,7 +5,8 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:f
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { isRegularFile, removeOrphanedTemporaries, writeAtomically } from '../io/files.js';
-import { AbortError, callNative, DisposedError, InvalidArgumentError, ModelMismatchError } from '../errors.js';
+import { AbortError, callNative, InvalidArgumentError, ModelMismatchError } from '../errors.js';
+import { ModelDependent } from '../model/dependent.js';
 import type { Device, Dtype, HookedModel } from '../model/HookedModel.js';
 import { checkMemoryPlan, editorMemoryPlan } from './memory.js';
 import { loadNative } from '../addon/native.js';
@@ -98,23 +99,19 @@ export interface SaveReport {
 /** The state files a folder may hold: format 1 state-<n>; format 2 base/keys/delta named after their chain. */
 const stateFileName = /^(state-\d+|base-[0-9a-f]{8}-\d+|keys-[0-9a-f]{8}-\d+-\d+|delta-[0-9a-f]{8}-\d+)\.safetensors$/;
 
-export class ConsecutiveEditor implements AsyncDisposable {
-  readonly model: HookedModel;
+export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
   readonly options: EditorHyperparameters;
   readonly contextTemplates: readonly string[];
   readonly statistics: Statistics;
-  #native: NativeConsecutiveEditor | null;
   #queue: Promise<unknown> = Promise.resolve();
   /** The folder the last save went to (or the state was loaded from): where the next save can be incremental. */
   #target: { dir: string; chain: string; step: number } | undefined;
 
   private constructor(model: HookedModel, native: NativeConsecutiveEditor, options: EditorHyperparameters, templates: string[], statistics: Statistics) {
-    this.model = model;
-    this.#native = native;
+    super(model, native, 'ConsecutiveEditor');
     this.options = options;
     this.contextTemplates = Object.freeze([...templates]);
     this.statistics = statistics;
-    model.adopt(this);
   }
 
   /**
@@ -160,7 +157,7 @@ export class ConsecutiveEditor implements AsyncDisposable {
       const settings = (s: SavedEditor) => JSON.stringify([s.model, s.options, s.contextTemplates, s.statistics]);
       for (let attempt = 0; ; attempt++) {
         try {
-          const native = editor.#require();
+          const native = editor.requireNative();
           const step = saved.format === 'comeba-editor/1'
             ? await callNative(() => native.load(join(dir, saved.stateFile)))
             : await callNative(() => native.loadChain(join(dir, saved.base!), saved.keyFiles!.map((f) => join(dir, f)), saved.stateFile === saved.base ? '' : join(dir, saved.stateFile)));
@@ -185,17 +182,17 @@ export class ConsecutiveEditor implements AsyncDisposable {
 
   /** Batches committed so far. */
   get step(): number {
-    return this.#require().info().step;
+    return this.requireNative().info().step;
   }
 
   /** Current α of each edited layer. */
   get alphas(): number[] {
-    return this.#require().info().alphas;
+    return this.requireNative().info().alphas;
   }
 
   /** Per edited layer, the least ‖ΔW x‖ a validated hook edits at: κ·ρ under the calibrated scope, 0 under the paper's. */
   get scopeFloors(): number[] {
-    return this.#require().info().scopeFloors;
+    return this.requireNative().info().scopeFloors;
   }
 
   /**
@@ -204,7 +201,7 @@ export class ConsecutiveEditor implements AsyncDisposable {
    */
   async edit(requests: readonly EditRequest[], options: EditCallOptions = {}): Promise<EditReport> {
     return this.#serialised(async () => {
-      const native = this.#require();
+      const native = this.requireNative();
       if (!Array.isArray(requests) || requests.length === 0) throw new InvalidArgumentError('edit expects a non-empty array of requests');
       checkCallOptions(options);
       const prepared = requests.map((r, i) => prepareRequest(this.model.tokenizer, r, this.contextTemplates, i, this.model.info.contextLength));
@@ -247,7 +244,7 @@ export class ConsecutiveEditor implements AsyncDisposable {
    */
   async save(dir: string): Promise<SaveReport> {
     return this.#serialised(async () => {
-      const native = this.#require();
+      const native = this.requireNative();
       mkdirSync(dir, { recursive: true });
       removeOrphanedTemporaries(dir);
       const step = native.info().step;
@@ -286,38 +283,23 @@ export class ConsecutiveEditor implements AsyncDisposable {
   async reset(): Promise<void> {
     return this.#serialised(async () => {
       this.#target = undefined;
-      await callNative(() => this.#require().reset());
+      await callNative(() => this.requireNative().reset());
     });
   }
 
   /** A digest of every state tensor, α and the step: equal digests mean equal state. */
   async checksum(): Promise<string> {
-    return this.#serialised(() => callNative(() => this.#require().checksum()));
+    return this.#serialised(() => callNative(() => this.requireNative().checksum()));
   }
 
   /** The full state as typed arrays (copies; large for big models). */
   async state(): Promise<NativeEditorState> {
-    return this.#serialised(() => callNative(() => this.#require().state()));
-  }
-
-  get disposed(): boolean {
-    return this.#native === null;
+    return this.#serialised(() => callNative(() => this.requireNative().state()));
   }
 
   /** Detaches the hook layers from the model (it is unedited again) and frees the editor's memory. */
-  async dispose(): Promise<void> {
-    this.#native?.dispose();
-    this.#native = null;
-    this.model.release(this);
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.dispose();
-  }
-
-  #require(): NativeConsecutiveEditor {
-    if (!this.#native) throw new DisposedError('ConsecutiveEditor');
-    return this.#native;
+  override async dispose(): Promise<void> {
+    await super.dispose();
   }
 
   // One operation at a time, in call order, whatever the caller awaits.

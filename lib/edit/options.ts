@@ -4,7 +4,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
 import { isRegularFile } from '../io/files.js';
-import type { NativeEditorOptions } from '../addon/types.js';
 import type { ModelInfo } from '../model/types.js';
 
 export type EditMode = 'comeba-hk' | 'comeba-wo-hk' | 'memit';
@@ -46,11 +45,6 @@ export interface EditorHyperparameters extends ValueOptions {
   accumulatorDtype: 'float32' | 'float64';
 }
 
-// The addon takes exactly these fields: a change on either side fails to compile here.
-const crossesTheBoundary: Required<Omit<NativeEditorOptions, 'reusePrefix' | 'accumulatorOnHost'>> extends EditorHyperparameters
-  ? EditorHyperparameters extends Omit<NativeEditorOptions, 'reusePrefix' | 'accumulatorOnHost'> ? true : never : never = true;
-void crossesTheBoundary;
-
 // Checked by the compiler to name every field of EditorHyperparameters once.
 const hyperparameterFields: Record<keyof EditorHyperparameters, true> = {
   mode: true, layers: true, lambda: true, alphaZ: true, scope: true, scopeKappa: true, alphaFloor: true, accumulatorDtype: true,
@@ -68,10 +62,12 @@ const valueDefaults: ValueOptions = {
  * below 3ρ after 1,000 edits (2.8–3.1 ρ per layer). α_floor = 2: an edited token stands 2 std above its sequence's
  * mean (eq. 19 lowered α to 1.0–1.5 within 20 batches on the short prompts of the previous testbed).
  */
-const calibratedScope = { scopeKappa: 3, alphaFloor: 2 };
+export const calibratedScope = { scopeKappa: 3, alphaFloor: 2 } as const;
 
 /** λ per mode (consecutive editing). */
-const lambdaByMode: Record<EditMode, number> = { 'comeba-hk': 15000, 'comeba-wo-hk': 15000, memit: 20000 };
+export const lambdaByMode: Readonly<Record<EditMode, number>> = { 'comeba-hk': 15000, 'comeba-wo-hk': 15000, memit: 20000 };
+/** The validated hooks' initial α (the paper's 2.2). */
+export const defaultAlphaZ = 2.2;
 /** The paper's λ for single-round COMEBA-HK (METHOD.md §7); a sweep uses it in that protocol. */
 export const singleRoundLambda: Partial<Record<EditMode, number>> = { 'comeba-hk': 5000 };
 
@@ -139,14 +135,20 @@ export function readCheckpointDefaults(dir: string): CheckpointDefaults {
   }
 }
 
-/** Full hyperparameters: the preset (or the scaling rule), then the checkpoint's defaults, then `given`. */
-export function resolveHyperparameters(info: ModelInfo, given: Partial<EditorHyperparameters>, defaults: CheckpointDefaults = {}): EditorHyperparameters {
+/**
+ * Full hyperparameters, the one place their precedence is decided: `given`, then the checkpoint's comeba.json
+ * (`defaults`), then a protocol's own λ (`protocolLambda`: single-round COMEBA-HK's), then the preset or the
+ * scaling rule and the built-in tables above.
+ */
+export function resolveHyperparameters(
+  info: ModelInfo, given: Partial<EditorHyperparameters>, defaults: CheckpointDefaults = {}, protocolLambda?: number,
+): EditorHyperparameters {
   const mode = given.mode ?? 'comeba-hk';
   if (!editModes.includes(mode)) {
     throw new InvalidArgumentError(`mode must be one of ${editModes.join(', ')}, not '${String(mode)}'`);
   }
   const preset = presetFor(info);
-  const lambda = defaults.lambda?.[mode] ?? (mode === 'memit' && preset ? preset.memitLambda : lambdaByMode[mode]);
+  const lambda = defaults.lambda?.[mode] ?? protocolLambda ?? (mode === 'memit' && preset ? preset.memitLambda : lambdaByMode[mode]);
   const resolved: EditorHyperparameters = {
     ...valueDefaults,
     vSteps: preset?.vSteps ?? valueDefaults.vSteps,
@@ -155,7 +157,7 @@ export function resolveHyperparameters(info: ModelInfo, given: Partial<EditorHyp
     mode,
     layers: defaults.layers ?? defaultLayers(info),
     lambda,
-    alphaZ: defaults.alphaZ ?? 2.2,
+    alphaZ: defaults.alphaZ ?? defaultAlphaZ,
     scope: 'paper',
     ...(given.scope === 'calibrated' ? calibratedScope : { scopeKappa: 0, alphaFloor: 0 }),
     accumulatorDtype: info.dFf > 8192 ? 'float32' : 'float64',

@@ -7,6 +7,8 @@ import type { Generation, GenerateOptions, Hook, LoadOptions, ModelInfo, Padding
 import { Tokenizer } from './Tokenizer.js';
 import { checkpointFingerprint } from '../io/fingerprint.js';
 
+import { generateDefaults } from './types.js';
+
 export type { Device, Dtype, Generation, GenerateOptions, Hook, LoadOptions, ModelInfo, Padding, RunOptions, RunResult, Tensor } from './types.js';
 
 export class HookedModel implements AsyncDisposable {
@@ -81,12 +83,7 @@ export class HookedModel implements AsyncDisposable {
     integer('seed', 0);
     const ids = typeof prompt === 'string' ? this.tokenizer.encodePrompt(prompt) : [...prompt];
     const tokens = await callNative(() =>
-      native.generate(ids, {
-        maxNewTokens: options.maxNewTokens ?? 20,
-        stopAtEos: options.stopAtEos ?? true,
-        topK: options.topK ?? 0,
-        seed: options.seed ?? 0,
-      }),
+      native.generate(ids, { ...generateDefaults, ...definedOnly(options) }),
     );
     return { tokens, text: this.tokenizer.decode(tokens) };
   }
@@ -151,4 +148,9 @@ export class HookedModel implements AsyncDisposable {
     }
     throw new InvalidArgumentError(`hooks[${index}] must have one of record, add or replaceWeight`);
   }
+}
+
+/** `options` without its undefined fields, so that spreading it over defaults keeps them. */
+function definedOnly<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

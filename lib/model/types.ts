@@ -46,15 +46,18 @@ export interface RunResult {
 }
 
 export interface GenerateOptions {
-  /** Default 20. */
+  /** Default: generateDefaults. */
   maxNewTokens?: number;
-  /** Stop after the model emits its EOS token. Default true. */
+  /** Stop after the model emits its EOS token. */
   stopAtEos?: boolean;
-  /** Sample among the k most likely tokens instead of taking the argmax. Default 0 (greedy). */
+  /** Sample among the k most likely tokens instead of taking the argmax (0: greedy). */
   topK?: number;
-  /** Seed of the sampler: the same seed gives the same tokens. Default 0. */
+  /** Seed of the sampler: the same seed gives the same tokens. */
   seed?: number;
 }
+
+/** The one table of generation defaults (HookedModel.generate, `comeba generate`; the addon requires them). */
+export const generateDefaults: Readonly<Required<GenerateOptions>> = { maxNewTokens: 20, stopAtEos: true, topK: 0, seed: 0 };
 
 export interface Generation {
   tokens: number[];

@@ -21,8 +21,6 @@ export default async function run(job: SandboxedJob<JobData>): Promise<unknown> 
   const results = process.env.COMEBA_RESULTS;
   if (!results) throw new Error('COMEBA_RESULTS is not set: start jobs with comeba worker --results DIR');
   const data = job.data;
-  // Testing: the first attempt of this job dies as a native crash would (test/queue.test.ts).
-  if (process.env.COMEBA_TEST_CRASH_JOB === job.id && job.attemptsMade === 0) process.kill(process.pid, 'SIGSEGV');
   const folder = jobFolder(results, data);
   mkdirSync(folder, { recursive: true });
 

@@ -4,8 +4,9 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { AbortError, callNative, DisposedError, InvalidArgumentError, InvalidCheckpointError, ModelMismatchError } from '../errors.js';
+import { AbortError, callNative, InvalidArgumentError, InvalidCheckpointError, ModelMismatchError } from '../errors.js';
 import { comebaCacheDir, removeOrphanedTemporaries } from '../io/files.js';
+import { ModelDependent } from '../model/dependent.js';
 import type { HookedModel } from '../model/HookedModel.js';
 import { loadNative } from '../addon/native.js';
 import type { NativeSecondMoments } from '../addon/types.js';
@@ -55,27 +56,21 @@ export interface CollectOptions {
 
 const checkpointEverySeconds = 30;
 
-export class Statistics {
+export class Statistics extends ModelDependent<NativeSecondMoments> {
   readonly provenance: StatisticsProvenance;
   /** The safetensors file holding them. */
   readonly file: string;
 
-  readonly model: HookedModel;
-  #native: NativeSecondMoments | null;
-
   /** @internal Disposed with `model`. */
   constructor(model: HookedModel, native: NativeSecondMoments, provenance: StatisticsProvenance, file: string) {
-    this.model = model;
-    this.#native = native;
+    super(model, native, 'Statistics');
     this.provenance = provenance;
     this.file = file;
-    model.adopt(this);
   }
 
   /** @internal */
   get native(): NativeSecondMoments {
-    if (!this.#native) throw new DisposedError('Statistics');
-    return this.#native;
+    return this.requireNative();
   }
 
   /** E[kkᵀ] of one layer, (d_ff, d_ff) in float64. */
@@ -83,19 +78,9 @@ export class Statistics {
     return callNative(() => this.native.mean(layer));
   }
 
-  get disposed(): boolean {
-    return this.#native === null;
-  }
-
   /** Frees the sums. Editors created from these statistics keep their own copy and go on working. */
-  async dispose(): Promise<void> {
-    this.#native?.dispose();
-    this.#native = null;
-    this.model.release(this);
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.dispose();
+  override async dispose(): Promise<void> {
+    await super.dispose();
   }
 
   /** Statistics saved by `collect` (or converted by the CLI), checked against the model. */

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { packageRoot } from '../addon/native.js';
 import { checkpointLayerCount, device, dtypes, existingFile, oneOf, parseLayers, positiveInteger, positiveNumber } from '../args.js';
+import { calibratedScope, defaultAlphaZ, lambdaByMode, singleRoundLambda } from '../edit/options.js';
 import { datasetFormats, detectFormat } from '../eval/datasets.js';
 import { optionalMetrics, protocols, sweepMethods, type SweepOptions } from './types.js';
 
@@ -20,10 +21,12 @@ export const sweepUsage = `usage: comeba sweep [options]        (rerun the same 
   --mode M             comeba-hk | comeba-hk+calibrated | comeba-wo-hk | memit,
                        several separated by commas, or all   (default all)
   --layers L           edited layers, e.g. 3,4,5 or 3-5      (default: preset / scaling rule)
-  --lambda X           λ                                     (default: per mode, METHOD.md §7)
-  --alpha-z X          initial α                             (default 2.2)
+  --lambda X           weight λ of the pre-trained keys      (default: the model's comeba.json, else
+                                                             ${Object.entries(lambdaByMode).map(([m, l]) => `${m} ${l}`).join(', ')};
+                                                             single-round comeba-hk ${singleRoundLambda['comeba-hk']})
+  --alpha-z X          initial α of the hooks' z-score test  (default ${defaultAlphaZ})
   --scope-kappa X, --alpha-floor X
-                       κ and α floor of comeba-hk+calibrated (defaults: README "Editing scope")
+                       κ and α floor of comeba-hk+calibrated (defaults ${calibratedScope.scopeKappa} and ${calibratedScope.alphaFloor}; README "Editing scope")
   --stats-corpus FILE  text for E[kkᵀ]                       (default: <model>/stats-corpus.txt; required without it)
   --stats FILE         E[kkᵀ] from a statistics file (comeba stats / stats merge) instead; with --heldout or
                        --skip perplexity

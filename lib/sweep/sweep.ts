@@ -16,12 +16,13 @@ import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSyn
 import { dirname, join, resolve } from 'node:path';
 import { describeNative, loadNative, packageRoot } from '../addon/native.js';
 import { ConsecutiveEditor } from '../edit/ConsecutiveEditor.js';
-import { readCheckpointDefaults, resolveHyperparameters, singleRoundLambda, type EditMode, type Scope } from '../edit/options.js';
+import { readCheckpointDefaults, resolveHyperparameters, singleRoundLambda, type EditMode, type EditorHyperparameters, type Scope } from '../edit/options.js';
 import { InvalidArgumentError } from '../errors.js';
 import { loadDataset, type EditCase } from '../eval/datasets.js';
 import { Evaluator, summarise, type EvalResult, type RecordScores, type Snapshot } from '../eval/Evaluator.js';
 import { removeOrphanedTemporaries, writeAtomically } from '../io/files.js';
 import { HookedModel } from '../model/HookedModel.js';
+import type { ModelInfo } from '../model/types.js';
 import { readDocuments, Statistics } from '../statistics/Statistics.js';
 import { renderChart } from './chart.js';
 import { writeReport } from './report.js';
@@ -33,15 +34,22 @@ import {
 export * from './types.js';
 
 /**
- * The editor settings a sweep gives `method`: its mode and scope, and λ: --lambda, else the checkpoint's comeba.json,
- * else the protocol's (single-round COMEBA-HK: the paper's 5000; otherwise the mode's default).
+ * The editor a sweep gives each method, resolved once per run (comeba.json read once): the method's mode and
+ * scope and the sweep's flags over the checkpoint's defaults, and single-round COMEBA-HK's λ (the paper's 5000)
+ * below those — resolveHyperparameters decides the precedence.
  */
-export function editorSettings(method: SweepMethod, o: Pick<SweepOptions, 'model' | 'protocol' | 'lambda' | 'scopeKappa' | 'alphaFloor'>) {
-  const { mode, scope }: { mode: EditMode; scope: Scope } = method === 'comeba-hk+calibrated'
-    ? { mode: 'comeba-hk', scope: 'calibrated' } : { mode: method, scope: 'paper' };
-  const fromCheckpoint = readCheckpointDefaults(o.model).lambda?.[mode];
-  const lambda = o.lambda ?? fromCheckpoint ?? (o.protocol === 'single-round' ? singleRoundLambda[mode] : undefined);
-  return scope === 'calibrated' ? { mode, scope, lambda, scopeKappa: o.scopeKappa, alphaFloor: o.alphaFloor } : { mode, scope, lambda };
+export function editorsOf(
+  o: Pick<SweepOptions, 'model' | 'modes' | 'protocol' | 'lambda' | 'layers' | 'alphaZ' | 'scopeKappa' | 'alphaFloor'>, info: ModelInfo,
+): Record<SweepMethod, EditorHyperparameters> {
+  const defaults = readCheckpointDefaults(o.model);
+  return Object.fromEntries(o.modes.map((method) => {
+    const { mode, scope }: { mode: EditMode; scope: Scope } = method === 'comeba-hk+calibrated'
+      ? { mode: 'comeba-hk', scope: 'calibrated' } : { mode: method, scope: 'paper' };
+    const calibrated = scope === 'calibrated' ? { scopeKappa: o.scopeKappa, alphaFloor: o.alphaFloor } : {};
+    const given = { mode, scope, ...calibrated, lambda: o.lambda, layers: o.layers, alphaZ: o.alphaZ };
+    const protocolLambda = o.protocol === 'single-round' ? singleRoundLambda[mode] : undefined;
+    return [method, resolveHyperparameters(info, given, defaults, protocolLambda)];
+  })) as Record<SweepMethod, EditorHyperparameters>;
 }
 
 /** Seconds spent and where a mode stands, saved with its checkpoint. */
@@ -75,7 +83,8 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary[]> {
   mkdirSync(options.out, { recursive: true });
   // One model, snapshot and E[kkᵀ] for every mode: disposing a mode's editor leaves the model unedited.
   await using model = await HookedModel.load(options.model, { device: options.device, dtype: options.dtype });
-  const settings = sweepSettings(options, model, corpus);
+  const editors = editorsOf(options, model.info);
+  const settings = sweepSettings(options, model, corpus, editors);
   claimOutput(options.out, settings);
   removeOrphanedTemporaries(options.out); // left by a run that was killed mid-write
   appendFileSync(join(options.out, 'runs.jsonl'), `${JSON.stringify(describeRun(model))}\n`);
@@ -94,7 +103,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary[]> {
   // Perplexity and fluency are taken in consecutive sweeps only (single-round rolls every batch back).
   const baseline = options.protocol === 'consecutive' ? await measure(true) : {};
   const shared: SharedSetup = {
-    model, evaluator, snapshot, measure, baseline, stats: await statistics(model, options, corpus.stats.path),
+    model, evaluator, snapshot, measure, baseline, editors, stats: await statistics(model, options, corpus.stats.path, editors[options.modes[0]].layers),
     // settings.json as on disk: a resumed sweep's file was written by its first run (paths may differ from ours).
     provenance: { settings: sha256(readFileSync(join(options.out, 'settings.json'))), run: readJsonLines<SweepRun>(join(options.out, 'runs.jsonl')).length - 1 },
   };
@@ -116,6 +125,8 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary[]> {
 
 interface SharedSetup {
   model: HookedModel;
+  /** Each method's editor settings, resolved. */
+  editors: Record<SweepMethod, EditorHyperparameters>;
   evaluator: Evaluator;
   snapshot: Snapshot;
   stats: Statistics;
@@ -126,7 +137,7 @@ interface SharedSetup {
 }
 
 async function runMode(options: SweepOptions, cases: EditCase[], mode: SweepMethod, shared: SharedSetup): Promise<SweepSummary & { contextTemplates: string[] }> {
-  const { model, evaluator, snapshot, stats, baseline } = shared;
+  const { model, evaluator, snapshot, stats, baseline, editors } = shared;
   const dir = join(options.out, mode);
   mkdirSync(dir, { recursive: true });
   const records = cases.map((c) => c.record);
@@ -136,7 +147,7 @@ async function runMode(options: SweepOptions, cases: EditCase[], mode: SweepMeth
   const stateDir = join(dir, 'editor');
   await using editor = consecutive && existsSync(join(stateDir, 'editor.json'))
     ? await ConsecutiveEditor.load(model, stateDir, { stats })
-    : await ConsecutiveEditor.create(model, { ...editorSettings(mode, options), stats, layers: options.layers, alphaZ: options.alphaZ });
+    : await ConsecutiveEditor.create(model, { ...editors[mode], stats });
   // Consecutive: the saved editor state is the truth (it is written first at a checkpoint).
   let edits = consecutive ? Math.min(editor.step * options.batch, options.n) : saved.edits;
   let seconds = saved.seconds;
@@ -148,17 +159,7 @@ async function runMode(options: SweepOptions, cases: EditCase[], mode: SweepMeth
   let started = performance.now();
   const elapsed = () => seconds + (performance.now() - started) / 1000;
   const checkpoint = async ({ result, now }: Evaluation) => {
-    const line: MetricsLine = {
-      mode, protocol: options.protocol, edits, reliability: result.reliability, generality: result.generality,
-      locality: result.locality, average: result.average, seconds: elapsed(), phases: { ...phases }, ...shared.provenance,
-    };
-    if (!Number.isNaN(result.portability)) line.portability = result.portability;
-    if (result.generated) {
-      const { portability, ...g } = result.generated;
-      line.generated = Number.isNaN(portability) ? g : { ...g, portability };
-    }
-    if (now.perplexity !== undefined) Object.assign(line, { perplexity: now.perplexity, perplexityRatio: now.perplexity / baseline.perplexity! });
-    if (now.fluency !== undefined) Object.assign(line, { fluency: now.fluency, fluencyBefore: baseline.fluency });
+    const line = metricsLine({ mode, protocol: options.protocol, edits, seconds: elapsed(), phases: { ...phases }, ...shared.provenance }, result, now, baseline);
     // State first, then its progress file, then the metrics line: a kill anywhere resumes at a consistent point.
     if (consecutive) line.stateBytes = (await editor.save(stateDir)).bytes;
     writeAtomically(progressFile, JSON.stringify({ edits, seconds: line.seconds, phases, scores: consecutive ? undefined : scores }));
@@ -212,6 +213,25 @@ async function runMode(options: SweepOptions, cases: EditCase[], mode: SweepMeth
 
 interface Evaluation { result: EvalResult; now: Baseline }
 
+/** An evaluation point's line of metrics.jsonl: the scores, and perplexity and fluency against the unedited model's. */
+function metricsLine(
+  base: Pick<MetricsLine, 'mode' | 'protocol' | 'edits' | 'seconds' | 'phases' | 'settings' | 'run'>, result: EvalResult, now: Baseline, baseline: Baseline,
+): MetricsLine {
+  const { mode, protocol, edits, seconds, phases, settings, run } = base;
+  const line: MetricsLine = {
+    mode, protocol, edits, reliability: result.reliability, generality: result.generality, locality: result.locality, average: result.average,
+    seconds, phases, settings, run,
+  };
+  if (!Number.isNaN(result.portability)) line.portability = result.portability;
+  if (result.generated) {
+    const { portability, ...g } = result.generated;
+    line.generated = Number.isNaN(portability) ? g : { ...g, portability };
+  }
+  if (now.perplexity !== undefined) Object.assign(line, { perplexity: now.perplexity, perplexityRatio: now.perplexity / baseline.perplexity! });
+  if (now.fluency !== undefined) Object.assign(line, { fluency: now.fluency, fluencyBefore: baseline.fluency });
+  return line;
+}
+
 /** A corpus file of the sweep: where it is, and its text when the sweep writes it there. */
 interface CorpusFile { path: string; text?: string }
 
@@ -263,9 +283,9 @@ function corpora(options: SweepOptions): Corpora {
   };
 }
 
-async function statistics(model: HookedModel, options: SweepOptions, corpus: string): Promise<Statistics> {
+// Layers do not depend on the method.
+async function statistics(model: HookedModel, options: SweepOptions, corpus: string, layers: number[]): Promise<Statistics> {
   if (options.stats) return Statistics.load(model, options.stats);
-  const layers = resolveHyperparameters(model.info, { layers: options.layers }, readCheckpointDefaults(options.model)).layers;
   return Statistics.collect(model, { corpus, layers, cacheDir: join(options.out, 'stats') });
 }
 
@@ -274,9 +294,8 @@ async function statistics(model: HookedModel, options: SweepOptions, corpus: str
  * will fill them, files identified by content). Values with a `path` are compared without it: a moved file with
  * the same content is the same input.
  */
-function sweepSettings(o: SweepOptions, model: HookedModel, corpus: Corpora): SweepSettings {
-  const defaults = readCheckpointDefaults(o.model);
-  const resolved = (m: SweepMethod) => resolveHyperparameters(model.info, { ...editorSettings(m, o), layers: o.layers, alphaZ: o.alphaZ }, defaults);
+function sweepSettings(o: SweepOptions, model: HookedModel, corpus: Corpora, editors: Record<SweepMethod, EditorHyperparameters>): SweepSettings {
+  const resolved = (m: SweepMethod) => editors[m];
   // Layers, α and the value optimisation do not depend on the mode.
   const { layers, alphaZ, mode, scope, lambda, scopeKappa, alphaFloor, ...values } = resolved(o.modes[0]);
   const settings: SweepSettings = {

@@ -69,6 +69,23 @@ double get_double(const Napi::Object& obj, const char* key, double fallback) {
   return v.As<Napi::Number>().DoubleValue();
 }
 
+namespace {
+
+Napi::Value required(const Napi::Object& obj, const char* key) {
+  auto v = obj.Get(key);
+  if (v.IsUndefined()) throw_invalid(obj.Env(), std::string("the option ") + key + " is required");
+  return v;
+}
+
+}  // namespace
+
+std::string require_string(const Napi::Object& obj, const char* key) { return to_string(required(obj, key), key); }
+int64_t require_int(const Napi::Object& obj, const char* key) { return to_int(required(obj, key), key); }
+double require_double(const Napi::Object& obj, const char* key) {
+  required(obj, key);
+  return get_double(obj, key, 0);
+}
+
 torch::Dtype get_accumulator_dtype(const Napi::Object& obj, const char* key) {
   const std::string name = get_string(obj, key, "float64");
   if (name != "float32" && name != "float64") throw_invalid(obj.Env(), std::string(key) + " must be 'float32' or 'float64'");

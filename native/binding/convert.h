@@ -24,6 +24,10 @@ std::string get_string(const Napi::Object& obj, const char* key, const std::stri
 int64_t get_int(const Napi::Object& obj, const char* key, int64_t fallback);
 bool get_bool(const Napi::Object& obj, const char* key, bool fallback);
 double get_double(const Napi::Object& obj, const char* key, double fallback);
+// Settings whose defaults live in lib/ (lib/edit/options.ts, lib/model/types.ts): missing is INVALID_ARGUMENT.
+std::string require_string(const Napi::Object& obj, const char* key);
+int64_t require_int(const Napi::Object& obj, const char* key);
+double require_double(const Napi::Object& obj, const char* key);
 // "float32" | "float64" (statistics and C_accu storage).
 torch::Dtype get_accumulator_dtype(const Napi::Object& obj, const char* key);
 

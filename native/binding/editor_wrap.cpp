@@ -15,21 +15,22 @@
 namespace comeba::binding {
 namespace {
 
+// Every hyperparameter comes resolved from lib/edit/options.ts, the one table of their defaults.
 EditorOptions to_editor_options(const Napi::Object& o) {
   EditorOptions opts;
-  opts.mode = run_sync(o.Env(), [&] { return parse_edit_mode(get_string(o, "mode", "comeba-hk")); });
+  opts.mode = run_sync(o.Env(), [&] { return parse_edit_mode(require_string(o, "mode")); });
   opts.layers = to_token_list(o.Get("layers"), "layers");
-  opts.lambda = get_double(o, "lambda", opts.lambda);
-  opts.alpha_z = get_double(o, "alphaZ", opts.alpha_z);
-  opts.scope = run_sync(o.Env(), [&] { return parse_scope(get_string(o, "scope", "paper")); });
-  opts.scope_kappa = get_double(o, "scopeKappa", opts.scope_kappa);
-  opts.alpha_floor = get_double(o, "alphaFloor", opts.alpha_floor);
-  opts.values.steps = get_int(o, "vSteps", opts.values.steps);
-  opts.values.lr = get_double(o, "vLr", opts.values.lr);
-  opts.values.weight_decay = get_double(o, "vWeightDecay", opts.values.weight_decay);
-  opts.values.kl_factor = get_double(o, "klFactor", opts.values.kl_factor);
-  opts.values.clamp_norm_factor = get_double(o, "clampNormFactor", opts.values.clamp_norm_factor);
-  opts.values.early_stop_loss = get_double(o, "earlyStopLoss", opts.values.early_stop_loss);
+  opts.lambda = require_double(o, "lambda");
+  opts.alpha_z = require_double(o, "alphaZ");
+  opts.scope = run_sync(o.Env(), [&] { return parse_scope(require_string(o, "scope")); });
+  opts.scope_kappa = require_double(o, "scopeKappa");
+  opts.alpha_floor = require_double(o, "alphaFloor");
+  opts.values.steps = require_int(o, "vSteps");
+  opts.values.lr = require_double(o, "vLr");
+  opts.values.weight_decay = require_double(o, "vWeightDecay");
+  opts.values.kl_factor = require_double(o, "klFactor");
+  opts.values.clamp_norm_factor = require_double(o, "clampNormFactor");
+  opts.values.early_stop_loss = require_double(o, "earlyStopLoss");
   opts.values.reuse_prefix = get_bool(o, "reusePrefix", opts.values.reuse_prefix);
   opts.accumulator_dtype = get_accumulator_dtype(o, "accumulatorDtype");
   opts.accumulator_on_host = get_bool(o, "accumulatorOnHost", opts.accumulator_on_host);

@@ -119,7 +119,7 @@ Napi::Value HookedModelWrap::generate(const Napi::CallbackInfo& info) {
   auto prompt = to_token_list(info[0], "prompt");
   auto options = to_object(info[1], "options");
   GenerateOptions gen;
-  gen.max_new_tokens = get_int(options, "maxNewTokens", 20);
+  gen.max_new_tokens = require_int(options, "maxNewTokens");
   gen.stop_at_eos = get_bool(options, "stopAtEos", true);
   gen.top_k = get_int(options, "topK", 0);
   gen.seed = static_cast<uint64_t>(get_int(options, "seed", 0));

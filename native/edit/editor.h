@@ -31,11 +31,12 @@ enum class Scope { Paper, Calibrated };
 Scope parse_scope(const std::string& name);
 const char* scope_name(Scope scope);
 
+// Defaults live in lib/edit/options.ts (METHOD.md §7's table); the binding requires every field.
 struct EditorOptions {
   EditMode mode = EditMode::ComebaHk;
   std::vector<int64_t> layers;  // increasing; z lives at the output of the last one
-  double lambda = 15000;
-  double alpha_z = 2.2;
+  double lambda = 0;
+  double alpha_z = 0;
   Scope scope = Scope::Paper;
   double scope_kappa = 0;   // κ of the calibrated scope
   double alpha_floor = 0;   // least α of the calibrated scope

@@ -12,13 +12,14 @@
 
 namespace comeba {
 
+// Defaults live in lib/edit/options.ts; the binding requires every field.
 struct ValueOptions {
-  int64_t steps = 20;
-  double lr = 0.5;
-  double weight_decay = 0.5;
-  double kl_factor = 0.0625;
-  double clamp_norm_factor = 0.75;
-  double early_stop_loss = 5e-2;
+  int64_t steps = 0;
+  double lr = 0;
+  double weight_decay = 0;
+  double kl_factor = 0;
+  double clamp_norm_factor = 0;
+  double early_stop_loss = 0;
   // Every step runs the blocks above the z-layer only from each row's subject-last token on, attending to the
   // earlier positions' keys and values computed once per batch (δ changes nothing before it: attention is
   // causal). false: the whole rows every step, the reference path kept for the equivalence test and the benchmark.

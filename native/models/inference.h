@@ -25,8 +25,9 @@ void validate_tokens(const CausalLM& model, const TokenRows& rows, int64_t extra
 ForwardResult run_forward(const CausalLM& model, const TokenRows& rows, bool left_pad, std::vector<ProbeSpec> probes,
                           ForwardHooks* base, bool last_only = false);
 
+// Defaults live in lib/model/types.ts (generateDefaults); the binding requires maxNewTokens.
 struct GenerateOptions {
-  int64_t max_new_tokens = 20;
+  int64_t max_new_tokens = 0;
   bool stop_at_eos = true;
   int64_t top_k = 0;   // 0: greedy; else sample among the k most likely tokens
   uint64_t seed = 0;   // for sampling: the same seed gives the same tokens
