@@ -1,8 +1,10 @@
 // The editor's memory plan (lib/edit/memory.ts): its arithmetic on the reference models, the early refusal that
 // names the numbers (before any statistics are collected), and the device memory query.
 import test from 'ava';
-import { readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { ConsecutiveEditor, HookedModel, OutOfMemoryError, deviceMemory, editorMemoryPlan, type ModelInfo } from '../lib/index.js';
+import { cgroupMemory } from '../lib/edit/memory.js';
 import { resolveHyperparameters } from '../lib/edit/options.js';
 import { makeRandomCorpus, tempDir, tinyGpt2 } from './helpers.js';
 
@@ -49,4 +51,32 @@ test('deviceMemory on the CPU is the machine\'s available and total memory', (t)
   t.true(m.total > 0 && m.free > 0 && m.free <= m.total, JSON.stringify(m));
   t.is(m.allocated, -1);
   t.throws(() => deviceMemory('tpu' as 'cpu'), { message: /unknown device 'tpu'/ });
+});
+
+// A container's memory limit bounds what the host has free: cgroup v2 and v1 trees written here, as the kernel shows them.
+test('the host figure reads the cgroup memory limit (v2 along the group path, v1 under the memory controller)', (t) => {
+  const fake = (files: Record<string, string>) => {
+    const dir = tempDir('comeba-cgroup-');
+    for (const [name, text] of Object.entries(files)) {
+      mkdirSync(dirname(join(dir, name)), { recursive: true });
+      writeFileSync(join(dir, name), text);
+    }
+    return { root: join(dir, 'sys'), self: join(dir, 'self-cgroup') };
+  };
+  const gib = 1024 ** 3;
+  // v2: the group's own limit, and a tighter one of its parent
+  const v2 = fake({
+    'sys/cgroup.controllers': 'cpu memory\n', 'self-cgroup': '0::/jobs/comeba\n',
+    'sys/jobs/comeba/memory.max': `${4 * gib}\n`, 'sys/jobs/comeba/memory.current': `${1 * gib}\n`,
+    'sys/jobs/memory.max': `${2 * gib}\n`, 'sys/jobs/memory.current': `${1.5 * gib}\n`,
+  });
+  t.deepEqual(cgroupMemory(v2.root, v2.self), { limit: 2 * gib, usage: 1.5 * gib });
+  const v2Unlimited = fake({ 'sys/cgroup.controllers': 'memory\n', 'self-cgroup': '0::/\n', 'sys/memory.max': 'max\n', 'sys/memory.current': '123\n' });
+  t.is(cgroupMemory(v2Unlimited.root, v2Unlimited.self), undefined);
+  // v1: the memory controller's line names the group; its mount root is the container's own group
+  const v1 = fake({ 'self-cgroup': '4:memory:/docker/abc\n0::/\n', 'sys/memory/memory.limit_in_bytes': `${8 * gib}\n`, 'sys/memory/memory.usage_in_bytes': `${3 * gib}\n` });
+  t.deepEqual(cgroupMemory(v1.root, v1.self), { limit: 8 * gib, usage: 3 * gib });
+  const v1Unlimited = fake({ 'self-cgroup': '4:memory:/\n', 'sys/memory/memory.limit_in_bytes': '9223372036854771712\n', 'sys/memory/memory.usage_in_bytes': '5\n' });
+  t.is(cgroupMemory(v1Unlimited.root, v1Unlimited.self), undefined);
+  t.is(cgroupMemory(join(tempDir(), 'none'), join(tempDir(), 'none')), undefined);
 });

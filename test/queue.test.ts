@@ -4,14 +4,17 @@
 // equal the one-shot statistics within 1e-12. Skipped without redis-server unless COMEBA_REQUIRE_REDIS=1.
 import test from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { HookedModel, Statistics } from '../lib/index.js';
 import { parseSweepArgs } from '../lib/sweep/args.js';
-import { expandGrid, gridJobs, submitGrid, sweepArgv, type GridFile, type SweepSpec } from '../lib/queue/queue.js';
+import { checkJobData, connectionOf, expandGrid, gridJobs, jobFolder, queueName, submitGrid, sweepArgv, type GridFile, type SweepSpec } from '../lib/queue/queue.js';
+import { InvalidArgumentError } from '../lib/errors.js';
 import { readMetrics, runSweep, type SweepSummaryFile } from '../lib/sweep/sweep.js';
 import { needing, tempDir, tinyGpt2 } from './helpers.js';
 
@@ -185,4 +188,79 @@ withRedis('statistics as 3 shards on 2 workers, merged, equal the one-shot stati
     await stopWorkers(workers);
     await redis.stop();
   }
+});
+
+// ---- job data from Redis is not trusted ---------------------------------------------------------------------
+
+test('job data is checked as queue submit checks it: no folder outside --results, no smuggled --out', (t) => {
+  const grid: GridFile = { name: 'g', sweeps: [base], stats: [{ name: 's', model: tinyGpt2, corpus: data, shards: 2 }] };
+  const [sweep] = expandGrid(grid).sweeps;
+  const stats = expandGrid(grid).stats[0];
+  const good = { kind: 'sweep', grid: 'g', id: sweep.id, spec: sweep.spec };
+  t.deepEqual(checkJobData(JSON.parse(JSON.stringify(good))), good);
+  const shard = { kind: 'stats-shard', grid: 'g', id: 'g.stats.s.shard-1', spec: stats, index: 1 };
+  t.deepEqual(checkJobData(shard), shard);
+  const results = tempDir('comeba-results-');
+  t.true(jobFolder(results, checkJobData(good)).startsWith(join(results, 'g', 'sweeps')));
+
+  const refused: [unknown, RegExp][] = [
+    [{ ...good, grid: '../../escaped' }, /grid "\.\.\/\.\.\/escaped" is not a grid name/],
+    [{ ...shard, spec: { ...stats, name: '../../../../x' } }, /each statistics entry needs a name/],
+    [{ ...good, id: '../x' }, /sweep id "\.\.\/x" is not its spec's/],
+    [{ ...good, spec: { ...base, out: '/tmp/x' } }, /has no "out"/],
+    [{ ...good, spec: { ...base, 'n=1 --out': '/tmp/x' } }, /is not an option name/],
+    [{ ...shard, index: 2 }, /shard index 2 is not in \[0, 2\)/],
+    [{ ...shard, id: 'other.stats.s.shard-1' }, /is not its statistics'/],
+    [{ ...good, kind: 'exec' }, /unknown kind "exec"/],
+    [null, /job data is not an object/],
+  ];
+  for (const [bad, message] of refused) t.throws(() => checkJobData(bad), { instanceOf: InvalidArgumentError, message }, JSON.stringify(bad));
+});
+
+withRedis('a job added to Redis directly with a grid name that climbs out of --results fails on the worker and writes nothing outside', async (t) => {
+  const redis = await startRedis();
+  const results = join(tempDir('comeba-escape-'), 'results');
+  const escaped = join(results, '..', '..', 'escaped');
+  const queue = new Queue(queueName, { connection: connectionOf(redis.url) });
+  const spec = { ...base };
+  await queue.add('sweep', { kind: 'sweep', grid: '../../escaped', id: expandGrid({ name: 'x', sweeps: [spec] }).sweeps[0].id, spec }, { jobId: 'evil', attempts: 1 });
+  const worker = startWorker(redis.url, results, join(tempDir('comeba-escape-log-'), 'worker.log'));
+  try {
+    await waitFor(async () => (await queue.getJob('evil'))?.failedReason !== undefined, 60_000, 'the job to fail');
+    t.regex((await queue.getJob('evil'))!.failedReason, /grid "\.\.\/\.\.\/escaped" is not a grid name/);
+    t.false(existsSync(escaped));
+  } finally {
+    await queue.close();
+    await stopWorkers([worker]);
+    await redis.stop();
+  }
+});
+
+withRedis('a statistics grid resubmitted with a corrected corpus collects its shards anew instead of merging the old ones', async (t) => {
+  const results = tempDir('comeba-results-');
+  const corpus = join(tempDir('comeba-corpus-'), 'corpus.txt');
+  const records = JSON.parse(readFileSync(data, 'utf8')) as { prompt: string; ground_truth: string }[];
+  const grid: GridFile = { name: 'stats', stats: [{ name: 'kk', model: tinyGpt2, corpus, shards: 2, layers: '1' }] };
+  const merged = join(results, 'stats', 'stats', 'kk.safetensors');
+  const corpusHash = async () => {
+    await using model = await HookedModel.load(tinyGpt2);
+    return (await Statistics.load(model, merged)).provenance.corpusHash;
+  };
+  const hashes: string[] = [];
+  // Each round on a fresh Redis (the first grid's jobs gone), the results folder kept.
+  for (const lines of [records.slice(0, 40), records.slice(40, 80)]) {
+    writeFileSync(corpus, lines.map((r) => `${r.prompt} ${r.ground_truth}.`).join('\n'));
+    const redis = await startRedis();
+    const workers = [startWorker(redis.url, results, join(results, 'worker.log'))];
+    try {
+      await submitGrid(redis.url, grid);
+      await waitFor(() => allDone(redis.url, 'stats', 3), 120_000, 'the shards and the merge');
+      hashes.push(await corpusHash());
+    } finally {
+      await stopWorkers(workers);
+      await redis.stop();
+    }
+  }
+  t.not(hashes[0], hashes[1]);
+  t.is(hashes[1], createHash('sha256').update(readFileSync(corpus)).digest('hex'));
 });

@@ -1,6 +1,8 @@
 // The editor's memory plan: what ConsecutiveEditor.create will hold on the model's device and in host memory,
 // from the model's sizes and the hyperparameters alone, so that an editor that cannot fit fails before the
 // statistics are collected (hours on a large model) rather than at the first allocation that fails.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { OutOfMemoryError } from '../errors.js';
 import { formatBytes } from '../io/files.js';
 import { loadNative } from '../addon/native.js';
@@ -85,7 +87,7 @@ export function editorMemoryPlan(info: PlanModel, hyper: PlanHyper, options: { d
  */
 export function checkMemoryPlan(plan: MemoryPlan, device: Device, options: { budget?: number; accumulatorOnHost: boolean; accumulatorDtype: string }): void {
   const onCpu = device === 'cpu';
-  const host = deviceMemory('cpu');
+  const host = hostMemory();
   const dev = onCpu ? host : deviceMemory(device);
   const needed = onCpu ? plan.device.total + plan.host.total : plan.device.total;
   const free = dev.free < 0 ? Infinity : dev.free + Math.max(0, dev.reserved - dev.allocated);
@@ -114,3 +116,50 @@ export function checkMemoryPlan(plan: MemoryPlan, device: Device, options: { bud
     );
   }
 }
+
+/** The CPU's deviceMemory, its free bytes bounded by the process's cgroup (a container's memory limit). */
+export function hostMemory(): DeviceMemory {
+  const host = deviceMemory('cpu');
+  const cgroup = cgroupMemory();
+  if (!cgroup) return host;
+  const free = Math.max(0, cgroup.limit - cgroup.usage);
+  return { ...host, free: host.free < 0 ? free : Math.min(host.free, free), total: host.total < 0 ? cgroup.limit : Math.min(host.total, cgroup.limit) };
+}
+
+// Limits at or above this are "no limit" (cgroup v1 writes 2^63 rounded down to a page).
+const unlimited = 2 ** 62;
+
+/**
+ * The tightest memory limit of this process's cgroup and its ancestors, with that group's usage: cgroup v2
+ * (`memory.max`, `memory.current` along the path in /proc/self/cgroup's `0::` line) or v1 (`memory.limit_in_bytes`,
+ * `memory.usage_in_bytes` under the memory controller). Undefined without a limit, or where none can be read.
+ */
+export function cgroupMemory(root = '/sys/fs/cgroup', self = '/proc/self/cgroup'): { limit: number; usage: number } | undefined {
+  const lines = readSmall(self)?.split('\n') ?? [];
+  const v2 = existsSync(join(root, 'cgroup.controllers'));
+  const path = v2
+    ? lines.find((l) => l.startsWith('0::'))?.slice(3)
+    : lines.map((l) => l.split(':')).find((f) => f[1]?.split(',').includes('memory'))?.[2];
+  const base = v2 ? root : join(root, 'memory');
+  const [limitFile, usageFile] = v2 ? ['memory.max', 'memory.current'] : ['memory.limit_in_bytes', 'memory.usage_in_bytes'];
+  let best: { limit: number; usage: number } | undefined;
+  // From the group itself up to the root of the mount (in a container the mount's root is its own group).
+  const parts = (path ?? '/').split('/').filter(Boolean);
+  for (let n = parts.length; n >= 0; n--) {
+    const dir = join(base, ...parts.slice(0, n));
+    const limit = Number(readSmall(join(dir, limitFile))?.trim());
+    const usage = Number(readSmall(join(dir, usageFile))?.trim());
+    if (!Number.isFinite(limit) || limit <= 0 || limit >= unlimited || !Number.isFinite(usage)) continue;
+    if (!best || limit - usage < best.limit - best.usage) best = { limit, usage };
+  }
+  return best;
+}
+
+function readSmall(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+

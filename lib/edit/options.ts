@@ -2,7 +2,7 @@
 // that picks edit layers for models without a preset.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, InvalidCheckpointError } from '../errors.js';
 import { isRegularFile } from '../io/files.js';
 import type { ModelInfo } from '../model/types.js';
 
@@ -128,11 +128,33 @@ export function readCheckpointDefaults(dir: string): CheckpointDefaults {
   const path = join(dir, 'comeba.json');
   if (!existsSync(path)) return {};
   if (!isRegularFile(path)) throw new InvalidArgumentError(`${path} is not a regular file`);
+  let parsed: unknown;
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as CheckpointDefaults;
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
   } catch (err) {
     throw new InvalidArgumentError(`${path} is not valid JSON`, { cause: err });
   }
+  return checkDefaults(parsed, path);
+}
+
+// Each field as CheckpointDefaults says, or one line naming it: comeba.json is the user's file.
+function checkDefaults(parsed: unknown, path: string): CheckpointDefaults {
+  const bad = (what: string) => new InvalidCheckpointError(`${path}: ${what}`);
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  const positive = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v > 0;
+  if (!isObject(parsed)) throw bad('must be a JSON object such as {"layers": [1, 2], "lambda": {"comeba-hk": 15000}}');
+  const { layers, lambda, alphaZ, values } = parsed;
+  if (layers !== undefined && !(Array.isArray(layers) && layers.length > 0 && layers.every((l) => Number.isSafeInteger(l) && l >= 0))) {
+    throw bad('"layers" must be a non-empty list of layer indices');
+  }
+  if (lambda !== undefined && !(isObject(lambda) && Object.entries(lambda).every(([m, l]) => (editModes as readonly string[]).includes(m) && positive(l)))) {
+    throw bad(`"lambda" must map modes (${editModes.join(', ')}) to positive numbers`);
+  }
+  if (alphaZ !== undefined && !positive(alphaZ)) throw bad('"alphaZ" must be a positive number');
+  if (values !== undefined && !(isObject(values) && Object.entries(values).every(([k, v]) => Object.hasOwn(valueDefaults, k) && typeof v === 'number' && Number.isFinite(v) && v >= 0))) {
+    throw bad(`"values" must map value options (${Object.keys(valueDefaults).join(', ')}) to numbers ≥ 0`);
+  }
+  return parsed as CheckpointDefaults;
 }
 
 /**

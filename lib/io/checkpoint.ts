@@ -25,8 +25,9 @@ export function readCheckpointSizes(dir: string): CheckpointSizes {
   } catch (err) {
     throw new InvalidCheckpointError(`${configPath} is not valid JSON`, { cause: err });
   }
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new InvalidCheckpointError(`${configPath} is not a JSON object`);
   const architecture = String(config.model_type);
-  const family = families[architecture];
+  const family = Object.hasOwn(families, architecture) ? families[architecture] : undefined;
   if (!family) throw new InvalidCheckpointError(`model_type '${architecture}' in ${configPath} is not supported (${Object.keys(families).join(', ')})`);
   const keys = sizeKeys[family];
   const int = (key: string, fallback?: number) => {
@@ -47,10 +48,14 @@ export function countParameters(dir: string): { parameters: number; storedDtypes
   let parameters = 0;
   const stored = new Set<string>();
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort()) {
-    for (const entry of Object.entries(safetensorsHeader(join(dir, file)))) {
-      if (entry[0] === '__metadata__') continue;
-      const { dtype, shape } = entry[1] as { dtype: string; shape: number[] };
-      parameters += shape.reduce((a, b) => a * b, 1);
+    const path = join(dir, file);
+    for (const [name, entry] of Object.entries(safetensorsHeader(path))) {
+      if (name === '__metadata__') continue;
+      const { dtype, shape } = (entry ?? {}) as { dtype?: unknown; shape?: unknown };
+      if (typeof dtype !== 'string' || !Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+        throw new InvalidCheckpointError(`${path}: tensor ${JSON.stringify(name)} has no valid dtype and shape in the safetensors header`);
+      }
+      parameters += shape.reduce((a: number, b: number) => a * b, 1);
       stored.add(dtype);
     }
   }
@@ -68,7 +73,9 @@ function safetensorsHeader(path: string): Record<string, unknown> {
     if (n > 100 << 20) throw new InvalidCheckpointError(`${path}: a safetensors header of ${n} bytes is not plausible`);
     const header = Buffer.alloc(n);
     if (readSync(fd, header, 0, n, 8) !== n) throw new InvalidCheckpointError(`${path}: the header runs past the end of the file`);
-    return JSON.parse(header.toString('utf8')) as Record<string, unknown>;
+    const parsed: unknown = JSON.parse(header.toString('utf8'));
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InvalidCheckpointError(`${path}: the safetensors header is not a JSON object`);
+    return parsed as Record<string, unknown>;
   } catch (err) {
     if (err instanceof InvalidCheckpointError) throw err;
     throw new InvalidCheckpointError(`${path}: the safetensors header is not valid JSON`, { cause: err });

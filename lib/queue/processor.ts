@@ -1,13 +1,13 @@
 // The sandboxed BullMQ processor (lib/queue/queue.ts): runs one comeba job in a child process of the worker, writing
 // under $COMEBA_RESULTS. Every kind resumes from what an earlier attempt left on disk.
-import { copyFileSync, existsSync, mkdirSync, renameSync } from 'node:fs';
+import { copyFileSync, mkdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SandboxedJob } from 'bullmq';
 import { parseLayers } from '../args.js';
 import { parseSweepArgs } from '../sweep/args.js';
 import { HookedModel } from '../model/HookedModel.js';
 import { defaultLayers } from '../edit/options.js';
-import { jobFolder, sweepArgv, type JobData } from './queue.js';
+import { checkJobData, jobFolder, sweepArgv, type JobData } from './queue.js';
 import { Statistics } from '../statistics/Statistics.js';
 import { runSweep } from '../sweep/sweep.js';
 
@@ -20,7 +20,7 @@ const shardFile = (folder: string, index: number, count: number) => join(folder,
 export default async function run(job: SandboxedJob<JobData>): Promise<unknown> {
   const results = process.env.COMEBA_RESULTS;
   if (!results) throw new Error('COMEBA_RESULTS is not set: start jobs with comeba worker --results DIR');
-  const data = job.data;
+  const data = checkJobData(job.data); // Redis is not trusted: the data may not come from `queue submit`
   const folder = jobFolder(results, data);
   mkdirSync(folder, { recursive: true });
 
@@ -45,7 +45,9 @@ export default async function run(job: SandboxedJob<JobData>): Promise<unknown> 
   const spec = data.spec;
   if (data.kind === 'stats-shard') {
     const target = shardFile(folder, data.index, spec.shards);
-    if (existsSync(target)) return { file: target };
+    // No early return when the shard file exists: it may be of another corpus or settings (a grid resubmitted
+    // with a corrected corpus). collectShard's cache (keyed by the model's fingerprint, the corpus' hash and every
+    // setting) makes an unchanged shard a cache hit, and a changed one is collected anew.
     await using model = await HookedModel.load(spec.model);
     const layers = spec.layers === undefined ? defaultLayers(model.info) : parseLayers(spec.layers, model.info.nLayer);
     const file = await Statistics.collectShard(model, {

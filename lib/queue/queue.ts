@@ -5,7 +5,7 @@
 // so a native crash fails the job, not the worker. Consecutive editing stays sequential inside one sweep.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { extname, join } from 'node:path';
+import { extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FlowProducer, Queue, Worker, type JobsOptions } from 'bullmq';
 import { InvalidArgumentError } from '../errors.js';
@@ -41,10 +41,56 @@ export type JobData =
   | { kind: 'stats-shard'; grid: string; id: string; spec: StatsSpec; index: number }
   | { kind: 'stats-merge'; grid: string; id: string; spec: StatsSpec };
 
-/** Where a job writes under the results directory. */
+/** Where a job writes under the results directory (inside it, for job data that passed checkJobData). */
 export function jobFolder(results: string, data: JobData): string {
-  if (data.kind === 'sweep') return join(results, data.grid, 'sweeps', data.id);
-  return join(results, data.grid, 'stats', data.spec.name);
+  const folder = data.kind === 'sweep' ? join(results, data.grid, 'sweeps', data.id) : join(results, data.grid, 'stats', data.spec.name);
+  if (!resolve(folder).startsWith(resolve(results) + sep)) throw new InvalidArgumentError(`job data names a folder outside --results: ${folder}`);
+  return folder;
+}
+
+/**
+ * A job's data as read back from Redis, checked as `queue submit` checks what it adds: anyone who can write to the
+ * queue could otherwise make every worker write where it likes. Throws InvalidArgumentError naming the field.
+ */
+export function checkJobData(data: unknown): JobData {
+  const d = data as Partial<Record<string, unknown>> | null;
+  if (typeof d !== 'object' || d === null) throw new InvalidArgumentError('job data is not an object');
+  if (typeof d.grid !== 'string' || !safeName.test(d.grid)) throw new InvalidArgumentError(`job data: grid ${JSON.stringify(d.grid)} is not a grid name`);
+  if (d.kind === 'sweep') {
+    const spec = checkSweepSpec(d.spec);
+    if (d.id !== slug(spec)) throw new InvalidArgumentError(`job data: sweep id ${JSON.stringify(d.id)} is not its spec's`);
+    return { kind: 'sweep', grid: d.grid, id: d.id, spec };
+  }
+  if (d.kind === 'stats-shard' || d.kind === 'stats-merge') {
+    const spec = checkStatsSpec(d.spec);
+    if (typeof d.id !== 'string' || !d.id.startsWith(`${d.grid}.stats.${spec.name}.`)) throw new InvalidArgumentError(`job data: id ${JSON.stringify(d.id)} is not its statistics'`);
+    if (d.kind === 'stats-merge') return { kind: d.kind, grid: d.grid, id: d.id, spec };
+    if (!(Number.isSafeInteger(d.index) && (d.index as number) >= 0 && (d.index as number) < spec.shards)) {
+      throw new InvalidArgumentError(`job data: shard index ${JSON.stringify(d.index)} is not in [0, ${spec.shards})`);
+    }
+    return { kind: d.kind, grid: d.grid, id: d.id, spec, index: d.index as number };
+  }
+  throw new InvalidArgumentError(`job data: unknown kind ${JSON.stringify(d.kind)}`);
+}
+
+// A sweep: `comeba sweep`'s option names without the dashes (no "out", no "name=value" smuggling), string or number values.
+function checkSweepSpec(spec: unknown): SweepSpec {
+  if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) throw new InvalidArgumentError('each sweep is an object of comeba sweep options');
+  for (const [key, value] of Object.entries(spec)) {
+    if (key === 'out') throw new InvalidArgumentError('a grid sweep has no "out": its folder is <results>/<grid>/sweeps/<id>');
+    if (!/^[a-z][a-z-]*$/.test(key)) throw new InvalidArgumentError(`sweep option ${JSON.stringify(key)} is not an option name (e.g. "eval-every")`);
+    if (typeof value !== 'string' && !(typeof value === 'number' && Number.isFinite(value))) throw new InvalidArgumentError(`sweep option "${key}" must be a string or a number`);
+  }
+  return spec as SweepSpec;
+}
+
+function checkStatsSpec(s: unknown): StatsSpec {
+  const spec = s as Partial<StatsSpec> | null;
+  if (!safeName.test(typeof spec?.name === 'string' ? spec.name : '') || typeof spec!.model !== 'string' || typeof spec!.corpus !== 'string' ||
+      !(Number.isSafeInteger(spec!.shards) && spec!.shards! >= 1)) {
+    throw new InvalidArgumentError('each statistics entry needs a name, model, corpus and a whole number of shards ≥ 1');
+  }
+  return spec as StatsSpec;
 }
 
 const slug = (spec: object) => createHash('sha256').update(JSON.stringify(spec, Object.keys(spec).sort())).digest('hex').slice(0, 12);
@@ -62,19 +108,11 @@ export function expandGrid(grid: GridFile): { sweeps: { id: string; spec: SweepS
     }
     specs.push(...combos);
   }
-  for (const spec of specs) {
-    if (spec === null || typeof spec !== 'object') throw new InvalidArgumentError('each sweep is an object of comeba sweep options');
-    if ('out' in spec) throw new InvalidArgumentError('a grid sweep has no "out": its folder is <results>/<grid>/sweeps/<id>');
-  }
+  for (const spec of specs) checkSweepSpec(spec);
   const sweeps = specs.map((spec) => ({ id: slug(spec), spec }));
   const ids = new Set(sweeps.map((s) => s.id));
   if (ids.size !== sweeps.length) throw new InvalidArgumentError('the grid lists the same sweep twice');
-  const stats = grid.stats ?? [];
-  for (const s of stats) {
-    if (!safeName.test(s?.name ?? '') || typeof s.model !== 'string' || typeof s.corpus !== 'string' || !(Number.isInteger(s.shards) && s.shards >= 1)) {
-      throw new InvalidArgumentError('each statistics entry needs a name, model, corpus and a whole number of shards ≥ 1');
-    }
-  }
+  const stats = (grid.stats ?? []).map(checkStatsSpec);
   return { sweeps, stats };
 }
 
