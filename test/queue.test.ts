@@ -208,7 +208,7 @@ test('job data is checked as queue submit checks it: no folder outside --results
     [{ ...shard, spec: { ...stats, name: '../../../../x' } }, /each statistics entry needs a name/],
     [{ ...good, id: '../x' }, /sweep id "\.\.\/x" is not its spec's/],
     [{ ...good, spec: { ...base, out: '/tmp/x' } }, /has no "out"/],
-    [{ ...good, spec: { ...base, 'n=1 --out': '/tmp/x' } }, /is not an option name/],
+    [{ ...good, spec: { ...base, 'n=1 --out': '/tmp/x' } }, /sweep option "n=1 --out" is not one of comeba sweep's/],
     [{ ...shard, index: 2 }, /shard index 2 is not in \[0, 2\)/],
     [{ ...shard, id: 'other.stats.s.shard-1' }, /is not its statistics'/],
     [{ ...good, kind: 'exec' }, /unknown kind "exec"/],
@@ -263,4 +263,20 @@ withRedis('a statistics grid resubmitted with a corrected corpus collects its sh
   }
   t.not(hashes[0], hashes[1]);
   t.is(hashes[1], createHash('sha256').update(readFileSync(corpus)).digest('hex'));
+});
+
+test('queue submit checks a grid up front: bounded size, an object base, known option names, no statistics named twice', (t) => {
+  const refused: [unknown, RegExp][] = [
+    [{ name: 'g', grid: { base, vary: { lambda: Array.from({ length: 1000 }, (_, i) => i + 1), n: Array.from({ length: 1000 }, (_, i) => i + 1) } } }, /expands to more than 10000 sweeps/],
+    [{ name: 'g', grid: { base: null, vary: { lambda: [1, 2] } } }, /"grid\.base" must be an object/],
+    [{ name: 'g', sweeps: [{ ...base, lamda: 5 }] }, /sweep option "lamda" is not one of comeba sweep's/],
+    [{ name: 'g', sweeps: [{ ...base, help: 1 }] }, /sweep option "help" is not one of/],
+    [{ name: 'g', stats: [{ name: 's', model: tinyGpt2, corpus: data, shards: 200_000 }] }, /shards in \[1, 1024\]/],
+    [{ name: 'g', stats: [{ name: 's', model: tinyGpt2, corpus: data, shards: 1 }, { name: 's', model: tinyGpt2, corpus: data, shards: 2 }] }, /names the statistics "s" twice/],
+    [{ name: 'g', sweeps: { n: 5 } }, /"sweeps" must be a list/],
+  ];
+  for (const [grid, message] of refused) t.throws(() => expandGrid(grid as GridFile), { instanceOf: InvalidArgumentError, message });
+  // Within bounds: 100 × 100 sweeps expand.
+  const wide = { name: 'g', grid: { base, vary: { lambda: Array.from({ length: 100 }, (_, i) => i + 1), n: Array.from({ length: 100 }, (_, i) => i + 1) } } };
+  t.is(expandGrid(wide).sweeps.length, 10_000);
 });

@@ -9,6 +9,7 @@ import { extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FlowProducer, Queue, Worker, type JobsOptions } from 'bullmq';
 import { InvalidArgumentError } from '../errors.js';
+import { sweepFlags } from '../sweep/args.js';
 
 /** The BullMQ queue every comeba job goes through. */
 export const queueName = 'comeba';
@@ -78,7 +79,9 @@ function checkSweepSpec(spec: unknown): SweepSpec {
   if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) throw new InvalidArgumentError('each sweep is an object of comeba sweep options');
   for (const [key, value] of Object.entries(spec)) {
     if (key === 'out') throw new InvalidArgumentError('a grid sweep has no "out": its folder is <results>/<grid>/sweeps/<id>');
-    if (!/^[a-z][a-z-]*$/.test(key)) throw new InvalidArgumentError(`sweep option ${JSON.stringify(key)} is not an option name (e.g. "eval-every")`);
+    if (!Object.hasOwn(sweepFlags, key) || key === 'help') {
+      throw new InvalidArgumentError(`sweep option ${JSON.stringify(key)} is not one of comeba sweep's (${Object.keys(sweepFlags).filter((k) => k !== 'out' && k !== 'help').join(', ')})`);
+    }
     if (typeof value !== 'string' && !(typeof value === 'number' && Number.isFinite(value))) throw new InvalidArgumentError(`sweep option "${key}" must be a string or a number`);
   }
   return spec as SweepSpec;
@@ -87,32 +90,47 @@ function checkSweepSpec(spec: unknown): SweepSpec {
 function checkStatsSpec(s: unknown): StatsSpec {
   const spec = s as Partial<StatsSpec> | null;
   if (!safeName.test(typeof spec?.name === 'string' ? spec.name : '') || typeof spec!.model !== 'string' || typeof spec!.corpus !== 'string' ||
-      !(Number.isSafeInteger(spec!.shards) && spec!.shards! >= 1)) {
-    throw new InvalidArgumentError('each statistics entry needs a name, model, corpus and a whole number of shards ≥ 1');
+      !(Number.isSafeInteger(spec!.shards) && spec!.shards! >= 1 && spec!.shards! <= gridLimits.shards)) {
+    throw new InvalidArgumentError(`each statistics entry needs a name, model, corpus and a whole number of shards in [1, ${gridLimits.shards}]`);
   }
   return spec as StatsSpec;
 }
 
 const slug = (spec: object) => createHash('sha256').update(JSON.stringify(spec, Object.keys(spec).sort())).digest('hex').slice(0, 12);
 const safeName = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** What one grid may hold: more is almost surely a mistake, and each job is a Redis entry. */
+export const gridLimits = { sweeps: 10_000, shards: 1_024 } as const;
 
 /** The sweeps of a grid file: the listed ones, then the base crossed with every combination of `vary`. */
 export function expandGrid(grid: GridFile): { sweeps: { id: string; spec: SweepSpec }[]; stats: StatsSpec[] } {
   if (typeof grid?.name !== 'string' || !safeName.test(grid.name)) throw new InvalidArgumentError(`the grid needs a name of letters, digits, '.', '_', '-' (not ${JSON.stringify(grid?.name)})`);
+  if (grid.sweeps !== undefined && !Array.isArray(grid.sweeps)) throw new InvalidArgumentError('"sweeps" must be a list of sweeps');
   const specs: SweepSpec[] = [...(grid.sweeps ?? [])];
-  if (grid.grid) {
-    let combos: SweepSpec[] = [{ ...grid.grid.base }];
-    for (const [key, values] of Object.entries(grid.grid.vary ?? {})) {
+  if (grid.grid !== undefined) {
+    const { base, vary = {} } = (grid.grid ?? {}) as Partial<NonNullable<GridFile['grid']>>;
+    if (typeof base !== 'object' || base === null || Array.isArray(base)) throw new InvalidArgumentError('"grid.base" must be an object of comeba sweep options');
+    if (typeof vary !== 'object' || vary === null || Array.isArray(vary)) throw new InvalidArgumentError('"grid.vary" must map options to lists of values');
+    // Counted before anything is expanded: a typo of a list's length must not exhaust the heap.
+    let count = specs.length + 1;
+    for (const [key, values] of Object.entries(vary)) {
       if (!Array.isArray(values) || values.length === 0) throw new InvalidArgumentError(`grid.vary.${key} must be a non-empty list`);
-      combos = combos.flatMap((c) => values.map((v) => ({ ...c, [key]: v })));
+      count = (count - specs.length) * values.length + specs.length;
+      if (count > gridLimits.sweeps) throw new InvalidArgumentError(`the grid expands to more than ${gridLimits.sweeps} sweeps; split it`);
     }
+    let combos: SweepSpec[] = [{ ...base }];
+    for (const [key, values] of Object.entries(vary)) combos = combos.flatMap((c) => values.map((v) => ({ ...c, [key]: v })));
     specs.push(...combos);
   }
+  if (specs.length > gridLimits.sweeps) throw new InvalidArgumentError(`the grid lists more than ${gridLimits.sweeps} sweeps; split it`);
   for (const spec of specs) checkSweepSpec(spec);
   const sweeps = specs.map((spec) => ({ id: slug(spec), spec }));
   const ids = new Set(sweeps.map((s) => s.id));
   if (ids.size !== sweeps.length) throw new InvalidArgumentError('the grid lists the same sweep twice');
+  if (grid.stats !== undefined && !Array.isArray(grid.stats)) throw new InvalidArgumentError('"stats" must be a list of statistics entries');
   const stats = (grid.stats ?? []).map(checkStatsSpec);
+  const names = stats.map((s) => s.name);
+  const twice = names.find((n, i) => names.indexOf(n) !== i);
+  if (twice !== undefined) throw new InvalidArgumentError(`the grid names the statistics "${twice}" twice`);
   return { sweeps, stats };
 }
 

@@ -2,10 +2,10 @@
 // Results are cached on disk as safetensors with their provenance and reused when it matches; a long
 // collection reports progress, honours an AbortSignal and resumes from its last checkpoint.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { AbortError, callNative, InvalidArgumentError, InvalidCheckpointError, ModelMismatchError } from '../errors.js';
-import { comebaCacheDir, removeOrphanedTemporaries } from '../io/files.js';
+import { comebaCacheDir, isRegularFile, removeOrphanedTemporaries } from '../io/files.js';
 import { ModelDependent } from '../model/dependent.js';
 import type { HookedModel } from '../model/HookedModel.js';
 import { loadNative } from '../addon/native.js';
@@ -162,6 +162,8 @@ export class Statistics extends ModelDependent<NativeSecondMoments> {
    */
   static mergeShards(files: string[], out: string): StatisticsProvenance {
     if (files.length === 0) throw new InvalidArgumentError('no shard files to merge');
+    const overwritten = files.find((f) => existsSync(f) && existsSync(out) && realpathSync(f) === realpathSync(out));
+    if (overwritten !== undefined) throw new InvalidArgumentError(`--out ${out} is one of the shards (${overwritten}): write the merge elsewhere`);
     const shards = files.map((file) => {
       if (!existsSync(file)) throw new InvalidArgumentError(`shard ${file} does not exist`);
       const p = readProvenance(file);
@@ -203,8 +205,12 @@ export class Statistics extends ModelDependent<NativeSecondMoments> {
       model: first.p.model, layers, corpus: first.p.corpus, corpusHash: first.p.corpusHash, tokens: total, dtype: 'float64',
       maxLength: first.p.maxLength, modelDtype: first.p.modelDtype, shards: first.shard.count,
     };
-    mkdirSync(dirname(resolve(out)), { recursive: true });
-    writeSums(out, layers, sums, total, metadataOf(provenance));
+    try {
+      mkdirSync(dirname(resolve(out)), { recursive: true });
+      writeSums(out, layers, sums, total, metadataOf(provenance));
+    } catch (err) {
+      throw new InvalidArgumentError(`cannot write the merged statistics to ${out}: ${(err as Error).message}`, { cause: err });
+    }
     return provenance;
   }
 }
@@ -334,16 +340,21 @@ function writeSums(path: string, layers: number[], sums: (Float32Array | Float64
   const tmp = `${path}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w');
   try {
-    const len = Buffer.alloc(8);
-    len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-    writeSync(fd, len);
-    writeSync(fd, json);
-    for (const s of sums) writeSync(fd, new Uint8Array(s.buffer, s.byteOffset, s.byteLength));
-    writeSync(fd, new Uint8Array(new BigInt64Array([BigInt(count)]).buffer));
-  } finally {
-    closeSync(fd);
+    try {
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+      writeSync(fd, len);
+      writeSync(fd, json);
+      for (const s of sums) writeSync(fd, new Uint8Array(s.buffer, s.byteOffset, s.byteLength));
+      writeSync(fd, new Uint8Array(new BigInt64Array([BigInt(count)]).buffer));
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true }); // a full disk or a bad path leaves no temporary behind
+    throw err;
   }
-  renameSync(tmp, path);
 }
 
 /** The sums (as float64) and token count of a statistics or shard file, every offset and size checked. */
@@ -391,13 +402,28 @@ function metadataOf(p: StatisticsProvenance): Record<string, string> {
 
 /** The __metadata__ of a safetensors file, read from its header only (the file may be gigabytes). */
 function readMetadata(file: string): Record<string, string> {
+  // A FIFO would block the read, a directory throw EISDIR: refuse anything but a regular file first.
+  if (!isRegularFile(file)) throw new InvalidCheckpointError(`statistics ${file} is not a regular file`);
+  const size = statSync(file).size;
+  if (size < 8) throw new InvalidCheckpointError(`statistics ${file} is too short to be a safetensors file (${size} bytes)`);
   const fd = openSync(file, 'r');
   try {
     const len = Buffer.alloc(8);
     readSync(fd, len, 0, 8, 0);
-    const header = Buffer.alloc(Number(len.readBigUInt64LE(0)));
+    // Checked before anything is allocated: a corrupt length must not ask for gigabytes.
+    const n = len.readBigUInt64LE(0);
+    if (n > BigInt(Math.min(size - 8, 100 << 20))) throw new InvalidCheckpointError(`statistics ${file}: a header of ${n} bytes does not fit the file (${size} bytes)`);
+    const header = Buffer.alloc(Number(n));
     readSync(fd, header, 0, header.length, 8);
-    return (JSON.parse(header.toString('utf8')) as { __metadata__?: Record<string, string> }).__metadata__ ?? {};
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(header.toString('utf8'));
+    } catch (err) {
+      throw new InvalidCheckpointError(`statistics ${file}: the header is not valid JSON`, { cause: err });
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InvalidCheckpointError(`statistics ${file}: the header is not a JSON object`);
+    const metadata = (parsed as { __metadata__?: unknown }).__metadata__;
+    return typeof metadata === 'object' && metadata !== null ? (metadata as Record<string, string>) : {};
   } finally {
     closeSync(fd);
   }

@@ -44,34 +44,34 @@ perplexity (ratio to the unedited model's) and, at the end, fluency (n-gram entr
 50 prompts).
 A rerun with the same --out resumes; one whose settings differ from <out>/settings.json is refused.`;
 
+/** `comeba sweep`'s flags: what parseSweepArgs takes, and the option names a queued sweep may use. */
+export const sweepFlags = {
+  model: { type: 'string', default: join(testbed, 'model') },
+  data: { type: 'string', default: join(testbed, 'counterfact.json') },
+  format: { type: 'string' },
+  n: { type: 'string', default: '1000' },
+  batch: { type: 'string' },
+  mode: { type: 'string', default: 'all' },
+  layers: { type: 'string' },
+  lambda: { type: 'string' },
+  'alpha-z': { type: 'string' },
+  'scope-kappa': { type: 'string' },
+  'alpha-floor': { type: 'string' },
+  'stats-corpus': { type: 'string' },
+  stats: { type: 'string' },
+  heldout: { type: 'string' },
+  skip: { type: 'string' },
+  'eval-every': { type: 'string' },
+  protocol: { type: 'string', default: 'consecutive' },
+  out: { type: 'string', default: 'comeba-sweep' },
+  device: { type: 'string', default: 'cpu' },
+  dtype: { type: 'string', default: 'float32' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 /** The command line as runSweep's options (every flag checked here, before any model loads); null for --help. */
 export function parseSweepArgs(argv: string[]): SweepOptions | null {
-  const { values: v } = parseArgs({
-    args: argv,
-    options: {
-      model: { type: 'string', default: join(testbed, 'model') },
-      data: { type: 'string', default: join(testbed, 'counterfact.json') },
-      format: { type: 'string' },
-      n: { type: 'string', default: '1000' },
-      batch: { type: 'string' },
-      mode: { type: 'string', default: 'all' },
-      layers: { type: 'string' },
-      lambda: { type: 'string' },
-      'alpha-z': { type: 'string' },
-      'scope-kappa': { type: 'string' },
-      'alpha-floor': { type: 'string' },
-      'stats-corpus': { type: 'string' },
-      stats: { type: 'string' },
-      heldout: { type: 'string' },
-      skip: { type: 'string' },
-      'eval-every': { type: 'string' },
-      protocol: { type: 'string', default: 'consecutive' },
-      out: { type: 'string', default: 'comeba-sweep' },
-      device: { type: 'string', default: 'cpu' },
-      dtype: { type: 'string', default: 'float32' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values: v } = parseArgs({ args: argv, options: sweepFlags });
   if (v.help) return null;
   // Every flag is checked here, before the model loads; runSweep checks what depends on several (and the folders).
   const protocol = oneOf('--protocol', v.protocol!, protocols);
