@@ -16,7 +16,8 @@ export type ErrorCode =
   | 'ABORTED'
   | 'OUT_OF_MEMORY'
   | 'INTERNAL'
-  | 'INVALID_DATASET';
+  | 'INVALID_DATASET'
+  | 'FOLDER_LOCKED';
 
 export class ComebaError extends Error {
   readonly code: ErrorCode;
@@ -74,6 +75,10 @@ export class AbortError extends ComebaError {
 export class OutOfMemoryError extends ComebaError {
   constructor(message: string, options?: { cause?: unknown }) { super('OUT_OF_MEMORY', message, options); }
 }
+/** Another process is writing the folder (an editor's save, a sweep); the message names it. */
+export class FolderLockedError extends ComebaError {
+  constructor(message: string, options?: { cause?: unknown }) { super('FOLDER_LOCKED', message, options); }
+}
 export class InternalError extends ComebaError {
   constructor(message: string, options?: { cause?: unknown }) { super('INTERNAL', message, options); }
 }
@@ -120,6 +125,7 @@ export const errorClasses: { [C in ErrorCode]: (message: string) => ComebaError 
   OUT_OF_MEMORY: (m) => new OutOfMemoryError(m),
   INTERNAL: (m) => new InternalError(m),
   INVALID_DATASET: (m) => new InvalidDatasetError(m),
+  FOLDER_LOCKED: (m) => new FolderLockedError(m),
 };
 
 /** Converts an error thrown by the addon into the typed error for its code, stacked at the caller. */

@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:f
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { isRegularFile, removeOrphanedTemporaries, writeAtomically } from '../io/files.js';
+import { acquireLock, lockName } from '../io/lock.js';
 import { AbortError, callNative, InvalidArgumentError, ModelMismatchError } from '../errors.js';
 import { ModelDependent } from '../model/dependent.js';
 import type { Device, Dtype, HookedModel } from '../model/HookedModel.js';
@@ -246,37 +247,48 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
     return this.#serialised(async () => {
       const native = this.requireNative();
       mkdirSync(dir, { recursive: true });
-      removeOrphanedTemporaries(dir);
-      const step = native.info().step;
-      const target = this.#target?.dir === resolve(dir) ? this.#target : undefined;
-      const previous = target && existsSync(join(dir, 'editor.json')) ? readSaved(dir) : undefined;
-      const common = {
-        model: this.model.fingerprint, options: this.options, contextTemplates: [...this.contextTemplates],
-        statistics: { file: this.statistics.file, provenance: this.statistics.provenance }, savedAt: new Date().toISOString(),
-      };
-      let saved: SavedEditor;
-      let bytes: number;
-      if (target && previous?.chain === target.chain && previous.step === target.step && step >= previous.step) {
-        if (step === previous.step) return { bytes: 0, incremental: true };
-        const keysFile = `keys-${target.chain}-${previous.step}-${step}.safetensors`;
-        const deltaFile = `delta-${target.chain}-${step}.safetensors`;
-        bytes = await callNative(() => native.saveIncrement(join(dir, keysFile), join(dir, deltaFile), previous.step));
-        saved = { format: 'comeba-editor/2', step, chain: target.chain, base: previous.base, keyFiles: [...previous.keyFiles!, keysFile], stateFile: deltaFile, ...common };
-      } else {
-        const chain = randomBytes(4).toString('hex');
-        const base = `base-${chain}-${step}.safetensors`;
-        bytes = await callNative(() => native.save(join(dir, base)));
-        saved = { format: 'comeba-editor/2', step, chain, base, keyFiles: [], stateFile: base, ...common };
+      // One writer per folder: two processes saving here would remove each other's files (each save removes the
+      // state files its own editor.json does not name).
+      const release = acquireLock(join(dir, lockName), `the editor state in ${dir}`);
+      try {
+        return await this.#saveLocked(native, dir);
+      } finally {
+        release();
       }
-      writeAtomically(join(dir, 'editor.json'), JSON.stringify(saved, null, 2));
-      const named = new Set([saved.base, ...saved.keyFiles!, saved.stateFile]);
-      for (const f of readdirSync(dir)) {
-        if (stateFileName.test(f) && !named.has(f)) rmSync(join(dir, f), { force: true });
-      }
-      await callNative(() => native.holdKeys(step));
-      this.#target = { dir: resolve(dir), chain: saved.chain!, step };
-      return { bytes, incremental: saved.keyFiles!.length > 0 };
     });
+  }
+
+  async #saveLocked(native: NativeConsecutiveEditor, dir: string): Promise<SaveReport> {
+    removeOrphanedTemporaries(dir);
+    const step = native.info().step;
+    const target = this.#target?.dir === resolve(dir) ? this.#target : undefined;
+    const previous = target && existsSync(join(dir, 'editor.json')) ? readSaved(dir) : undefined;
+    const common = {
+      model: this.model.fingerprint, options: this.options, contextTemplates: [...this.contextTemplates],
+      statistics: { file: this.statistics.file, provenance: this.statistics.provenance }, savedAt: new Date().toISOString(),
+    };
+    let saved: SavedEditor;
+    let bytes: number;
+    if (target && previous?.chain === target.chain && previous.step === target.step && step >= previous.step) {
+      if (step === previous.step) return { bytes: 0, incremental: true };
+      const keysFile = `keys-${target.chain}-${previous.step}-${step}.safetensors`;
+      const deltaFile = `delta-${target.chain}-${step}.safetensors`;
+      bytes = await callNative(() => native.saveIncrement(join(dir, keysFile), join(dir, deltaFile), previous.step));
+      saved = { format: 'comeba-editor/2', step, chain: target.chain, base: previous.base, keyFiles: [...previous.keyFiles!, keysFile], stateFile: deltaFile, ...common };
+    } else {
+      const chain = randomBytes(4).toString('hex');
+      const base = `base-${chain}-${step}.safetensors`;
+      bytes = await callNative(() => native.save(join(dir, base)));
+      saved = { format: 'comeba-editor/2', step, chain, base, keyFiles: [], stateFile: base, ...common };
+    }
+    writeAtomically(join(dir, 'editor.json'), JSON.stringify(saved, null, 2));
+    const named = new Set([saved.base, ...saved.keyFiles!, saved.stateFile]);
+    for (const f of readdirSync(dir)) {
+      if (stateFileName.test(f) && !named.has(f)) rmSync(join(dir, f), { force: true });
+    }
+    await callNative(() => native.holdKeys(step));
+    this.#target = { dir: resolve(dir), chain: saved.chain!, step };
+    return { bytes, incremental: saved.keyFiles!.length > 0 };
   }
 
   /** Back to the unedited model: ΔW = 0, C_accu = λ·E[kkᵀ], α = α_z, step 0. The next save is a full one. */

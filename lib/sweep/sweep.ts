@@ -21,6 +21,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { loadDataset, type EditCase } from '../eval/datasets.js';
 import { Evaluator, summarise, type EvalResult, type RecordScores, type Snapshot } from '../eval/Evaluator.js';
 import { removeOrphanedTemporaries, writeAtomically } from '../io/files.js';
+import { acquireLock, lockName } from '../io/lock.js';
 import { HookedModel } from '../model/HookedModel.js';
 import type { ModelInfo } from '../model/types.js';
 import { readDocuments, Statistics } from '../statistics/Statistics.js';
@@ -74,6 +75,17 @@ function describeRun(model: HookedModel): SweepRun {
 
 export async function runSweep(options: SweepOptions): Promise<SweepSummary[]> {
   validate(options);
+  mkdirSync(options.out, { recursive: true });
+  // One sweep per --out at a time: two would both append to metrics.jsonl and save the same editors.
+  const release = acquireLock(join(options.out, lockName), `the sweep in ${options.out}`);
+  try {
+    return await runLocked(options);
+  } finally {
+    release();
+  }
+}
+
+async function runLocked(options: SweepOptions): Promise<SweepSummary[]> {
   const skip = options.skip ?? [];
   // Records with an empty target cannot be edited (two in zsRE's train split): leave them out.
   const all = loadDataset(options.data, options.format, { skipEmptyTargets: true });
