@@ -1,10 +1,10 @@
 // The editor's memory plan: what ConsecutiveEditor.create will hold on the model's device and in host memory,
 // from the model's sizes and the hyperparameters alone, so that an editor that cannot fit fails before the
 // statistics are collected (hours on a large model) rather than at the first allocation that fails.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { OutOfMemoryError } from '../errors.js';
-import { formatBytes } from '../io/files.js';
+import { formatBytes, readTextIfAny } from '../io/files.js';
 import { loadNative } from '../addon/native.js';
 import type { DeviceMemory } from '../addon/types.js';
 import type { Device, Dtype, ModelInfo } from '../model/types.js';
@@ -135,7 +135,7 @@ const unlimited = 2 ** 62;
  * `memory.usage_in_bytes` under the memory controller). Undefined without a limit, or where none can be read.
  */
 export function cgroupMemory(root = '/sys/fs/cgroup', self = '/proc/self/cgroup'): { limit: number; usage: number } | undefined {
-  const lines = readSmall(self)?.split('\n') ?? [];
+  const lines = readTextIfAny(self)?.split('\n') ?? [];
   const v2 = existsSync(join(root, 'cgroup.controllers'));
   const path = v2
     ? lines.find((l) => l.startsWith('0::'))?.slice(3)
@@ -147,19 +147,11 @@ export function cgroupMemory(root = '/sys/fs/cgroup', self = '/proc/self/cgroup'
   const parts = (path ?? '/').split('/').filter(Boolean);
   for (let n = parts.length; n >= 0; n--) {
     const dir = join(base, ...parts.slice(0, n));
-    const limit = Number(readSmall(join(dir, limitFile))?.trim());
-    const usage = Number(readSmall(join(dir, usageFile))?.trim());
+    const limit = Number(readTextIfAny(join(dir, limitFile))?.trim());
+    const usage = Number(readTextIfAny(join(dir, usageFile))?.trim());
     if (!Number.isFinite(limit) || limit <= 0 || limit >= unlimited || !Number.isFinite(usage)) continue;
     if (!best || limit - usage < best.limit - best.usage) best = { limit, usage };
   }
   return best;
-}
-
-function readSmall(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
-  }
 }
 

@@ -1,5 +1,5 @@
 // File helpers shared by the editor, the sweep and the caches.
-import { readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
@@ -56,4 +56,13 @@ export function formatBytes(n: number): string {
   let u = 0;
   while (n >= 1024 && u < units.length - 1) { n /= 1024; u++; }
   return `${n.toFixed(u === 0 ? 0 : 1)} ${units[u]}`;
+}
+
+/** A small file's text, or undefined when it cannot be read (missing, gone meanwhile, not permitted). */
+export function readTextIfAny(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
 }

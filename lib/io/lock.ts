@@ -1,9 +1,10 @@
 // One writer per folder: an exclusive lock file (O_EXCL) naming its holder, taken by an editor's save and by a
 // sweep for its whole run. A lock whose holder provably died (same host; the pid gone, or reused by a process
 // started at another time) is taken over; otherwise the second writer gets FolderLockedError naming the holder.
-import { linkSync, openSync, closeSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, linkSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { FolderLockedError } from '../errors.js';
+import { readTextIfAny } from './files.js';
 
 interface Holder {
   pid: number;
@@ -34,7 +35,7 @@ export function acquireLock(path: string, what: string): () => void {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
-    const text = readText(path);
+    const text = readTextIfAny(path);
     if (text === undefined) continue; // released meanwhile
     const holder = parse(text);
     if (holder && !holderIsGone(holder)) {
@@ -51,7 +52,7 @@ export function acquireLock(path: string, what: string): () => void {
     } catch {
       continue;
     }
-    if (readText(aside) !== text) {
+    if (readTextIfAny(aside) !== text) {
       try {
         linkSync(aside, path);
       } catch {
@@ -65,7 +66,7 @@ export function acquireLock(path: string, what: string): () => void {
 
 function releaseLock(path: string, me: Holder): void {
   // Only our own lock: after a takeover of a lock we held (we were judged gone), it is someone else's.
-  const holder = parse(readText(path) ?? '');
+  const holder = parse(readTextIfAny(path) ?? '');
   if (holder && holder.pid === me.pid && holder.host === me.host && holder.since === me.since) rmSync(path, { force: true });
 }
 
@@ -78,7 +79,7 @@ function holderIsGone(holder: Holder): boolean {
 
 // Field 22 of /proc/<pid>/stat (the process's start time); undefined when no such process runs.
 function processStart(pid: number): string | undefined {
-  const stat = readText(`/proc/${pid}/stat`);
+  const stat = readTextIfAny(`/proc/${pid}/stat`);
   if (stat === undefined) {
     try {
       process.kill(pid, 0);
@@ -94,14 +95,6 @@ function parse(text: string): Holder | undefined {
   try {
     const h = JSON.parse(text) as Holder;
     return Number.isSafeInteger(h?.pid) && typeof h.host === 'string' ? h : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function readText(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
   } catch {
     return undefined;
   }
