@@ -137,3 +137,20 @@ withChromium('comeba report regenerates the page from an older sweep folder (sum
   t.is(missing.status, 2);
   t.regex(missing.stderr, /holds no summary\.json/);
 });
+
+withChromium('the records table shows one page of 100 rows at a time, with the count and the page, however many records there are', async (t) => {
+  const dir = tempDir('comeba-report-many-');
+  cpSync(await sweep(), dir, { recursive: true });
+  // 250 records per mode, made from the sweep's own (distinct ids; the last one findable by its id).
+  for (const mode of ['comeba-hk', 'memit']) {
+    const file = join(dir, mode, 'records.json');
+    const records = JSON.parse(readFileSync(file, 'utf8')) as { id: string }[];
+    writeFileSync(file, JSON.stringify(Array.from({ length: 250 }, (_, i) => ({ ...records[i % records.length], id: `record-${i}` }))));
+  }
+  const run = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'lib', 'cli', 'main.ts'), 'report', dir], { cwd: root, encoding: 'utf8' });
+  t.is(run.status, 0, run.stderr);
+  const dom = browse(join(dir, 'report.html'), '--dump-dom').stdout;
+  t.regex(dom, /250 of 250 records, page 1 of 3/);
+  const shown = [...dom.matchAll(/>record-(\d+)</g)].map((m) => Number(m[1]));
+  t.deepEqual(shown, Array.from({ length: 100 }, (_, i) => i));
+});

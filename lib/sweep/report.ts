@@ -99,7 +99,7 @@ export function renderReport(data: ReportData): string {
 <section><h2>Results</h2><div id="table"></div></section>
 <section><h2>Metrics against the number of edits</h2><div id="charts" class="grid"></div></section>
 <section><h2>Editing</h2><div id="editing" class="grid"></div></section>
-<section><h2>Records</h2><p><input id="search" type="search" placeholder="search prompts, targets and answers" size="50"> <span id="count"></span></p><div id="records"></div></section>
+<section><h2>Records</h2><p><input id="search" type="search" placeholder="search prompts, targets and answers" size="50"> <span id="count"></span> <button id="prev">◀</button> <button id="next">▶</button></p><div id="records"></div></section>
 <section><h2>Protocol and provenance</h2><div id="provenance"></div></section>
 <script id="data" type="application/json">${scriptJson(data)}</script>
 <script>${asset('chartist/dist/index.umd.js')}</script>
@@ -211,35 +211,56 @@ const pageScript = `
   if (recordModes.length === 0) {
     holder.appendChild(el('p', { text: 'This sweep folder has no records.json (made by an older comeba, or before its first checkpoint).' }));
   } else {
+    // Only one page of rows is in the DOM (10,000 records × 4 modes made 213k nodes and a slow search); the search
+    // runs over one lower-cased text per record, built once.
     var base = data.records[recordModes[0]];
     var head = ['id', 'prompt → target', 'rephrase', 'locality → answer'].map(function (h) { return el('th', { text: h, class: 'text' }); });
     recordModes.forEach(function (m) { head.push(el('th', { text: m + ': prompt / rephrase / locality', class: 'text' })); });
-    var rows = base.map(function (r, i) {
-      var cells = [r.id, r.prompt + ' → ' + r.target, r.rephrase || '', r.locality ? r.locality.prompt + ' → ' + r.locality.answer : ''];
-      var tr = el('tr', {}, cells.map(function (c) { return el('td', { text: c, class: 'text' }); }));
+    var cellsOf = function (r) { return [r.id, r.prompt + ' → ' + r.target, r.rephrase || '', r.locality ? r.locality.prompt + ' → ' + r.locality.answer : '']; };
+    var answersOf = function (m, i) {
+      var s = (data.records[m][i] || {}).scores || {};
+      var a = s.answers || {}, g = s.generated || {};
+      var out = [['prompt', 'reliability'], ['rephrase', 'generality'], ['locality', 'locality']]
+        .filter(function (p) { return a[p[0]] !== undefined; })
+        .map(function (p) { return { text: (g[p[1]] === 100 ? '✓ ' : '✗ ') + a[p[0]], hit: g[p[1]] === 100 }; });
+      return out.length ? out : [{ text: 'rel ' + fmt(s.reliability, 0) + ' / gen ' + fmt(s.generality, 0) + ' / loc ' + fmt(s.locality, 0) }];
+    };
+    var texts = base.map(function (r, i) {
+      return cellsOf(r).concat(recordModes.map(function (m) { return answersOf(m, i).map(function (x) { return x.text; }).join(' '); })).join(' ').toLowerCase();
+    });
+    var rowOf = function (i) {
+      var tr = el('tr', {}, cellsOf(base[i]).map(function (c) { return el('td', { text: c, class: 'text' }); }));
       recordModes.forEach(function (m) {
-        var rec = data.records[m][i] || {};
-        var s = rec.scores || {};
-        var a = s.answers || {};
-        var g = s.generated || {};
-        var td = el('td', { class: 'text' });
-        [['prompt', 'reliability'], ['rephrase', 'generality'], ['locality', 'locality']].forEach(function (p) {
-          if (a[p[0]] === undefined) return;
-          td.appendChild(el('div', { text: (g[p[1]] === 100 ? '✓ ' : '✗ ') + a[p[0]], class: g[p[1]] === 100 ? 'hit' : 'miss' }));
-        });
-        if (!td.firstChild) td.textContent = 'rel ' + fmt(s.reliability, 0) + ' / gen ' + fmt(s.generality, 0) + ' / loc ' + fmt(s.locality, 0);
-        tr.appendChild(td);
+        tr.appendChild(el('td', { class: 'text' }, answersOf(m, i).map(function (x) {
+          return x.hit === undefined ? el('span', { text: x.text }) : el('div', { text: x.text, class: x.hit ? 'hit' : 'miss' });
+        })));
       });
       return tr;
-    });
-    var recordTable = el('table', {}, [el('tr', {}, head)].concat(rows));
-    holder.appendChild(recordTable);
+    };
+    var pageSize = 100, page = 0, matches = [];
+    var body = el('tbody');
+    holder.appendChild(el('table', {}, [el('thead', {}, [el('tr', {}, head)]), body]));
     var search = document.getElementById('search'), count = document.getElementById('count');
-    function filter() {
-      var q = search.value.toLowerCase(), shown = 0;
-      rows.forEach(function (tr) { var hit = tr.textContent.toLowerCase().indexOf(q) >= 0; tr.style.display = hit ? '' : 'none'; shown += hit ? 1 : 0; });
-      count.textContent = shown + ' of ' + rows.length + ' records';
-    }
+    var prev = document.getElementById('prev'), next = document.getElementById('next');
+    var render = function () {
+      var pages = Math.max(1, Math.ceil(matches.length / pageSize));
+      page = Math.min(page, pages - 1);
+      body.textContent = '';
+      matches.slice(page * pageSize, (page + 1) * pageSize).forEach(function (i) { body.appendChild(rowOf(i)); });
+      count.textContent = matches.length + ' of ' + base.length + ' records' + (pages > 1 ? ', page ' + (page + 1) + ' of ' + pages : '');
+      prev.disabled = page === 0;
+      next.disabled = page >= pages - 1;
+      prev.style.display = next.style.display = pages > 1 ? '' : 'none';
+    };
+    var filter = function () {
+      var q = search.value.toLowerCase();
+      matches = [];
+      texts.forEach(function (t, i) { if (t.indexOf(q) >= 0) matches.push(i); });
+      page = 0;
+      render();
+    };
+    prev.addEventListener('click', function () { page -= 1; render(); });
+    next.addEventListener('click', function () { page += 1; render(); });
     search.addEventListener('input', filter);
     filter();
   }
