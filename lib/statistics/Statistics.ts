@@ -335,6 +335,10 @@ function writeSums(path: string, layers: number[], sums: (Float32Array | Float64
     offset += bytes;
   });
   header.count = { dtype: 'I64', shape: [1], data_offsets: [offset, offset + 8] };
+  const countBytes = new Uint8Array(new BigInt64Array([BigInt(count)]).buffer);
+  const digests: Record<string, string> = { count: tensorDigest(countBytes) };
+  layers.forEach((layer, i) => (digests[`sum.${layer}`] = tensorDigest(new Uint8Array(sums[i].buffer, sums[i].byteOffset, sums[i].byteLength))));
+  header.__metadata__ = { ...metadata, digests: JSON.stringify(digests) };
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - ((8 + json.length) % 8)) % 8);
   const tmp = `${path}.tmp-${process.pid}`;
@@ -346,7 +350,7 @@ function writeSums(path: string, layers: number[], sums: (Float32Array | Float64
       writeSync(fd, len);
       writeSync(fd, json);
       for (const s of sums) writeSync(fd, new Uint8Array(s.buffer, s.byteOffset, s.byteLength));
-      writeSync(fd, new Uint8Array(new BigInt64Array([BigInt(count)]).buffer));
+      writeSync(fd, countBytes);
     } finally {
       closeSync(fd);
     }
@@ -369,6 +373,9 @@ function readSumTensors(file: string, layers: number[]): { sums: Float64Array[];
     const headerBytes = Buffer.alloc(n);
     readSync(fd, headerBytes, 0, n, 8);
     const header = JSON.parse(headerBytes.toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+    // Files written since digests were added carry one per tensor (native/io/safetensors.cpp's); older ones none.
+    const digestsText = (header.__metadata__ as unknown as Record<string, string> | undefined)?.digests;
+    const digests = digestsText === undefined ? undefined : (JSON.parse(digestsText) as Record<string, string>);
     const tensor = (name: string, dtypes: string[]) => {
       const t = header[name];
       if (!t || !dtypes.includes(t.dtype)) throw new InvalidCheckpointError(`${file}: no ${dtypes.join('/')} tensor ${name}`);
@@ -378,6 +385,7 @@ function readSumTensors(file: string, layers: number[]): { sums: Float64Array[];
       if (!(Number.isSafeInteger(from) && to - from === elements * width && 8 + n + to <= size)) throw new InvalidCheckpointError(`${file}: ${name}'s data does not fit its shape or the file`);
       const bytes = Buffer.alloc(to - from);
       readSync(fd, bytes, 0, bytes.length, 8 + n + from);
+      if (digests && digests[name] !== tensorDigest(bytes)) throw new InvalidCheckpointError(`${file}: tensor ${name} does not match its digest (the file is corrupt)`);
       return { dtype: t.dtype, bytes };
     };
     const sums = layers.map((layer) => {
@@ -440,3 +448,33 @@ function readProvenance(file: string): StatisticsProvenance | undefined {
     throw new InvalidArgumentError(`statistics ${file}: the provenance in its header is corrupt (${(err as Error).message})`, { cause: err });
   }
 }
+
+/**
+ * The digest native/io/safetensors.cpp's tensor_digest writes: 64-bit FNV-1a over the bytes as little-endian
+ * 64-bit words, then the tail bytes, as 16 hex digits. 64-bit products in two 32-bit halves (prime 2^40 + 0x1b3).
+ */
+export function tensorDigest(bytes: Uint8Array): string {
+  // native's kFnvOffsetBasis, 1469598103934665603 (not FNV's published basis, one digit shorter; kept, since every
+  // editor state written so far carries digests from it).
+  let hi = 0x14650fb0;
+  let lo = 0x739d0383;
+  const step = () => {
+    const low = lo * 0x1b3;
+    const high = hi * 0x1b3 + Math.floor(low / 0x100000000);
+    hi = (high + ((lo << 8) >>> 0)) >>> 0;
+    lo = low >>> 0;
+  };
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const words = Math.floor(bytes.length / 8);
+  for (let w = 0; w < words; w++) {
+    lo = (lo ^ view.getUint32(8 * w, true)) >>> 0;
+    hi = (hi ^ view.getUint32(8 * w + 4, true)) >>> 0;
+    step();
+  }
+  for (let i = 8 * words; i < bytes.length; i++) {
+    lo = (lo ^ bytes[i]) >>> 0;
+    step();
+  }
+  return hi.toString(16).padStart(8, '0') + lo.toString(16).padStart(8, '0');
+}
+

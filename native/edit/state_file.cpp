@@ -34,34 +34,6 @@ std::map<std::string, torch::Tensor> state_tensors(const std::vector<LayerState>
   return tensors;
 }
 
-// FNV-1a over 64-bit little-endian words (then the tail bytes): each step is a bijection of the running
-// hash, so any change to one word changes the digest. Not cryptographic: it guards against corruption
-// (a flipped bit, a truncated copy), not against someone forging a state, and runs at memory speed.
-uint64_t fnv1a_words(uint64_t hash, const uint8_t* p, size_t n) {
-  constexpr uint64_t kPrime = 1099511628211ULL;
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t word;
-    std::memcpy(&word, p + i, 8);
-    hash = (hash ^ word) * kPrime;
-  }
-  for (; i < n; ++i) hash = (hash ^ p[i]) * kPrime;
-  return hash;
-}
-
-constexpr uint64_t kOffsetBasis = 1469598103934665603ULL;
-
-std::string hex(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
-std::string tensor_digest(const torch::Tensor& tensor) {
-  auto t = tensor.detach().to(torch::kCPU).contiguous();
-  return hex(fnv1a_words(kOffsetBasis, static_cast<const uint8_t*>(t.data_ptr()), t.numel() * t.element_size()));
-}
-
 [[noreturn]] void bad_state(const std::string& path, const std::string& what) {
   fail(ErrorCode::InvalidArgument, "cannot load editor state " + path + ": " + what);
 }
@@ -72,10 +44,7 @@ namespace {
 
 // Writes `tensors` with their digests, the format and the editor's mode in the metadata; returns the file's size.
 int64_t write_verified(const std::string& path, const std::map<std::string, torch::Tensor>& tensors, const char* format, EditMode mode) {
-  std::string digests = "{";
-  for (const auto& [name, t] : tensors) digests += (digests.size() > 1 ? ",\"" : "\"") + name + "\":\"" + tensor_digest(t) + "\"";
-  digests += "}";
-  write_safetensors(path, tensors, {{"format", format}, {"mode", edit_mode_name(mode)}, {"digests", digests}});
+  write_safetensors(path, tensors, {{"format", format}, {"mode", edit_mode_name(mode)}, {"digests", tensor_digests(tensors)}});
   return static_cast<int64_t>(std::filesystem::file_size(path));
 }
 
@@ -241,13 +210,13 @@ int64_t load_editor_chain(Editor& editor, const std::string& base_path, const st
 }
 
 std::string editor_state_checksum(const Editor& editor) {
-  uint64_t hash = kOffsetBasis;
+  uint64_t hash = kFnvOffsetBasis;
   for (const auto& [name, tensor] : state_tensors(editor.state(), editor.step())) {
     auto t = tensor.to(torch::kCPU).contiguous();
     hash = fnv1a_words(hash, reinterpret_cast<const uint8_t*>(name.data()), name.size());
     hash = fnv1a_words(hash, static_cast<const uint8_t*>(t.data_ptr()), t.numel() * t.element_size());
   }
-  return hex(hash);
+  return hex64(hash);
 }
 
 }  // namespace comeba

@@ -255,4 +255,35 @@ void write_safetensors(const std::string& path, const std::map<std::string, torc
   }
 }
 
+// FNV-1a over 64-bit little-endian words (then the tail bytes): each step is a bijection of the running
+// hash, so any change to one word changes the digest; it runs at memory speed.
+uint64_t fnv1a_words(uint64_t hash, const uint8_t* p, size_t n) {
+  constexpr uint64_t kPrime = 1099511628211ULL;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t word;
+    std::memcpy(&word, p + i, 8);
+    hash = (hash ^ word) * kPrime;
+  }
+  for (; i < n; ++i) hash = (hash ^ p[i]) * kPrime;
+  return hash;
+}
+
+std::string hex64(uint64_t value) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(value));
+  return buf;
+}
+
+std::string tensor_digest(const torch::Tensor& tensor) {
+  auto t = tensor.detach().to(torch::kCPU).contiguous();
+  return hex64(fnv1a_words(kFnvOffsetBasis, static_cast<const uint8_t*>(t.data_ptr()), t.numel() * t.element_size()));
+}
+
+std::string tensor_digests(const std::map<std::string, torch::Tensor>& tensors) {
+  std::string json = "{";
+  for (const auto& [name, t] : tensors) json += (json.size() > 1 ? ",\"" : "\"") + name + "\":\"" + tensor_digest(t) + "\"";
+  return json + "}";
+}
+
 }  // namespace comeba

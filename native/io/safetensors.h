@@ -55,6 +55,18 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// A 64-bit FNV-1a digest of a tensor's bytes as stored (16 hex digits), and a JSON object of every tensor's: the
+// "digests" metadata that editor states and statistics files carry and verify at load. Not cryptographic: it
+// guards against corruption (a flipped bit, a truncated copy). lib/statistics/Statistics.ts computes the same.
+std::string tensor_digest(const torch::Tensor& tensor);
+// The hash behind it, for digests over several buffers (the editor's state checksum): FNV-1a over 64-bit words.
+// Not FNV's published offset basis (14695981039346656037, one digit longer): kept, as every state file written
+// so far carries digests from it.
+constexpr uint64_t kFnvOffsetBasis = 1469598103934665603ULL;
+uint64_t fnv1a_words(uint64_t hash, const uint8_t* p, size_t n);
+std::string hex64(uint64_t value);
+std::string tensor_digests(const std::map<std::string, torch::Tensor>& tensors);
+
 // Writes tensors (moved to CPU, made contiguous) to `path` through a temporary file and a rename.
 void write_safetensors(const std::string& path, const std::map<std::string, torch::Tensor>& tensors,
                        const std::map<std::string, std::string>& metadata);

@@ -1,8 +1,10 @@
 #include "stats/covariance.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "common/error.h"
+#include "io/json.h"
 #include "io/safetensors.h"
 
 namespace comeba {
@@ -70,7 +72,9 @@ void SecondMomentAccumulator::save(const std::string& path, const std::map<std::
   std::map<std::string, torch::Tensor> tensors;
   for (size_t i = 0; i < layers_.size(); ++i) tensors["sum." + std::to_string(layers_[i])] = sums_[i];
   tensors["count"] = torch::tensor({count_}, torch::kInt64);
-  write_safetensors(path, tensors, metadata);
+  auto with_digests = metadata;
+  with_digests["digests"] = tensor_digests(tensors);
+  write_safetensors(path, tensors, with_digests);
 }
 
 namespace {
@@ -100,6 +104,27 @@ void check_second_moment(const torch::Tensor& sum, const std::string& path, cons
 SecondMomentAccumulator SecondMomentAccumulator::load(const std::string& path, const ModelInfo& model,
                                                       torch::Device device) {
   SafetensorsFile file(path);
+  // Files written since digests were added carry one per tensor; each is verified before its values are used
+  // (older files have none and load as before).
+  Json digests;
+  if (auto d = file.metadata().find("digests"); d != file.metadata().end()) {
+    try {
+      digests = Json::parse(d->second);
+    } catch (const std::invalid_argument&) {
+      fail(ErrorCode::InvalidArgument, path + ": its tensor digests are not valid JSON");
+    }
+    if (!digests.is_object()) fail(ErrorCode::InvalidArgument, path + ": its tensor digests are not a JSON object");
+  }
+  auto verified = [&](const TensorEntry& e, torch::Device where) {
+    auto t = file.load(e, where, c10::nullopt);
+    if (digests.is_object()) {
+      const Json* want = digests.find(e.name);
+      if (!want || !want->is_string()) fail(ErrorCode::InvalidArgument, path + ": tensor '" + e.name + "' has no digest");
+      if (tensor_digest(t) != want->as_string())
+        fail(ErrorCode::InvalidArgument, path + ": tensor '" + e.name + "' does not match its digest (the file is corrupt)");
+    }
+    return t;
+  };
   std::vector<int64_t> layers;
   std::vector<torch::Tensor> sums;
   int64_t count = -1;
@@ -107,7 +132,7 @@ SecondMomentAccumulator SecondMomentAccumulator::load(const std::string& path, c
     if (e.name == "count") {
       if (e.dtype != torch::kInt64 || e.shape != std::vector<int64_t>{1})
         fail(ErrorCode::InvalidArgument, path + ": 'count' must be one int64");
-      count = file.load(e, torch::kCPU, c10::nullopt).item<int64_t>();
+      count = verified(e, torch::kCPU).item<int64_t>();
       if (count < 0) fail(ErrorCode::InvalidArgument, path + ": 'count' is negative");
     } else if (e.name.rfind("sum.", 0) == 0) {
       const std::string digits = e.name.substr(4);
@@ -119,7 +144,7 @@ SecondMomentAccumulator SecondMomentAccumulator::load(const std::string& path, c
           e.shape != std::vector<int64_t>{model.d_ff, model.d_ff})
         fail(ErrorCode::InvalidArgument, path + ": '" + e.name + "' must be a float32 or float64 matrix of " +
                                              std::to_string(model.d_ff) + " × " + std::to_string(model.d_ff));
-      auto sum = file.load(e, device, c10::nullopt);
+      auto sum = verified(e, device);
       check_second_moment(sum, path, e.name);
       layers.push_back(std::stoll(digits));
       sums.push_back(std::move(sum));
