@@ -1,6 +1,8 @@
 // Editing saved editor states the way corruption or a careless tool would: raw bytes, or values with
 // their digests recomputed (so the check after the digest is what refuses them).
+import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 interface Parsed { header: Record<string, any>; dataStart: number; bytes: Buffer }
 
@@ -47,3 +49,19 @@ export function rewriteState(path: string, tensor: string, edit: (values: Float3
   len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
   writeFileSync(path, Buffer.concat([len, Buffer.from(json), bytes.subarray(dataStart)]));
 }
+
+/**
+ * Records the state files' current headers in `dir`/editor.json (its `files` digests), as the writer of a
+ * rewritten state would: so that what refuses the state is the check after the binding.
+ */
+export function rebindFiles(dir: string): void {
+  const path = join(dir, 'editor.json');
+  const saved = JSON.parse(readFileSync(path, 'utf8')) as { files?: Record<string, string> };
+  for (const name of Object.keys(saved.files ?? {})) {
+    const bytes = readFileSync(join(dir, name));
+    const n = Number(bytes.readBigUInt64LE(0));
+    saved.files![name] = createHash('sha256').update(bytes.subarray(8, 8 + n)).digest('hex');
+  }
+  writeFileSync(path, JSON.stringify(saved));
+}
+

@@ -2,7 +2,7 @@
 // keys and ΔW; loading rebuilds C_accu bit for bit; a half-written checkpoint leaves the last complete one;
 // folders saved by the previous format (editor.json format 1) still load.
 import test from 'ava';
-import { readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConsecutiveEditor, HookedModel, InvalidArgumentError, type EditMode, type EditRequest } from '../lib/index.js';
 import { makeRandomCorpus, tempDir, tinyGpt2 } from './helpers.js';
@@ -173,4 +173,35 @@ test('bytes on disk over 100 batches: one base, then keys and ΔW per checkpoint
   t.true(full >= L * (C * F * 4 + F * F * 8));
   t.true(onDisk < full + 9 * L * F * 10 * n * 8 + L * C * F * 4 + 32768);
   t.log(`full ${full} B, incremental ${written[1]} B per checkpoint of 10 batches; ${onDisk} B on disk after 100 batches (format-1 saves: ${full} B each)`);
+});
+
+test('two copies of a folder that both go on editing: a file of one copy in the other\'s folder is refused, naming it', async (t) => {
+  await using model = await HookedModel.load(tinyGpt2);
+  const a = tempDir('comeba-copy-a-');
+  const b = tempDir('comeba-copy-b-');
+  {
+    await using editor = await editorFor(model);
+    await editor.edit(batch(0));
+    await editor.save(a);
+    await editor.edit(batch(1));
+    await editor.save(a);
+  }
+  cpSync(a, b, { recursive: true });
+  // Each copy goes on with its own batch: both write keys-<chain>-2-3 and delta-<chain>-3.
+  for (const [dir, b0] of [[a, 2], [b, 7]] as const) {
+    await using editor = await ConsecutiveEditor.load(model, dir);
+    await editor.edit(batch(b0));
+    await editor.save(dir);
+  }
+  const named = (dir: string) => JSON.parse(readFileSync(join(dir, 'editor.json'), 'utf8')) as { keyFiles: string[]; stateFile: string };
+  t.deepEqual(named(a), { ...named(a), keyFiles: named(b).keyFiles, stateFile: named(b).stateFile }, 'the copies name the same files');
+  const checksumOfA = await (async () => { await using e = await ConsecutiveEditor.load(model, a); return await e.checksum(); })();
+  for (const file of [named(a).keyFiles.at(-1)!, named(a).stateFile]) {
+    const mixed = tempDir('comeba-mixed-');
+    cpSync(a, mixed, { recursive: true });
+    copyFileSync(join(b, file), join(mixed, file));
+    await t.throwsAsync(ConsecutiveEditor.load(model, mixed), { instanceOf: InvalidArgumentError, message: new RegExp(`${file} is not the file .*editor\\.json was saved with`) });
+  }
+  await using intact = await ConsecutiveEditor.load(model, a);
+  t.is(await intact.checksum(), checksumOfA);
 });

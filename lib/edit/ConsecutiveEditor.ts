@@ -2,8 +2,9 @@
 // HookedModel. Creating one attaches its hook layers to the model: from then on the model's logits and
 // generations are those of the edited model. All heavy work runs natively off the JS thread.
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
+import { safetensorsHeaderBytes } from '../io/checkpoint.js';
 import { isRegularFile, removeOrphanedTemporaries, writeAtomically } from '../io/files.js';
 import { acquireLock, lockName } from '../io/lock.js';
 import { AbortError, callNative, InvalidArgumentError, ModelMismatchError } from '../errors.js';
@@ -82,6 +83,12 @@ interface SavedEditor {
   chain?: string;
   base?: string;
   keyFiles?: string[];
+  /**
+   * SHA-256 of each named state file's header (which holds every tensor's digest): binds the files to this
+   * editor.json, so a file of another copy of the folder, written under the same name, is refused. Absent in
+   * folders saved before it was recorded.
+   */
+  files?: Record<string, string>;
   model: string;
   options: EditorHyperparameters;
   contextTemplates: string[];
@@ -159,6 +166,7 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
       for (let attempt = 0; ; attempt++) {
         try {
           const native = editor.requireNative();
+          verifyFiles(dir, saved);
           const step = saved.format === 'comeba-editor/1'
             ? await callNative(() => native.load(join(dir, saved.stateFile)))
             : await callNative(() => native.loadChain(join(dir, saved.base!), saved.keyFiles!.map((f) => join(dir, f)), saved.stateFile === saved.base ? '' : join(dir, saved.stateFile)));
@@ -274,12 +282,14 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
       const keysFile = `keys-${target.chain}-${previous.step}-${step}.safetensors`;
       const deltaFile = `delta-${target.chain}-${step}.safetensors`;
       bytes = await callNative(() => native.saveIncrement(join(dir, keysFile), join(dir, deltaFile), previous.step));
-      saved = { format: 'comeba-editor/2', step, chain: target.chain, base: previous.base, keyFiles: [...previous.keyFiles!, keysFile], stateFile: deltaFile, ...common };
+      const keyFiles = [...previous.keyFiles!, keysFile];
+      const files = fileDigests(dir, [previous.base!, ...keyFiles, deltaFile], previous.files);
+      saved = { format: 'comeba-editor/2', step, chain: target.chain, base: previous.base, keyFiles, stateFile: deltaFile, files, ...common };
     } else {
       const chain = randomBytes(4).toString('hex');
       const base = `base-${chain}-${step}.safetensors`;
       bytes = await callNative(() => native.save(join(dir, base)));
-      saved = { format: 'comeba-editor/2', step, chain, base, keyFiles: [], stateFile: base, ...common };
+      saved = { format: 'comeba-editor/2', step, chain, base, keyFiles: [], stateFile: base, files: fileDigests(dir, [base]), ...common };
     }
     writeAtomically(join(dir, 'editor.json'), JSON.stringify(saved, null, 2));
     const named = new Set([saved.base, ...saved.keyFiles!, saved.stateFile]);
@@ -339,6 +349,27 @@ function checkCallOptions(options: EditCallOptions): void {
 }
 
 /** editor.json, checked field by field: a damaged file is refused with what is wrong, never half-used. */
+/** The digest editor.json records for a state file: SHA-256 of its safetensors header (every tensor's digest is in it). */
+function fileDigest(path: string): string {
+  return createHash('sha256').update(safetensorsHeaderBytes(path)).digest('hex');
+}
+
+/** Each of `names`' digest; the ones already recorded in `known` (earlier files of the chain, unchanged) kept. */
+function fileDigests(dir: string, names: string[], known: Record<string, string> = {}): Record<string, string> {
+  return Object.fromEntries(names.map((name) => [name, known[name] ?? fileDigest(join(dir, name))]));
+}
+
+// A missing file is left to the addon's load, which names it as such.
+function verifyFiles(dir: string, saved: SavedEditor): void {
+  if (saved.format !== 'comeba-editor/2' || !saved.files) return;
+  for (const name of new Set([saved.base!, ...saved.keyFiles!, saved.stateFile])) {
+    if (existsSync(join(dir, name)) && fileDigest(join(dir, name)) !== saved.files[name]) {
+      throw new InvalidArgumentError(
+        `${join(dir, name)} is not the file ${join(dir, 'editor.json')} was saved with (did another copy of the folder write one of that name?); the state cannot be loaded`);
+    }
+  }
+}
+
 function readSaved(dir: string): SavedEditor {
   const path = join(dir, 'editor.json');
   if (!existsSync(path)) throw new InvalidArgumentError(`${dir} holds no saved editor (editor.json is missing)`);
@@ -363,6 +394,14 @@ function readSaved(dir: string): SavedEditor {
     if (!Array.isArray(saved.keyFiles) || !saved.keyFiles.every((f) => ours(f, 'keys'))) throw bad('keyFiles is not a list of keys-<chain>-<from>-<to>.safetensors of this chain');
     if (saved.stateFile !== saved.base && !ours(saved.stateFile, 'delta')) throw bad('stateFile is neither the base nor a delta-<chain>-<step>.safetensors of this chain');
     if ((saved.keyFiles.length === 0) !== (saved.stateFile === saved.base)) throw bad('stateFile must be the base exactly when there are no keyFiles');
+    if (saved.files !== undefined) {
+      const named = [saved.base!, ...saved.keyFiles, saved.stateFile];
+      const files = saved.files as unknown;
+      if (typeof files !== 'object' || files === null || Array.isArray(files) ||
+          !named.every((f) => typeof (files as Record<string, unknown>)[f] === 'string' && /^[0-9a-f]{64}$/.test((files as Record<string, string>)[f]))) {
+        throw bad('files must give a SHA-256 for every state file it names');
+      }
+    }
   }
   if (typeof saved.model !== 'string') throw bad('model (the checkpoint fingerprint) is missing');
   if (saved.options === null || typeof saved.options !== 'object') throw bad('options are missing');

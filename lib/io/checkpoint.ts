@@ -1,6 +1,6 @@
 // What a checkpoint folder is, read from config.json and the safetensors headers alone (no weights): its
 // architecture and sizes (the one TS table of config keys per family) and its parameters.
-import { closeSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidCheckpointError } from '../errors.js';
 import { isRegularFile } from './files.js';
@@ -62,24 +62,33 @@ export function countParameters(dir: string): { parameters: number; storedDtypes
   return { parameters, storedDtypes: [...stored].sort() };
 }
 
-/** The JSON header of a safetensors file, read without its data. */
-function safetensorsHeader(path: string): Record<string, unknown> {
+/** The raw JSON header of a safetensors file, its length checked against the file, read without the data. */
+export function safetensorsHeaderBytes(path: string): Buffer {
   if (!isRegularFile(path)) throw new InvalidCheckpointError(`${path} is not a regular file`);
   const fd = openSync(path, 'r');
   try {
+    const size = fstatSync(fd).size;
     const len = Buffer.alloc(8);
     if (readSync(fd, len, 0, 8, 0) !== 8) throw new InvalidCheckpointError(`${path} is shorter than a safetensors header`);
     const n = Number(len.readBigUInt64LE(0));
-    if (n > 100 << 20) throw new InvalidCheckpointError(`${path}: a safetensors header of ${n} bytes is not plausible`);
+    if (n > Math.min(100 << 20, size - 8)) throw new InvalidCheckpointError(`${path}: a safetensors header of ${n} bytes does not fit the file`);
     const header = Buffer.alloc(n);
     if (readSync(fd, header, 0, n, 8) !== n) throw new InvalidCheckpointError(`${path}: the header runs past the end of the file`);
-    const parsed: unknown = JSON.parse(header.toString('utf8'));
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InvalidCheckpointError(`${path}: the safetensors header is not a JSON object`);
-    return parsed as Record<string, unknown>;
-  } catch (err) {
-    if (err instanceof InvalidCheckpointError) throw err;
-    throw new InvalidCheckpointError(`${path}: the safetensors header is not valid JSON`, { cause: err });
+    return header;
   } finally {
     closeSync(fd);
   }
+}
+
+/** The JSON header of a safetensors file, read without its data. */
+function safetensorsHeader(path: string): Record<string, unknown> {
+  const header = safetensorsHeaderBytes(path);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(header.toString('utf8'));
+  } catch (err) {
+    throw new InvalidCheckpointError(`${path}: the safetensors header is not valid JSON`, { cause: err });
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InvalidCheckpointError(`${path}: the safetensors header is not a JSON object`);
+  return parsed as Record<string, unknown>;
 }
