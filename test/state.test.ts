@@ -205,3 +205,24 @@ test('two copies of a folder that both go on editing: a file of one copy in the 
   await using intact = await ConsecutiveEditor.load(model, a);
   t.is(await intact.checksum(), checksumOfA);
 });
+
+test('held keys are bounded: once they outweigh a full state (d_ff columns), they are dropped and the next save is a full one', async (t) => {
+  const dir = tempDir('comeba-held-');
+  await using model = await HookedModel.load(tinyGpt2);
+  await using editor = await editorFor(model);
+  const F = model.info.dFf;
+  await editor.edit(batch(0));
+  await editor.save(dir);
+  // Below d_ff held columns: the next save is incremental.
+  let columns = 0;
+  for (let b = 1; columns + 32 < F; b++, columns += 32) await editor.edit(batch(b, 32));
+  t.true((await editor.save(dir)).incremental, `${columns} columns held`);
+  // Reaching d_ff columns since that save: the keys are dropped, and the next save writes the full state.
+  for (let b = 20, held = 0; held < F; b++, held += 32) await editor.edit(batch(b, 32));
+  const full = await editor.save(dir);
+  t.false(full.incremental);
+  const checksum = await editor.checksum();
+  await editor.dispose(); // one editor per model
+  await using loaded = await ConsecutiveEditor.load(model, dir);
+  t.is(await loaded.checksum(), checksum);
+});

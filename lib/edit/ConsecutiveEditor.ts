@@ -114,6 +114,8 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
   #queue: Promise<unknown> = Promise.resolve();
   /** The folder the last save went to (or the state was loaded from): where the next save can be incremental. */
   #target: { dir: string; chain: string; step: number } | undefined;
+  /** Key columns per layer the addon holds for the next incremental save into #target (see #keysHeld). */
+  #held = 0;
 
   private constructor(model: HookedModel, native: NativeConsecutiveEditor, options: EditorHyperparameters, templates: string[], statistics: Statistics) {
     super(model, native, 'ConsecutiveEditor');
@@ -174,6 +176,7 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
           if (saved.chain) {
             await callNative(() => native.holdKeys(step));
             editor.#target = { dir: resolve(dir), chain: saved.chain, step };
+            editor.#held = 0;
           }
           break;
         } catch (err) {
@@ -233,15 +236,29 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
           }
         : undefined;
       try {
-        return await callNative(() =>
+        const report = await callNative(() =>
           native.edit(prepared, { capture: options.capture ?? false, failAfterLayer: options.failAfterLayer ?? -1 }, progress),
         );
+        await this.#keysHeld(native, prepared.length);
+        return report;
       } catch (err) {
         throw handlerError ? handlerError.error : err;
       } finally {
         signal?.removeEventListener('abort', onAbort);
       }
     });
+  }
+
+  // The addon holds each committed batch's keys (float64, host memory) for the next incremental save. Once they
+  // would outweigh the full state they stand for (d_ff columns: K Kᵀ is then no smaller than C_accu), they are
+  // dropped and the next save is a full one: held keys never exceed the size of C_accu itself.
+  async #keysHeld(native: NativeConsecutiveEditor, columns: number): Promise<void> {
+    if (!this.#target) return;
+    this.#held += columns;
+    if (this.#held < this.model.info.dFf) return;
+    await callNative(() => native.holdKeys(null));
+    this.#target = undefined;
+    this.#held = 0;
   }
 
   /**
@@ -298,6 +315,7 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
     }
     await callNative(() => native.holdKeys(step));
     this.#target = { dir: resolve(dir), chain: saved.chain!, step };
+    this.#held = 0;
     return { bytes, incremental: saved.keyFiles!.length > 0 };
   }
 
@@ -306,6 +324,7 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
     return this.#serialised(async () => {
       this.#target = undefined;
       await callNative(() => this.requireNative().reset());
+      await callNative(() => this.requireNative().holdKeys(null)); // no incremental save follows a reset
     });
   }
 
