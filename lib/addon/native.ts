@@ -100,7 +100,7 @@ function noBuildReason(rejected: RejectedAddon[]): string {
 /** Loads the addon once per process; later calls return the same object. Failures are not cached. */
 export function loadNative(): NativeAddon {
   if (loaded) return loaded;
-  progress = { libtorchRejected: [], addonRejected: [] };
+  progress = { libtorchRejected: [], addonRejected: [] }; // what describeNative shows if resolving throws
   progress = resolveNative();
   const { libtorch, addon: choice, libtorchRejected, addonRejected } = progress;
   if (!libtorch) throw libtorchNotFound(libtorchRejected);

@@ -49,7 +49,7 @@ export function countParameters(dir: string): { parameters: number; storedDtypes
   const stored = new Set<string>();
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort()) {
     const path = join(dir, file);
-    for (const [name, entry] of Object.entries(safetensorsHeader(path))) {
+    for (const [name, entry] of Object.entries(readSafetensorsHeader(path))) {
       if (name === '__metadata__') continue;
       const { dtype, shape } = (entry ?? {}) as { dtype?: unknown; shape?: unknown };
       if (typeof dtype !== 'string' || !Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
@@ -62,32 +62,37 @@ export function countParameters(dir: string): { parameters: number; storedDtypes
   return { parameters, storedDtypes: [...stored].sort() };
 }
 
-/** The raw JSON header of a safetensors file, its length checked against the file, read without the data. */
+/**
+ * The raw JSON header of a safetensors file, read without the data. A FIFO would block the read and a directory
+ * throw EISDIR, so anything but a regular file is refused first; the length is checked against the file before
+ * anything is allocated (a corrupt length must not ask for gigabytes).
+ */
 export function safetensorsHeaderBytes(path: string): Buffer {
   if (!isRegularFile(path)) throw new InvalidCheckpointError(`${path} is not a regular file`);
   const fd = openSync(path, 'r');
   try {
     const size = fstatSync(fd).size;
+    if (size < 8) throw new InvalidCheckpointError(`${path} is too short to be a safetensors file (${size} bytes)`);
     const len = Buffer.alloc(8);
-    if (readSync(fd, len, 0, 8, 0) !== 8) throw new InvalidCheckpointError(`${path} is shorter than a safetensors header`);
-    const n = Number(len.readBigUInt64LE(0));
-    if (n > Math.min(100 << 20, size - 8)) throw new InvalidCheckpointError(`${path}: a safetensors header of ${n} bytes does not fit the file`);
-    const header = Buffer.alloc(n);
-    if (readSync(fd, header, 0, n, 8) !== n) throw new InvalidCheckpointError(`${path}: the header runs past the end of the file`);
+    readSync(fd, len, 0, 8, 0);
+    const n = len.readBigUInt64LE(0);
+    if (n > BigInt(Math.min(100 << 20, size - 8))) throw new InvalidCheckpointError(`${path}: a header of ${n} bytes does not fit the file (${size} bytes)`);
+    const header = Buffer.alloc(Number(n));
+    readSync(fd, header, 0, header.length, 8);
     return header;
   } finally {
     closeSync(fd);
   }
 }
 
-/** The JSON header of a safetensors file, read without its data. */
-function safetensorsHeader(path: string): Record<string, unknown> {
-  const header = safetensorsHeaderBytes(path);
+/** The JSON header of a safetensors file as an object (names → entries, and `__metadata__`). */
+export function readSafetensorsHeader(path: string): Record<string, unknown> {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(header.toString('utf8'));
+    parsed = JSON.parse(safetensorsHeaderBytes(path).toString('utf8'));
   } catch (err) {
-    throw new InvalidCheckpointError(`${path}: the safetensors header is not valid JSON`, { cause: err });
+    if (err instanceof InvalidCheckpointError) throw err;
+    throw new InvalidCheckpointError(`${path}: the header is not valid JSON`, { cause: err });
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InvalidCheckpointError(`${path}: the safetensors header is not a JSON object`);
   return parsed as Record<string, unknown>;

@@ -5,11 +5,12 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { AbortError, callNative, InvalidArgumentError, InvalidCheckpointError, ModelMismatchError } from '../errors.js';
-import { comebaCacheDir, isRegularFile, removeOrphanedTemporaries } from '../io/files.js';
+import { comebaCacheDir, removeOrphanedTemporaries } from '../io/files.js';
 import { ModelDependent } from '../model/dependent.js';
 import type { HookedModel } from '../model/HookedModel.js';
 import { loadNative } from '../addon/native.js';
 import type { NativeSecondMoments } from '../addon/types.js';
+import { readSafetensorsHeader, safetensorsHeaderBytes } from '../io/checkpoint.js';
 import { readNpz } from '../io/npz.js';
 
 export interface StatisticsProvenance {
@@ -363,15 +364,11 @@ function writeSums(path: string, layers: number[], sums: (Float32Array | Float64
 
 /** The sums (as float64) and token count of a statistics or shard file, every offset and size checked. */
 function readSumTensors(file: string, layers: number[]): { sums: Float64Array[]; count: number } {
+  const headerBytes = safetensorsHeaderBytes(file);
+  const n = headerBytes.length;
   const fd = openSync(file, 'r');
   try {
     const size = statSync(file).size;
-    const len = Buffer.alloc(8);
-    if (readSync(fd, len, 0, 8, 0) !== 8) throw new InvalidCheckpointError(`${file} is shorter than a safetensors header`);
-    const n = Number(len.readBigUInt64LE(0));
-    if (n > 100 << 20 || 8 + n > size) throw new InvalidCheckpointError(`${file}: a safetensors header of ${n} bytes does not fit the file`);
-    const headerBytes = Buffer.alloc(n);
-    readSync(fd, headerBytes, 0, n, 8);
     const header = JSON.parse(headerBytes.toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
     // Files written since digests were added carry one per tensor (native/io/safetensors.cpp's); older ones none.
     const digestsText = (header.__metadata__ as unknown as Record<string, string> | undefined)?.digests;
@@ -410,31 +407,8 @@ function metadataOf(p: StatisticsProvenance): Record<string, string> {
 
 /** The __metadata__ of a safetensors file, read from its header only (the file may be gigabytes). */
 function readMetadata(file: string): Record<string, string> {
-  // A FIFO would block the read, a directory throw EISDIR: refuse anything but a regular file first.
-  if (!isRegularFile(file)) throw new InvalidCheckpointError(`statistics ${file} is not a regular file`);
-  const size = statSync(file).size;
-  if (size < 8) throw new InvalidCheckpointError(`statistics ${file} is too short to be a safetensors file (${size} bytes)`);
-  const fd = openSync(file, 'r');
-  try {
-    const len = Buffer.alloc(8);
-    readSync(fd, len, 0, 8, 0);
-    // Checked before anything is allocated: a corrupt length must not ask for gigabytes.
-    const n = len.readBigUInt64LE(0);
-    if (n > BigInt(Math.min(size - 8, 100 << 20))) throw new InvalidCheckpointError(`statistics ${file}: a header of ${n} bytes does not fit the file (${size} bytes)`);
-    const header = Buffer.alloc(Number(n));
-    readSync(fd, header, 0, header.length, 8);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(header.toString('utf8'));
-    } catch (err) {
-      throw new InvalidCheckpointError(`statistics ${file}: the header is not valid JSON`, { cause: err });
-    }
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InvalidCheckpointError(`statistics ${file}: the header is not a JSON object`);
-    const metadata = (parsed as { __metadata__?: unknown }).__metadata__;
-    return typeof metadata === 'object' && metadata !== null ? (metadata as Record<string, string>) : {};
-  } finally {
-    closeSync(fd);
-  }
+  const metadata = readSafetensorsHeader(file).__metadata__;
+  return typeof metadata === 'object' && metadata !== null ? (metadata as Record<string, string>) : {};
 }
 
 function readProvenance(file: string): StatisticsProvenance | undefined {

@@ -75,24 +75,22 @@ function describeRun(model: HookedModel): SweepRun {
 
 export async function runSweep(options: SweepOptions): Promise<SweepSummary[]> {
   validate(options);
+  // Records with an empty target cannot be edited (two in zsRE's train split): leave them out.
+  const all = loadDataset(options.data, options.format, { skipEmptyTargets: true });
+  if (all.length < options.n) throw new InvalidArgumentError(`${options.data} holds ${all.length} cases, fewer than --n ${options.n}`);
   mkdirSync(options.out, { recursive: true });
   // One sweep per --out at a time: two would both append to metrics.jsonl and save the same editors.
   const release = acquireLock(join(options.out, lockName), `the sweep in ${options.out}`);
   try {
-    return await runLocked(options);
+    return await runLocked(options, all.slice(0, options.n));
   } finally {
     release();
   }
 }
 
-async function runLocked(options: SweepOptions): Promise<SweepSummary[]> {
+async function runLocked(options: SweepOptions, cases: EditCase[]): Promise<SweepSummary[]> {
   const skip = options.skip ?? [];
-  // Records with an empty target cannot be edited (two in zsRE's train split): leave them out.
-  const all = loadDataset(options.data, options.format, { skipEmptyTargets: true });
-  if (all.length < options.n) throw new InvalidArgumentError(`${options.data} holds ${all.length} cases, fewer than --n ${options.n}`);
-  const cases = all.slice(0, options.n);
   const corpus = corpora(options);
-  mkdirSync(options.out, { recursive: true });
   // One model, snapshot and E[kkᵀ] for every mode: disposing a mode's editor leaves the model unedited.
   await using model = await HookedModel.load(options.model, { device: options.device, dtype: options.dtype });
   const editors = editorsOf(options, model.info);
