@@ -1,6 +1,7 @@
 // The queue (lib/queue/queue.ts) against a real redis-server on loopback, one per test, with `comeba worker`
 // processes: a grid of 4 sweeps on 2 workers ends with the summaries of the 4 sweeps run one after another;
-// a worker killed with SIGKILL mid-job changes nothing in the end; statistics as 3 shards on 2 workers, merged,
+// a worker killed with SIGKILL mid-job changes nothing in the end, nor does one cut off from Redis (its job's process
+// stops before the lock lapses); statistics as 3 shards on 2 workers, merged,
 // equal the one-shot statistics within 1e-12. Skipped without redis-server unless COMEBA_REQUIRE_REDIS=1.
 import test from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -15,6 +16,7 @@ import { HookedModel, Statistics } from '../lib/index.js';
 import { parseSweepArgs } from '../lib/sweep/args.js';
 import { checkJobData, connectionOf, expandGrid, gridJobs, jobFolder, queueName, submitGrid, sweepArgv, type GridFile, type SweepSpec } from '../lib/queue/queue.js';
 import { InvalidArgumentError } from '../lib/errors.js';
+import { lockName } from '../lib/io/lock.js';
 import { readMetrics, runSweep, type SweepSummaryFile } from '../lib/sweep/sweep.js';
 import { needing, tempDir, tinyGpt2 } from './helpers.js';
 
@@ -26,7 +28,7 @@ const data = join(root, 'testbed', 'counterfact.json');
 const base: SweepSpec = { model: tinyGpt2, data, n: 6, batch: 3, 'eval-every': 3, layers: '1,2', lambda: 100 };
 
 /** A redis-server of its own on a free loopback port, without persistence; stopped by the returned function. */
-async function startRedis(): Promise<{ url: string; stop: () => Promise<void> }> {
+async function startRedis(): Promise<{ url: string; server: ChildProcess; stop: () => Promise<void> }> {
   const port = await new Promise<number>((resolve) => {
     const server = createServer().listen(0, '127.0.0.1', () => {
       const { port } = server.address() as { port: number };
@@ -47,7 +49,7 @@ async function startRedis(): Promise<{ url: string; stop: () => Promise<void> }>
       client.disconnect();
     }
   }, 10_000, 'redis-server to answer');
-  return { url, stop: async () => { child.kill('SIGTERM'); await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r))); } };
+  return { url, server: child, stop: async () => { child.kill('SIGCONT'); child.kill('SIGTERM'); await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r))); } };
 }
 
 async function waitFor(check: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
@@ -156,6 +158,49 @@ withRedis('a worker killed with SIGKILL mid-job: another resumes the job and the
     t.is(runs.length, 2, 'the sweep ran twice: killed, then resumed');
   } finally {
     await stopWorkers([first, ...others]);
+    await redis.stop();
+  }
+});
+
+withRedis('a worker cut off from Redis stops its job\'s process before the lock lapses; the job then ends as an uninterrupted run', async (t) => {
+  const redis = await startRedis();
+  const results = tempDir('comeba-results-');
+  const spec = { ...base, n: 30, mode: 'comeba-hk' };
+  const grid: GridFile = { name: 'cut', sweeps: [spec] };
+  const [{ id }] = expandGrid(grid).sweeps;
+  const expected = await reference(grid);
+  const log = join(results, 'worker.log');
+  const worker = startWorker(redis.url, results, log);
+  const out = join(results, 'cut', 'sweeps', id);
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  try {
+    await submitGrid(redis.url, grid);
+    const progress = join(out, 'comeba-hk', 'progress.json');
+    await waitFor(() => existsSync(progress) && JSON.parse(readFileSync(progress, 'utf8')).edits >= 9, 120_000, 'a checkpoint');
+    // The sweep's folder lock names the job's process (the worker's sandboxed child).
+    const pid = (JSON.parse(readFileSync(join(out, lockName), 'utf8')) as { pid: number }).pid;
+    t.not(pid, worker.pid);
+    redis.server.kill('SIGSTOP');  // Redis stops answering; its clock, and so the lock's TTL, runs on
+    try {
+      await waitFor(() => !alive(pid), 30_000, 'the job\'s process to stop');
+      t.true(worker.exitCode === null && worker.signalCode === null, 'the worker itself goes on');
+      await new Promise((r) => setTimeout(r, 4000));  // past the lock's 3 s: the job is free for any worker
+    } finally {
+      redis.server.kill('SIGCONT');
+    }
+    await waitFor(() => allDone(redis.url, 'cut', 1), 240_000, 'the job, taken up again');
+    t.deepEqual(comparable(out), expected.get(id), 'no edit twice, no metrics line twice');
+    t.is(readFileSync(join(out, 'runs.jsonl'), 'utf8').trim().split('\n').length, 2, 'stopped, then resumed');
+    t.regex(readFileSync(log, 'utf8'), /lost its lock \(no renewal for [\d.]+ s: Redis unreachable\?\)/);
+  } finally {
+    await stopWorkers([worker]);
     await redis.stop();
   }
 });

@@ -17,7 +17,11 @@ process.on('disconnect', () => process.exit(1));
 
 const shardFile = (folder: string, index: number, count: number) => join(folder, `shard-${index}-of-${count}.safetensors`);
 
-export default async function run(job: SandboxedJob<JobData>): Promise<unknown> {
+export default async function run(job: SandboxedJob<JobData>, _token?: string, signal?: AbortSignal): Promise<unknown> {
+  // The worker lost this job's lock (lib/queue/queue.ts): another worker may run it now, so stop at once, as a
+  // kill would (every file operation of a save and a sweep is safe against that; the folder lock left behind
+  // names a dead process and is taken over).
+  signal?.addEventListener('abort', () => process.kill(process.pid, 'SIGKILL'), { once: true });
   const results = process.env.COMEBA_RESULTS;
   if (!results) throw new Error('COMEBA_RESULTS is not set: start jobs with comeba worker --results DIR');
   const data = checkJobData(job.data); // Redis is not trusted: the data may not come from `queue submit`

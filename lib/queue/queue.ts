@@ -220,10 +220,41 @@ export function startWorker(options: WorkerOptions): Worker<JobData> {
   const processor = join(here, '..', `processor${extname(here)}`);
   if (!existsSync(processor)) throw new InvalidArgumentError(`the job processor ${processor} is missing`);
   const lockDuration = (options.lockSeconds ?? 30) * 1000;
-  return new Worker<JobData>(queueName, processor, {
+  const worker = new Worker<JobData>(queueName, processor, {
     connection: connectionOf(options.redis), concurrency: options.concurrency ?? 1, useWorkerThreads: false,
     lockDuration, stalledInterval: Math.max(1000, lockDuration / 2), maxStalledCount: 5,
   });
+  stopJobsThatLoseTheirLock(worker, lockDuration);
+  return worker;
+}
+
+/**
+ * A job whose lock lapsed may already be another worker's: its process here stops (the processor kills itself on
+ * the abort signal) before that worker can start it. A lock is lost when Redis refuses its renewal, or presumed lost
+ * when no renewal succeeded for most of its duration (Redis unreachable: its TTL runs out there all the same; a
+ * stalled-job check elsewhere needs the whole duration and then its own interval, so the margin left is ample).
+ */
+function stopJobsThatLoseTheirLock(worker: Worker<JobData>, lockDuration: number): void {
+  const renewed = new Map<string, number>();
+  const lose = (id: string, why: string) => {
+    if (!renewed.delete(id)) return;
+    worker.cancelJob(id, 'lock lost');
+    worker.emit('error', new Error(`job ${id} lost its lock (${why}): its process was stopped, so that only one worker runs it`));
+  };
+  worker.on('active', (job) => job.id !== undefined && renewed.set(job.id, Date.now()));
+  worker.on('locksRenewed', ({ jobIds }) => jobIds.forEach((id) => renewed.has(id) && renewed.set(id, Date.now())));
+  worker.on('lockRenewalFailed', (ids) => ids.forEach((id) => lose(id, 'Redis refused its renewal')));
+  const forget = (job: { id?: string } | undefined) => job?.id !== undefined && renewed.delete(job.id);
+  worker.on('completed', forget);
+  worker.on('failed', forget);
+  const watch = setInterval(() => {
+    const now = Date.now();
+    for (const [id, at] of renewed) {
+      if (now - at > 0.8 * lockDuration) lose(id, `no renewal for ${((now - at) / 1000).toFixed(1)} s: Redis unreachable?`);
+    }
+  }, Math.min(1000, lockDuration / 10));
+  watch.unref();
+  worker.on('closed', () => clearInterval(watch));
 }
 
 /** The grid file at `path`, parsed. */
