@@ -17,7 +17,8 @@ export type ErrorCode =
   | 'OUT_OF_MEMORY'
   | 'INTERNAL'
   | 'INVALID_DATASET'
-  | 'FOLDER_LOCKED';
+  | 'FOLDER_LOCKED'
+  | 'NO_SPACE';
 
 export class ComebaError extends Error {
   readonly code: ErrorCode;
@@ -79,6 +80,10 @@ export class OutOfMemoryError extends ComebaError {
 export class FolderLockedError extends ComebaError {
   constructor(message: string, options?: { cause?: unknown }) { super('FOLDER_LOCKED', message, options); }
 }
+/** The disk (or a quota) is full: nothing was half-written; free space and write again. */
+export class NoSpaceError extends ComebaError {
+  constructor(message: string, options?: { cause?: unknown }) { super('NO_SPACE', message, options); }
+}
 export class InternalError extends ComebaError {
   constructor(message: string, options?: { cause?: unknown }) { super('INTERNAL', message, options); }
 }
@@ -126,6 +131,7 @@ export const errorClasses: { [C in ErrorCode]: (message: string) => ComebaError 
   INTERNAL: (m) => new InternalError(m),
   INVALID_DATASET: (m) => new InvalidDatasetError(m),
   FOLDER_LOCKED: (m) => new FolderLockedError(m),
+  NO_SPACE: (m) => new NoSpaceError(m),
 };
 
 /** Converts an error thrown by the addon into the typed error for its code, stacked at the caller. */

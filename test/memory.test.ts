@@ -21,6 +21,8 @@ test('the plan of GPT-J: C_accu, ΔW and the solve by formula, and accumulatorOn
   t.is(onDevice.device.delta, 6 * 4096 * F * 4);
   t.is(onDevice.device.solve, 3 * F * F * 8);                    // float64 copy, C + KKᵀ, its factor
   t.is(onDevice.host.statistics + onDevice.host.prior, 2 * 6 * F * F * 8);
+  t.is(onDevice.host.heldKeys, 6 * F * F * 8, 'keys held for an incremental save: < d_ff float64 columns per layer');
+  t.is(onDevice.host.total, onDevice.host.statistics + onDevice.host.prior + onDevice.host.heldKeys);
   t.is(onHost.device.cAccu, 0);
   t.is(onHost.host.cAccu, onDevice.device.cAccu);
   t.is(onDevice.device.total - onHost.device.total, onDevice.device.cAccu);
@@ -28,6 +30,7 @@ test('the plan of GPT-J: C_accu, ΔW and the solve by formula, and accumulatorOn
   const memit = editorMemoryPlan(gptj, { ...hyper, mode: 'memit' }, { dtype: 'bfloat16', accumulatorOnHost: false });
   t.is(memit.device.cAccu, 0);
   t.is(memit.device.prior, 6 * F * F * 8);
+  t.is(memit.host.heldKeys, 0, 'memit saves no C_accu, so holds no keys');
   t.is(editorMemoryPlan(gptj, { ...hyper, mode: 'memit' }, { dtype: 'bfloat16', accumulatorOnHost: true }).device.prior, 0);
 });
 

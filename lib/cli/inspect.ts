@@ -51,7 +51,7 @@ function formatCheckpoint(dir: string, dtype: Dtype, c: ReturnType<typeof descri
     `editor     ${e.mode} on layers ${e.layers.join(',')}, λ ${e.lambda}, α_z ${e.alphaZ}, value steps ${e.vSteps} at lr ${e.vLr}, clamp ${e.clampNormFactor}`,
     `memory     on the model's device besides the weights: ${formatBytes(m.editor.device.total)} (C_accu ${formatBytes(m.editor.device.cAccu)} ${e.accumulatorDtype}, ` +
       `ΔW ${formatBytes(m.editor.device.delta)}, one layer's solve ${formatBytes(m.editor.device.solve)}, value step ~${formatBytes(m.editor.device.values)}); ` +
-      `host ${formatBytes(m.editor.host.total)} (E[kkᵀ] and λ·E[kkᵀ])`,
+      `host ${formatBytes(m.editor.host.total)} (E[kkᵀ], λ·E[kkᵀ], keys held for incremental saves)`,
     `           with accumulatorOnHost: device ${formatBytes(m.editorOnHost.device.total)}, host ${formatBytes(m.editorOnHost.host.total)}`,
   ].join('\n');
 }

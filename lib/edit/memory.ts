@@ -32,8 +32,11 @@ export const planBatch = { requests: 10, rowsPerRequest: 7, tokensPerRow: 12, ta
 export interface MemoryPlan {
   /** Bytes on the model's device beyond the weights (on a CPU model, these are host memory too). */
   device: { cAccu: number; delta: number; prior: number; solve: number; values: number; total: number };
-  /** Bytes in host memory: E[kkᵀ] as loaded, λ·E[kkᵀ] kept for reset, C_accu with accumulatorOnHost. */
-  host: { statistics: number; prior: number; cAccu: number; total: number };
+  /**
+   * Bytes in host memory: E[kkᵀ] as loaded, λ·E[kkᵀ] kept for reset, C_accu with accumulatorOnHost, and the keys
+   * held for the next incremental save (after a save or load; at most d_ff columns per layer, then dropped).
+   */
+  host: { statistics: number; prior: number; cAccu: number; heldKeys: number; total: number };
 }
 
 type PlanModel = Pick<ModelInfo, 'nLayer' | 'dModel' | 'dFf' | 'nHead' | 'vocabSize'>;
@@ -41,7 +44,8 @@ type PlanHyper = Pick<EditorHyperparameters, 'mode' | 'layers' | 'accumulatorDty
 
 /**
  * Per edited layer (F = d_ff, C = d_model): C_accu F² in its dtype; ΔW C·F float32; λ·E[kkᵀ] F² float64 (host,
- * for reset; memit's fixed C on the device); E[kkᵀ] F² float64 (host). One layer's solve at a time: C_accu + KKᵀ
+ * for reset; memit's fixed C on the device); E[kkᵀ] F² float64 (host); held keys < F columns of F float64 (host,
+ * for the next incremental save; not in memit, which saves no C_accu). One layer's solve at a time: C_accu + KKᵀ
  * and its Cholesky factor, F² float64 each, plus C_accu's float64 copy unless it already is one on the device.
  * The value step keeps activations of the blocks above the last edited layer for `planBatch` (an estimate:
  * ~14·C + 3·F values per token and block in the model's dtype and the attention weights; the log-probabilities at
@@ -74,9 +78,10 @@ export function editorMemoryPlan(info: PlanModel, hyper: PlanHyper, options: { d
     statistics: L * square64,
     prior: accumulates || options.accumulatorOnHost ? L * square64 : 0,
     cAccu: options.accumulatorOnHost ? cAccu : 0,
+    heldKeys: accumulates ? L * square64 : 0,
     total: 0,
   };
-  host.total = host.statistics + host.prior + host.cAccu;
+  host.total = host.statistics + host.prior + host.cAccu + host.heldKeys;
   return { device, host };
 }
 
@@ -97,7 +102,7 @@ export function checkMemoryPlan(plan: MemoryPlan, device: Device, options: { bud
     const parts = [
       d.cAccu ? `C_accu ${formatBytes(d.cAccu)}` : '', `ΔW ${formatBytes(d.delta)}`, d.prior ? `memit's C ${formatBytes(d.prior)}` : '',
       `one layer's solve ${formatBytes(d.solve)}`, `the value step ~${formatBytes(d.values)} for a batch of ${planBatch.requests}`,
-      onCpu ? `statistics and λ·E[kkᵀ] ${formatBytes(plan.host.total)}` : '',
+      onCpu ? `statistics, λ·E[kkᵀ] and held keys ${formatBytes(plan.host.total)}` : '',
     ].filter((s) => s !== '');
     const hints = [
       !options.accumulatorOnHost && !onCpu && d.cAccu > 0 ? `accumulatorOnHost: true keeps C_accu (${formatBytes(d.cAccu)}) in host memory` : '',
@@ -112,7 +117,8 @@ export function checkMemoryPlan(plan: MemoryPlan, device: Device, options: { bud
   if (!onCpu && host.free >= 0 && plan.host.total > host.free) {
     throw new OutOfMemoryError(
       `the editor needs about ${formatBytes(plan.host.total)} of host memory (E[kkᵀ] ${formatBytes(plan.host.statistics)}, λ·E[kkᵀ] ` +
-        `${formatBytes(plan.host.prior)}${plan.host.cAccu ? `, C_accu ${formatBytes(plan.host.cAccu)}` : ''}) but ${formatBytes(host.free)} is available`,
+        `${formatBytes(plan.host.prior)}${plan.host.cAccu ? `, C_accu ${formatBytes(plan.host.cAccu)}` : ''}` +
+        `${plan.host.heldKeys ? `, keys held for incremental saves ${formatBytes(plan.host.heldKeys)}` : ''}) but ${formatBytes(host.free)} is available`,
     );
   }
 }

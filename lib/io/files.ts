@@ -2,6 +2,7 @@
 import { readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { NoSpaceError } from '../errors.js';
 
 let temporaries = 0;
 
@@ -16,6 +17,8 @@ export function writeAtomically(path: string, text: string): void {
     renameSync(tmp, path);
   } catch (err) {
     rmSync(tmp, { force: true });
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') throw new NoSpaceError(`cannot write ${path}: no space left on device (the disk is full; free space and write again)`, { cause: err });
     throw err;
   }
 }

@@ -14,6 +14,7 @@ enum class ErrorCode {
   DeviceUnavailable,
   Aborted,
   NumericalFailure,
+  NoSpace,
   Internal,
 };
 
@@ -25,6 +26,7 @@ inline const char* error_code_name(ErrorCode code) {
     case ErrorCode::DeviceUnavailable: return "DEVICE_UNAVAILABLE";
     case ErrorCode::Aborted: return "ABORTED";
     case ErrorCode::NumericalFailure: return "NUMERICAL_FAILURE";
+    case ErrorCode::NoSpace: return "NO_SPACE";
     case ErrorCode::Internal: return "INTERNAL";
   }
   return "INTERNAL";

@@ -8,8 +8,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cerrno>
 #include <cstring>
-#include <fstream>
 
 #include "common/error.h"
 #include "io/json.h"
@@ -85,6 +85,28 @@ std::string json_escape(const std::string& s) {
     else out += c;
   }
   return out;
+}
+
+// 0, or the errno that stopped the write.
+int write_all(int fd, const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, std::min<size_t>(n, size_t{1} << 30));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return 0;
+}
+
+// A full disk (or quota) is its own error: the caller frees space and saves again.
+[[noreturn]] void fail_writing(const std::string& path, int err) {
+  const bool full = err == ENOSPC || err == EDQUOT || err == EFBIG;
+  fail(full ? ErrorCode::NoSpace : ErrorCode::InvalidArgument,
+       "cannot write " + path + ": " + std::strerror(err) + (full ? " (the disk is full; free space and write again)" : ""));
 }
 
 }  // namespace
@@ -238,20 +260,31 @@ void write_safetensors(const std::string& path, const std::map<std::string, torc
   // A name of our own: several writers (processes, or calls) may target the same file at once.
   static std::atomic<uint64_t> counter{0};
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(ErrorCode::InvalidArgument, "cannot write " + tmp);
-    uint8_t len[8];
-    for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(header.size()) >> (8 * i));
-    out.write(reinterpret_cast<const char*>(len), 8);
-    out.write(header.data(), static_cast<std::streamsize>(header.size()));
-    for (const auto& t : data)
-      out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.numel() * t.element_size()));
-    if (!out.flush()) fail(ErrorCode::InvalidArgument, "failed writing " + tmp);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) fail_writing(tmp, errno);
+  // On any failure the partial temporary goes: left behind, it would hold the very space a retry needs.
+  auto abandon = [&](int err) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    fail_writing(path, err);
+  };
+  uint8_t len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(header.size()) >> (8 * i));
+  if (int err = write_all(fd, len, 8)) abandon(err);
+  if (int err = write_all(fd, header.data(), header.size())) abandon(err);
+  for (const auto& t : data)
+    if (int err = write_all(fd, t.data_ptr(), t.numel() * t.element_size())) abandon(err);
+  // fsync: a checkpoint is complete once it is on disk; and a full disk may only show here (NFS, quotas).
+  if (::fsync(fd) != 0) abandon(errno);
+  if (::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    fail_writing(path, err);
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    fail(ErrorCode::InvalidArgument, "cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    fail(ErrorCode::InvalidArgument, "cannot rename " + tmp + " to " + path + ": " + std::strerror(err));
   }
 }
 
