@@ -95,10 +95,10 @@ test('inspect --model describes a checkpoint from its config and headers: archit
   t.regex(out, /\(llama\): 3 layers, d_model 64, d_ff 128, 4 heads, vocab 512, context 128/);
   t.regex(out, /176,576 parameters stored as F32; 344\.9 KiB in bfloat16/);
   t.regex(out, /comeba-hk on layers 0,1, λ 15000/);
-  // Two layers of d_ff 128: C_accu 2 × 128² float64; E[kkᵀ] and λ·E[kkᵀ] as much again each, on the host.
+  // Two layers of d_ff 128: C_accu 2 × 128² float64; E[kkᵀ], λ·E[kkᵀ] and the held keys as much again each, on the host.
   t.regex(out, /on the model's device besides the weights: [\d.]+ [KM]iB \(C_accu 256\.0 KiB float64, ΔW 64\.0 KiB/);
-  t.regex(out, /host 512\.0 KiB \(E\[kkᵀ\] and λ·E\[kkᵀ\]\)/);
-  t.regex(out, /with accumulatorOnHost: device [\d.]+ [KM]iB, host 768\.0 KiB/);
+  t.regex(out, /host 768\.0 KiB \(E\[kkᵀ\], λ·E\[kkᵀ\], keys held for incremental saves\)/);
+  t.regex(out, /with accumulatorOnHost: device [\d.]+ [KM]iB, host 1\.0 MiB/);
 });
 
 // Every architecture the library runs is taken by the commands that read a checkpoint's config: the layer count
