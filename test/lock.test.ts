@@ -1,4 +1,5 @@
-// One writer per folder. Two real processes save their editors into one folder many times at once: every save either
+// One writer per folder. Two real processes save their editors into one folder many times at once (8 trials, half of
+// them with a random delay before every file operation of the library): every save either
 // completes or is refused with FolderLockedError naming the other process, and the folder always loads as the state
 // of the last save that completed. A lock left by a dead process is taken over; a live holder's is not. Two sweeps on
 // one --out: the second is refused while the first runs.
@@ -19,9 +20,9 @@ const cacheDir = tempDir('comeba-lock-stats-');
 
 interface Attempt { saved: boolean; checksum?: string; step?: number; at?: number; code?: string; message?: string }
 
-function writer(dir: string, seed: number, rounds: number): Promise<Attempt[]> {
+function writer(dir: string, seed: number, rounds: number, delayMs = 0): Promise<Attempt[]> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--import', 'tsx', join(here, 'save-writer.ts'), dir, String(seed), String(rounds), cacheDir],
+    execFile(process.execPath, ['--import', 'tsx', join(here, 'save-writer.ts'), dir, String(seed), String(rounds), cacheDir, String(delayMs)],
       { cwd: root, encoding: 'utf8', timeout: 240_000, env: { ...process.env, OMP_NUM_THREADS: '1' } },
       (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout.trim().split('\n').map((l) => JSON.parse(l) as Attempt))));
   });
@@ -30,9 +31,11 @@ function writer(dir: string, seed: number, rounds: number): Promise<Attempt[]> {
 test('two processes saving into one folder: each save completes or is refused naming the other, and the folder holds the last completed save', async (t) => {
   // Warm the statistics cache once, so that both writers start saving at about the same time.
   await writer(tempDir('comeba-lock-warm-'), 0, 1);
-  for (let trial = 0; trial < 4; trial++) {
+  // Half the trials as fast as they go, half with every file operation of the library delayed by 0–15 ms.
+  for (let trial = 0; trial < 8; trial++) {
     const dir = tempDir('comeba-lock-');
-    const [a, b] = await Promise.all([writer(dir, 2 * trial, 12), writer(dir, 2 * trial + 1, 12)]);
+    const delay = trial < 4 ? 0 : 15;
+    const [a, b] = await Promise.all([writer(dir, 2 * trial, 12, delay), writer(dir, 2 * trial + 1, 12, delay)]);
     const refused = [...a, ...b].filter((x) => !x.saved);
     for (const r of refused) {
       t.is(r.code, 'FOLDER_LOCKED', r.message);
@@ -45,7 +48,7 @@ test('two processes saving into one folder: each save completes or is refused na
     t.is(await loaded.checksum(), last.checksum!, `trial ${trial}: ${refused.length} refused`);
     t.is(loaded.step, last.step!);
     t.false(existsSync(join(dir, lockName)), 'the lock was left behind');
-    t.log(`trial ${trial}: ${a.filter((x) => x.saved).length} + ${b.filter((x) => x.saved).length} saves completed, ${refused.length} refused`);
+    t.log(`trial ${trial}${delay ? ` (delays ≤ ${delay} ms)` : ''}: ${a.filter((x) => x.saved).length} + ${b.filter((x) => x.saved).length} saves completed, ${refused.length} refused`);
   }
 });
 
