@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// The long run of test/fuzz-cases.ts: N seeded corruptions of a checkpoint header and of a saved editor
-// state, each loaded in a child process of its own so that a crash (a signal, an abort) or a hang (past
-// --timeout) is seen as such. Prints a tally and every violation; exits 1 if there was any.
+// The long run of test/fuzz-cases.ts: N seeded corruptions of a checkpoint header, a saved editor state and a
+// statistics file, and N folders mixed from two diverged copies of a state, each loaded in a child process of its
+// own so that a crash (a signal, an abort) or a hang (past --timeout) is seen as such. Prints a tally and every violation; exits 1 if there was any.
 //   node scripts/fuzz.mjs [--cases 2000] [--from 0] [--jobs 2] [--timeout 30]
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -34,7 +34,7 @@ function runCase(kind, seed) {
 }
 
 const queue = [];
-for (let seed = from; seed < from + cases; seed++) for (const kind of ['checkpoint', 'state']) queue.push([kind, seed]);
+for (let seed = from; seed < from + cases; seed++) for (const kind of ['checkpoint', 'state', 'statistics', 'chain']) queue.push([kind, seed]);
 const tally = new Map();
 const violations = [];
 const started = performance.now();

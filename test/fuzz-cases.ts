@@ -1,16 +1,18 @@
-// Seeded corruptions of a checkpoint's safetensors header and of a saved editor state, and the rule each
-// outcome must obey: a load either fails with a typed error other than INTERNAL, or gives exactly what
-// the uncorrupted file gives (bit-identical logits, the same state checksum). A crash or a hang shows as
-// the process dying or timing out. Used by fuzz.test.ts (a few hundred cases in-process) and by
+// Seeded corruptions of a checkpoint's safetensors header, of a saved editor state and of a statistics file, and
+// folders mixed from two diverged copies of one editor state; the rule each outcome must obey: a load either fails
+// with a typed error other than INTERNAL, or gives exactly what the uncorrupted files give (bit-identical logits,
+// the same state checksum, bit-identical E[kkᵀ]; a mixed folder, the state its editor.json was saved with). A crash
+// or a hang shows as the process dying or timing out. Used by fuzz.test.ts (a few hundred cases in-process) and by
 // scripts/fuzz.mjs (thousands, each case in its own child process):
-//   node --import tsx test/fuzz-cases.ts <checkpoint|state> <seed>   prints one outcome line
-import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+//   node --import tsx test/fuzz-cases.ts <checkpoint|state|statistics|chain> <seed>   prints one outcome line
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ComebaError, ConsecutiveEditor, HookedModel } from '../lib/index.js';
+import { ComebaError, ConsecutiveEditor, HookedModel, Statistics } from '../lib/index.js';
 import { makeRandomCorpus, tempDir, tinyGpt2 } from './helpers.js';
 
-export type FuzzKind = 'checkpoint' | 'state';
+export const fuzzKinds = ['checkpoint', 'state', 'statistics', 'chain'] as const;
+export type FuzzKind = (typeof fuzzKinds)[number];
 export interface FuzzOutcome { kind: FuzzKind; seed: number; mutation: string; result: string }
 
 /** xorshift32: the same seed gives the same corruption on every machine. */
@@ -72,6 +74,17 @@ const checkpointFiles = ['config.json', 'model.safetensors', 'tokenizer.json', '
 export class Fuzzer {
   #referenceLogits?: Float32Array;
   #state?: { dir: string; checksum: string; files: string[] };
+  #statistics?: { file: string; layers: number[]; moments: Float64Array[] };
+  #copies?: { dirs: [string, string]; checksums: [string, string]; files: string[] };
+
+  case(kind: FuzzKind, seed: number): Promise<FuzzOutcome> {
+    switch (kind) {
+      case 'checkpoint': return this.checkpointCase(seed);
+      case 'state': return this.stateCase(seed);
+      case 'statistics': return this.statisticsCase(seed);
+      case 'chain': return this.chainCase(seed);
+    }
+  }
   readonly #prompt = [[5, 17, 99, 3, 250, 42]];
 
   async checkpointCase(seed: number): Promise<FuzzOutcome> {
@@ -105,6 +118,90 @@ export class Fuzzer {
       if ((await editor.checksum()) !== state.checksum) throw new SilentLoad('loaded, with a different state');
     });
     return { kind: 'state', seed, mutation: `${file.split('-')[0]}: ${mutation}`, result };
+  }
+
+  async statisticsCase(seed: number): Promise<FuzzOutcome> {
+    const stats = await this.#savedStatistics();
+    const file = join(tempDir('comeba-fuzz-stats-'), 'stats.safetensors');
+    const { bytes, mutation } = corrupt(readFileSync(stats.file), seed, true);
+    writeFileSync(file, bytes);
+    const result = await judged(async () => {
+      await using model = await HookedModel.load(tinyGpt2);
+      const loaded = await Statistics.load(model, file);
+      for (const [i, layer] of stats.layers.entries()) {
+        const { data } = await loaded.secondMoment(layer);
+        if (!data.every((v, j) => Object.is(v, stats.moments[i][j]))) throw new SilentLoad(`loaded, with a different E[kkᵀ] at layer ${layer}`);
+      }
+    });
+    return { kind: 'statistics', seed, mutation, result };
+  }
+
+  /**
+   * Two copies of one folder that both went on editing write different files under the same names. A folder of
+   * copy A's or B's editor.json with each other file taken from either copy at random must load as the state that
+   * editor.json was saved with, or be refused.
+   */
+  async chainCase(seed: number): Promise<FuzzOutcome> {
+    const copies = await this.#divergedCopies();
+    const r = rng(seed);
+    const owner = r(2);
+    const dir = tempDir('comeba-fuzz-chain-');
+    const taken: string[] = [];
+    for (const f of copies.files) {
+      const from = f === 'editor.json' ? owner : r(2);
+      if (!existsSync(join(copies.dirs[from], f))) continue;
+      copyFileSync(join(copies.dirs[from], f), join(dir, f));
+      if (from !== owner) taken.push(f);
+    }
+    const result = await judged(async () => {
+      await using model = await HookedModel.load(tinyGpt2);
+      await using editor = await ConsecutiveEditor.load(model, dir);
+      if ((await editor.checksum()) !== copies.checksums[owner]) throw new SilentLoad('loaded, with a state neither copy saved');
+    });
+    const mutation = `editor.json of ${'AB'[owner]}, from ${'BA'[owner]}: ${taken.join(' ') || 'nothing'}`;
+    return { kind: 'chain', seed, mutation, result };
+  }
+
+  async #savedStatistics() {
+    if (!this.#statistics) {
+      await using model = await HookedModel.load(tinyGpt2);
+      const corpus = makeRandomCorpus((ids) => model.tokenizer.decode(ids), 512, 60, 30, 7);
+      const layers = [0, 2];
+      const stats = await Statistics.collect(model, { corpus, layers, cacheDir: tempDir('comeba-fuzz-stats-') });
+      const moments = await Promise.all(layers.map(async (l) => (await stats.secondMoment(l)).data));
+      this.#statistics = { file: stats.file, layers, moments };
+    }
+    return this.#statistics;
+  }
+
+  async #divergedCopies() {
+    if (!this.#copies) {
+      const root = tempDir('comeba-fuzz-copies-');
+      const a = join(root, 'a'), b = join(root, 'b');
+      await using model = await HookedModel.load(tinyGpt2);
+      const corpus = makeRandomCorpus((ids) => model.tokenizer.decode(ids), 512, 100, 30);
+      const options = { stats: { corpus, cacheDir: join(root, 'stats') }, layers: [1, 2], lambda: 50 };
+      const checksums: string[] = [];
+      {
+        await using editor = await ConsecutiveEditor.create(model, options);
+        await editor.edit([{ prompt: 'The city of {} is in', subject: 'Paris', target: 'Spain' }]);
+        await editor.save(a);  // the base
+        await editor.edit([{ prompt: 'The city of {} is in', subject: 'Rome', target: 'France' }]);
+        await editor.save(a);  // keys and ΔW of the second batch
+      }
+      cpSync(a, b, { recursive: true });
+      for (const [dir, subjects] of [[a, ['Berlin', 'Madrid']], [b, ['Lisbon', 'Vienna']]] as const) {
+        await using editor = await ConsecutiveEditor.load(model, dir);
+        for (const subject of subjects) {
+          await editor.edit([{ prompt: 'The city of {} is in', subject, target: 'Italy' }]);
+          await editor.save(dir);  // the same file names in both copies, different contents
+        }
+        checksums.push(await editor.checksum());
+      }
+      const files = [...new Set([...readdirSync(a), ...readdirSync(b)])].filter((f) => f.endsWith('.json') || f.endsWith('.safetensors')).sort();
+      this.#copies = { dirs: [a, b], checksums: checksums as [string, string], files };
+    }
+    return this.#copies;
   }
 
   async #savedState() {
@@ -144,7 +241,7 @@ async function judged(load: () => Promise<void>): Promise<string> {
 // As a script: one case, one line of JSON on stdout.
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const [kind, seed] = [process.argv[2] as FuzzKind, Number(process.argv[3])];
-  const fuzzer = new Fuzzer();
-  const outcome = kind === 'state' ? await fuzzer.stateCase(seed) : await fuzzer.checkpointCase(seed);
+  if (!fuzzKinds.includes(kind)) throw new Error(`the kind is one of ${fuzzKinds.join(', ')}`);
+  const outcome = await new Fuzzer().case(kind, seed);
   process.stdout.write(`${JSON.stringify(outcome)}\n`);
 }
