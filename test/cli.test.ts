@@ -94,7 +94,7 @@ test('inspect --model describes a checkpoint from its config and headers: archit
   });
   t.regex(out, /\(llama\): 3 layers, d_model 64, d_ff 128, 4 heads, vocab 512, context 128/);
   t.regex(out, /176,576 parameters stored as F32; 344\.9 KiB in bfloat16/);
-  t.regex(out, /comeba-hk on layers 0,1, λ 15000/);
+  t.regex(out, /comeba-hk on layers 0,1, λ 133\.929 \(Llama-3-8B's 15000 × d_ff 128 \/ 14336\)/);
   // Two layers of d_ff 128: C_accu 2 × 128² float64; E[kkᵀ], λ·E[kkᵀ] and the held keys as much again each, on the host.
   t.regex(out, /on the model's device besides the weights: [\d.]+ [KM]iB \(C_accu 256\.0 KiB float64, ΔW 64\.0 KiB/);
   t.regex(out, /host 768\.0 KiB \(E\[kkᵀ\], λ·E\[kkᵀ\], keys held for incremental saves\)/);

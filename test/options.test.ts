@@ -1,9 +1,9 @@
-// Hyperparameter resolution: METHOD.md §7 presets, the layer rule for other sizes, a checkpoint's comeba.json
+// Hyperparameter resolution: METHOD.md §7 presets, the layer and λ rules for other sizes, a checkpoint's comeba.json
 // defaults, then explicit options, each overriding the one before.
 import test from 'ava';
 import { defaultLayers, InvalidArgumentError } from '../lib/index.js';
 import type { ModelInfo } from '../lib/model/HookedModel.js';
-import { resolveHyperparameters } from '../lib/edit/options.js';
+import { lambdaFor, resolveHyperparameters } from '../lib/edit/options.js';
 
 const info = (architecture: 'gpt2' | 'gptj', nLayer: number, dModel: number): ModelInfo => ({
   architecture, nLayer, dModel, dFf: 4 * dModel, nHead: 16, vocabSize: 50257, contextLength: 1024, eosTokenId: 50256,
@@ -21,6 +21,20 @@ test('other sizes: the reference layers scaled to the same relative depth', (t) 
   t.deepEqual(defaultLayers(info('gpt2', 12, 768)), [3, 4]);
   t.deepEqual(defaultLayers(info('gpt2', 36, 1280)), [10, 11, 12, 13]);
   t.deepEqual(defaultLayers(info('gptj', 6, 256)), [1, 2]);
+});
+
+test('other sizes: the paper\'s λ scaled by d_ff / the reference\'s d_ff, the identity on every reference model', (t) => {
+  const gpt2 = info('gpt2', 12, 768);                                   // GPT-2 small: d_ff 3072 of GPT2-XL's 6400
+  t.is(resolveHyperparameters(gpt2, {}).lambda, 15000 * 3072 / 6400);
+  t.is(resolveHyperparameters(gpt2, { mode: 'memit' }).lambda, 20000 * 3072 / 6400);
+  t.is(resolveHyperparameters(gpt2, {}, {}, 5000).lambda, 5000 * 3072 / 6400, 'a protocol\'s reference λ is scaled too');
+  t.is(lambdaFor({ architecture: 'gptj', dFf: 16384 }, 'memit').lambda, 15000, 'GPT-J keeps its published MEMIT λ');
+  t.deepEqual(lambdaFor({ architecture: 'gpt2', dFf: 1024 }, 'comeba-hk'), { lambda: 2400, reference: { name: 'GPT2-XL', dFf: 6400, lambda: 15000 } });
+  // Mistral borrows Llama-3-8B's reference (same d_ff 14336): the identity.
+  t.is(lambdaFor({ architecture: 'mistral', dFf: 14336 }, 'comeba-hk').lambda, 15000);
+  t.is(lambdaFor({ architecture: 'qwen3', dFf: 18944 / 2 }, 'memit').lambda, 7500);
+  t.is(resolveHyperparameters(gpt2, { lambda: 123 }).lambda, 123, 'an explicit λ is used as given');
+  t.is(resolveHyperparameters(gpt2, {}, { lambda: { 'comeba-hk': 456 } }).lambda, 456, 'so is comeba.json\'s');
 });
 
 test("a checkpoint's comeba.json overrides presets, explicit options override it", (t) => {

@@ -77,7 +77,7 @@ sharedTest('a sweep on the shared CounterFact validation file runs with the tiny
   t.deepEqual(readMetrics(out).map((m) => m.edits), [3, 6]);
 });
 
-test('λ per method and protocol: the paper\'s 5000 for single-round COMEBA-HK, the mode\'s default otherwise, --lambda first', async (t) => {
+test('λ per method and protocol: the paper\'s 5000 for single-round COMEBA-HK, the mode\'s default otherwise, both scaled by d_ff; --lambda first', async (t) => {
   const testbed = join(root, 'testbed', 'model');  // its comeba.json sets no λ
   await using model = await HookedModel.load(testbed);
   const modes = ['comeba-hk', 'comeba-hk+calibrated', 'memit'] as const;
@@ -85,12 +85,13 @@ test('λ per method and protocol: the paper\'s 5000 for single-round COMEBA-HK, 
   const defaults = readCheckpointDefaults(testbed);
   const modeDefault = (mode: 'comeba-hk' | 'memit') => resolveHyperparameters(model.info, { mode }, defaults).lambda;
   const singleRound = editorsOf(o, model.info);
-  t.like(singleRound['comeba-hk'], { mode: 'comeba-hk', scope: 'paper', lambda: 5000 });
-  t.like(singleRound['comeba-hk+calibrated'], { mode: 'comeba-hk', scope: 'calibrated', lambda: 5000 });
+  const scaled = 5000 * model.info.dFf / 6400;  // the testbed is a GPT-2: GPT2-XL's d_ff is the reference
+  t.like(singleRound['comeba-hk'], { mode: 'comeba-hk', scope: 'paper', lambda: scaled });
+  t.like(singleRound['comeba-hk+calibrated'], { mode: 'comeba-hk', scope: 'calibrated', lambda: scaled });
   t.is(singleRound.memit.lambda, modeDefault('memit'));
   t.is(editorsOf({ ...o, protocol: 'consecutive' }, model.info)['comeba-hk'].lambda, modeDefault('comeba-hk'));
-  t.not(modeDefault('comeba-hk'), 5000);
-  t.is(editorsOf({ ...o, lambda: 800 }, model.info)['comeba-hk'].lambda, 800);
+  t.is(modeDefault('comeba-hk'), 15000 * model.info.dFf / 6400);
+  t.is(editorsOf({ ...o, lambda: 700 }, model.info)['comeba-hk'].lambda, 700);
 });
 
 // Two edits of the testbed's data on the tiny model (its folder's stats-corpus.txt is random text, as the model).

@@ -48,7 +48,7 @@ function formatCheckpoint(dir: string, dtype: Dtype, c: ReturnType<typeof descri
   return [
     `model      ${dir} (${i.architecture}): ${i.nLayer} layers, d_model ${i.dModel}, d_ff ${i.dFf}, ${i.nHead} heads, vocab ${i.vocabSize}, context ${i.contextLength}`,
     `weights    ${c.parameters.toLocaleString('en')} parameters stored as ${c.storedDtypes.join(', ')}; ${formatBytes(m.weights)} in ${dtype}`,
-    `editor     ${e.mode} on layers ${e.layers.join(',')}, λ ${e.lambda}, α_z ${e.alphaZ}, value steps ${e.vSteps} at lr ${e.vLr}, clamp ${e.clampNormFactor}`,
+    `editor     ${e.mode} on layers ${e.layers.join(',')}, λ ${+e.lambda.toPrecision(6)} (${c.lambdaSource}), α_z ${e.alphaZ}, value steps ${e.vSteps} at lr ${e.vLr}, clamp ${e.clampNormFactor}`,
     `memory     on the model's device besides the weights: ${formatBytes(m.editor.device.total)} (C_accu ${formatBytes(m.editor.device.cAccu)} ${e.accumulatorDtype}, ` +
       `ΔW ${formatBytes(m.editor.device.delta)}, one layer's solve ${formatBytes(m.editor.device.solve)}, value step ~${formatBytes(m.editor.device.values)}); ` +
       `host ${formatBytes(m.editor.host.total)} (E[kkᵀ], λ·E[kkᵀ], keys held for incremental saves)`,

@@ -64,51 +64,75 @@ const valueDefaults: ValueOptions = {
  */
 export const calibratedScope = { scopeKappa: 3, alphaFloor: 2 } as const;
 
-/** λ per mode (consecutive editing). */
+/** The paper's λ per mode for consecutive editing, on its reference model GPT2-XL (METHOD.md §7); scaled by lambdaFor. */
 export const lambdaByMode: Readonly<Record<EditMode, number>> = { 'comeba-hk': 15000, 'comeba-wo-hk': 15000, memit: 20000 };
 /** The validated hooks' initial α (the paper's 2.2). */
 export const defaultAlphaZ = 2.2;
-/** The paper's λ for single-round COMEBA-HK (METHOD.md §7); a sweep uses it in that protocol. */
+/** The paper's λ for single-round COMEBA-HK (METHOD.md §7), on GPT2-XL; a sweep uses it, scaled, in that protocol. */
 export const singleRoundLambda: Partial<Record<EditMode, number>> = { 'comeba-hk': 5000 };
 
-interface Preset { layers: number[]; vSteps: number; memitLambda: number; values?: Partial<ValueOptions> }
-
-/**
- * The reference models, recognised by architecture and shape: the paper's (METHOD.md §7), and the
- * published MEMIT settings for Llama-3-8B (AlphaEdit's hparams/MEMIT/Llama3-8B.json) and Qwen2.5-7B
- * (EasyEdit's hparams/MEMIT/qwen2.5-7b.yaml).
- */
-const presets: { architecture: string; nLayer: number; dModel: number; preset: Preset }[] = [
-  { architecture: 'gpt2', nLayer: 48, dModel: 1600, preset: { layers: [13, 14, 15, 16, 17], vSteps: 20, memitLambda: 20000 } },
-  { architecture: 'gptj', nLayer: 28, dModel: 4096, preset: { layers: [3, 4, 5, 6, 7, 8], vSteps: 25, memitLambda: 15000 } },
-  { architecture: 'llama', nLayer: 32, dModel: 4096, preset: { layers: [4, 5, 6, 7, 8], vSteps: 25, memitLambda: 15000, values: { vLr: 0.1 } } },
-  {
-    architecture: 'qwen2', nLayer: 28, dModel: 3584,
-    preset: { layers: [4, 5, 6, 7, 8], vSteps: 25, memitLambda: 15000, values: { vWeightDecay: 1e-3, clampNormFactor: 4 } },
-  },
-];
-
-function presetFor(info: ModelInfo): Preset | undefined {
-  return presets.find((p) => p.architecture === info.architecture && p.nLayer === info.nLayer && p.dModel === info.dModel)?.preset;
+interface Reference {
+  /** The model the family's settings were published for, and its shape. */
+  name: string; nLayer: number; dModel: number; dFf: number;
+  layers: number[]; vSteps: number;
+  /** MEMIT's λ there; COMEBA's is the paper's (lambdaByMode) on every reference. */
+  memitLambda: number;
+  values?: Partial<ValueOptions>;
 }
 
-/** Per family, the reference preset's first and last edited layer and its depth: other sizes keep the relative depth. */
-const layerRule: Record<string, [number, number, number]> = {
-  gpt2: [13, 17, 48], gptj: [3, 8, 28], llama: [4, 8, 32], mistral: [4, 8, 32], qwen2: [4, 8, 28], qwen3: [4, 8, 28],
+/**
+ * One reference model per family, the one table of published settings: the paper's GPT2-XL and GPT-J (METHOD.md
+ * §7), and MEMIT's for Llama-3-8B (AlphaEdit's hparams/MEMIT/Llama3-8B.json) and Qwen2.5-7B (EasyEdit's
+ * hparams/MEMIT/qwen2.5-7b.yaml). A reference model gets its settings as they are (its preset); another size of
+ * the family keeps the edited layers' relative depth (defaultLayers) and scales λ by d_ff (lambdaFor).
+ */
+const references: Record<string, Reference> = {
+  gpt2: { name: 'GPT2-XL', nLayer: 48, dModel: 1600, dFf: 6400, layers: [13, 14, 15, 16, 17], vSteps: 20, memitLambda: 20000 },
+  gptj: { name: 'GPT-J', nLayer: 28, dModel: 4096, dFf: 16384, layers: [3, 4, 5, 6, 7, 8], vSteps: 25, memitLambda: 15000 },
+  llama: { name: 'Llama-3-8B', nLayer: 32, dModel: 4096, dFf: 14336, layers: [4, 5, 6, 7, 8], vSteps: 25, memitLambda: 15000, values: { vLr: 0.1 } },
+  qwen2: {
+    name: 'Qwen2.5-7B', nLayer: 28, dModel: 3584, dFf: 18944, layers: [4, 5, 6, 7, 8], vSteps: 25, memitLambda: 15000,
+    values: { vWeightDecay: 1e-3, clampNormFactor: 4 },
+  },
+};
+/** Families without a published setting of their own borrow the nearest one's (Mistral: Llama's; Qwen3: Qwen2.5's). */
+const referenceOf = (architecture: string): { reference: Reference; own: boolean } => {
+  const own = references[architecture];
+  if (own) return { reference: own, own: true };
+  return { reference: references[{ mistral: 'llama', qwen3: 'qwen2' }[architecture] ?? 'gpt2'], own: false };
 };
 
+function presetFor(info: Pick<ModelInfo, 'architecture' | 'nLayer' | 'dModel'>): Reference | undefined {
+  const { reference, own } = referenceOf(info.architecture);
+  return own && reference.nLayer === info.nLayer && reference.dModel === info.dModel ? reference : undefined;
+}
+
 /**
- * Edit layers for a model without a preset: the reference preset of its family (GPT2-XL 13–17 of 48,
- * GPT-J 3–8 of 28, Llama-3-8B 4–8 of 32, Qwen2.5-7B 4–8 of 28) scaled to the same relative depth,
- * keeping at least two layers.
+ * Edit layers for a model without a preset: its family's reference layers (GPT2-XL 13–17 of 48, GPT-J 3–8 of 28,
+ * Llama-3-8B 4–8 of 32, Qwen2.5-7B 4–8 of 28) scaled to the same relative depth, keeping at least two layers.
  */
-export function defaultLayers(info: ModelInfo): number[] {
+export function defaultLayers(info: Pick<ModelInfo, 'architecture' | 'nLayer' | 'dModel'>): number[] {
   const preset = presetFor(info);
   if (preset) return preset.layers;
-  const [first, last, depth] = layerRule[info.architecture] ?? layerRule.gpt2;
+  const { layers, nLayer: depth } = referenceOf(info.architecture).reference;
+  const [first, last] = [layers[0], layers.at(-1)!];
   const start = Math.round((first / depth) * info.nLayer);
   const end = Math.max(start + 1, Math.round((last / depth) * info.nLayer));
   return Array.from({ length: Math.min(end, info.nLayer - 1) - start + 1 }, (_, i) => start + i);
+}
+
+/**
+ * λ carried from the reference model to this one (README "λ for any model"). How far an edit moves a key k is set
+ * by kᵀ(λ·E[kkᵀ])⁻¹k: one key's share of the update is s/(1+s) with s that number. For keys drawn like the
+ * statistics' own, E[kᵀE[kkᵀ]⁻¹k] = tr(I) = d_ff, so s ≈ d_ff/λ: the paper's λ = 15,000 on GPT2-XL's 6,400-dim
+ * keys (s ≈ 0.43) is 38 times stiffer on a 1,024-dim model than the paper meant. Holding d_ff/λ fixed gives
+ * λ = λ_reference · d_ff / d_ff_reference, the identity on every reference model (the paper's settings stay as
+ * they are). `referenceLambda` is the λ of the protocol on the reference (default: the mode's consecutive λ).
+ */
+export function lambdaFor(info: Pick<ModelInfo, 'architecture' | 'dFf'>, mode: EditMode, referenceLambda?: number): { lambda: number; reference: { name: string; dFf: number; lambda: number } } {
+  const { reference } = referenceOf(info.architecture);
+  const lambda = referenceLambda ?? (mode === 'memit' ? reference.memitLambda : lambdaByMode[mode]);
+  return { lambda: (lambda * info.dFf) / reference.dFf, reference: { name: reference.name, dFf: reference.dFf, lambda } };
 }
 
 /**
@@ -170,7 +194,7 @@ export function resolveHyperparameters(
     throw new InvalidArgumentError(`mode must be one of ${editModes.join(', ')}, not '${String(mode)}'`);
   }
   const preset = presetFor(info);
-  const lambda = defaults.lambda?.[mode] ?? protocolLambda ?? (mode === 'memit' && preset ? preset.memitLambda : lambdaByMode[mode]);
+  const lambda = defaults.lambda?.[mode] ?? lambdaFor(info, mode, protocolLambda).lambda;
   const resolved: EditorHyperparameters = {
     ...valueDefaults,
     vSteps: preset?.vSteps ?? valueDefaults.vSteps,

@@ -21,9 +21,10 @@ export const sweepUsage = `usage: comeba sweep [options]        (rerun the same 
   --mode M             comeba-hk | comeba-hk+calibrated | comeba-wo-hk | memit,
                        several separated by commas, or all   (default all)
   --layers L           edited layers, e.g. 3,4,5 or 3-5      (default: preset / scaling rule)
-  --lambda X           weight λ of the pre-trained keys      (default: the model's comeba.json, else
-                                                             ${Object.entries(lambdaByMode).map(([m, l]) => `${m} ${l}`).join(', ')};
-                                                             single-round comeba-hk ${singleRoundLambda['comeba-hk']})
+  --lambda X           weight λ of the pre-trained keys      (default: the model's comeba.json, else the
+                                                             paper's on GPT2-XL (${Object.entries(lambdaByMode).map(([m, l]) => `${m} ${l}`).join(', ')};
+                                                             single-round comeba-hk ${singleRoundLambda['comeba-hk']}) scaled by d_ff (README
+                                                             "λ for any model"; comeba inspect prints it))
   --alpha-z X          initial α of the hooks' z-score test  (default ${defaultAlphaZ})
   --scope-kappa X, --alpha-floor X
                        κ and α floor of comeba-hk+calibrated (defaults ${calibratedScope.scopeKappa} and ${calibratedScope.alphaFloor}; README "Editing scope")
