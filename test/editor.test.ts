@@ -114,6 +114,58 @@ for (const { name, dir, F, C, kappa } of fixtures) {
     });
   });
 
+  test(`${name}: the retarget rule equals a dense implementation: ΔW (C_accu + KKᵀ) = R (K + K_hist W)ᵀ, W from whitened cosines`, async (t) => {
+    await using model = await HookedModel.load(dir);
+    const tau = 0.5;
+    await using editor = await editorFor(model, { reedit: 'retarget', reeditThreshold: tau });
+    const statistics = await stats(model);
+    // A subject first in its prompt has one key whatever follows: batch 2 re-edits Paris once (w = 1 on its earlier
+    // key), batch 3 twice; London and Alice are new subjects.
+    const batches: EditRequest[][] = [
+      [{ prompt: '{} lives in', subject: 'Paris', target: 'Spain' }, { prompt: '{} works as a', subject: 'Alice', target: ' doctor' }],
+      [{ prompt: '{} is famous for', subject: 'Paris', target: ' cheese' }, { prompt: 'The city of {} is in', subject: 'London', target: 'France' }],
+      [{ prompt: '{} speaks', subject: 'Paris', target: ' German' }],
+    ];
+    const history: Mat[] = layers.map(() => mat(F, 0));
+    for (const [b, batch] of batches.entries()) {
+      const before = await editor.state();
+      const report = await editor.edit(batch, { capture: true });
+      const after = await editor.state();
+      for (const [i, l] of report.layers.entries()) {
+        const K = tensorMat(l.keys!), R = tensorMat(l.residual!), delta = tensorMat(l.delta!);
+        const E = tensorMat(await statistics.secondMoment(l.layer));
+        const H = history[i];
+        const W = mat(H.cols, K.cols);
+        if (H.cols > 0) {
+          const EiK = solve(E, K), EiH = solve(E, H);
+          const dot = (A: Mat, a: number, B: Mat, c: number) => { let d = 0; for (let f = 0; f < F; f++) d += A.data[f * A.cols + a] * B.data[f * B.cols + c]; return d; };
+          for (let s = 0; s < H.cols; s++) for (let j = 0; j < K.cols; j++) {
+            const c = dot(H, s, EiK, j) / Math.sqrt(dot(H, s, EiH, s) * dot(K, j, EiK, j));
+            W.data[s * W.cols + j] = Math.min(1, Math.max(0, (c - tau) / (1 - tau)));
+          }
+        }
+        const shift = H.cols > 0 ? matmul(H, W) : mat(F, K.cols);
+        let A = add(tensorMat(before.layers[i].cAccu!), matmul(K, transpose(K)));
+        for (let d = 0; d < F; d++) A.data[d * F + d] += l.jitter;
+        const rhs = matmul(R, transpose(add(K, shift)));
+        const rel = frobenius(add(matmul(delta, A), rhs, -1)) / frobenius(rhs);
+        t.true(rel <= 1e-8, `batch ${b}, layer ${l.layer}: relative residual ${rel}`);
+        // Paris' earlier keys move with its new one: in full at the first edited layer (the same key), nearly so
+        // above it (its keys there see this batch's update of the layers below).
+        const paris = batch.findIndex((r) => r.subject === 'Paris');
+        const parisBefore = batches.slice(0, b).flat().map((r, s) => (r.subject === 'Paris' ? s : -1)).filter((s) => s >= 0);
+        for (const s of parisBefore) t.true(W.data[s * W.cols + paris] > (i === 0 ? 0.999 : 0.9), `batch ${b}, layer ${l.layer}: w ${W.data[s * W.cols + paris]}`);
+        // The history is every committed key, in order.
+        history[i] = mat(F, H.cols + K.cols);
+        for (let f = 0; f < F; f++) {
+          for (let s = 0; s < H.cols; s++) history[i].data[f * (H.cols + K.cols) + s] = H.data[f * H.cols + s];
+          for (let j = 0; j < K.cols; j++) history[i].data[f * (H.cols + K.cols) + H.cols + j] = K.data[f * K.cols + j];
+        }
+        t.deepEqual(Array.from(after.layers[i].history!.data), Array.from(history[i].data));
+      }
+    }
+  });
+
   test(`${name}: keys are the edited module input at the subject, ½ bare prompt + ½ mean of the templates`, async (t) => {
     await using model = await HookedModel.load(dir);
     await using editor = await editorFor(model, { mode: 'memit' });

@@ -4,7 +4,7 @@
 import test from 'ava';
 import { copyFileSync, cpSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConsecutiveEditor, HookedModel, InvalidArgumentError, type EditMode, type EditRequest } from '../lib/index.js';
+import { ConsecutiveEditor, HookedModel, InvalidArgumentError, type EditMode, type EditRequest, type ReEdit } from '../lib/index.js';
 import { makeRandomCorpus, tempDir, tinyGpt2 } from './helpers.js';
 import { corruptState } from './state-files.js';
 
@@ -15,18 +15,19 @@ const batch = (b: number, n = 3): EditRequest[] => Array.from({ length: n }, (_,
   prompt: 'The city of {} is in', subject: subjects[(b + i) % subjects.length], target: subjects[(b * 3 + i + 1) % subjects.length],
 }));
 
-async function editorFor(model: HookedModel, mode: EditMode = 'comeba-hk'): Promise<ConsecutiveEditor> {
+async function editorFor(model: HookedModel, mode: EditMode = 'comeba-hk', reedit: ReEdit = 'none'): Promise<ConsecutiveEditor> {
   corpus ??= makeRandomCorpus((ids) => model.tokenizer.decode(ids), 512, 300, 40);
-  return ConsecutiveEditor.create(model, { mode, stats: { corpus, cacheDir: statsDir }, layers: [1, 2], lambda: 50, vSteps: 3 });
+  return ConsecutiveEditor.create(model, { mode, reedit, stats: { corpus, cacheDir: statsDir }, layers: [1, 2], lambda: 50, vSteps: 3 });
 }
 
 const editorJson = (dir: string) => JSON.parse(readFileSync(join(dir, 'editor.json'), 'utf8'));
 
-for (const mode of ['comeba-hk', 'comeba-wo-hk', 'memit'] as const) {
-  test(`${mode}: later saves write only keys and ΔW; every checkpoint loads bit-identical, and a loaded editor goes on saving incrementally`, async (t) => {
+// comeba-hk+retarget: the subjects come back every 8 requests, so its key history moves keys and is saved too.
+for (const [mode, reedit] of [['comeba-hk', 'none'], ['comeba-hk', 'retarget'], ['comeba-wo-hk', 'none'], ['memit', 'none']] as const) {
+  test(`${mode}${reedit === 'none' ? '' : `+${reedit}`}: later saves write only keys and ΔW; every checkpoint loads bit-identical, and a loaded editor goes on saving incrementally`, async (t) => {
     const dir = tempDir('comeba-state-');
     await using model = await HookedModel.load(tinyGpt2);
-    await using editor = await editorFor(model, mode);
+    await using editor = await editorFor(model, mode, reedit);
     await editor.edit(batch(0));
     const full = await editor.save(dir);
     t.false(full.incremental);

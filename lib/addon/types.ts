@@ -134,7 +134,8 @@ export interface NativeEditReport {
 
 export interface NativeEditorState {
   step: number;
-  layers: { layer: number; alpha: number; delta: NativeTensor; cAccu: NativeTensor64 | null }[];
+  /** history: the retarget rule's committed keys (F, N), null without it. */
+  layers: { layer: number; alpha: number; delta: NativeTensor; cAccu: NativeTensor64 | null; history: NativeTensor64 | null }[];
 }
 
 export interface NativeConsecutiveEditor {

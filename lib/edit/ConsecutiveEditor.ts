@@ -13,7 +13,7 @@ import type { Device, Dtype, HookedModel } from '../model/HookedModel.js';
 import { checkMemoryPlan, editorMemoryPlan } from './memory.js';
 import { loadNative } from '../addon/native.js';
 import type { NativeConsecutiveEditor, NativeEditorState, NativeLayerReport, NativeTensor64 } from '../addon/types.js';
-import { editorHyperparameterKeys, readCheckpointDefaults, resolveHyperparameters, type EditorHyperparameters } from './options.js';
+import { editorHyperparameterKeys, readCheckpointDefaults, reeditDefaults, resolveHyperparameters, type EditorHyperparameters } from './options.js';
 import { generateContextTemplates, prepareRequest, type EditRequest } from './requests.js';
 import { Statistics, type CollectOptions } from '../statistics/Statistics.js';
 
@@ -424,6 +424,7 @@ function readSaved(dir: string): SavedEditor {
   }
   if (typeof saved.model !== 'string') throw bad('model (the checkpoint fingerprint) is missing');
   if (saved.options === null || typeof saved.options !== 'object') throw bad('options are missing');
+  saved.options = { ...reeditDefaults, ...saved.options };  // saved before the re-edit rule existed
   for (const key of editorHyperparameterKeys) {
     if (!(key in saved.options)) throw bad(`options.${key} is missing`);
   }

@@ -34,13 +34,14 @@ export interface MemoryPlan {
   device: { cAccu: number; delta: number; prior: number; solve: number; values: number; total: number };
   /**
    * Bytes in host memory: E[kkᵀ] as loaded, λ·E[kkᵀ] kept for reset, C_accu with accumulatorOnHost, and the keys
-   * held for the next incremental save (after a save or load; at most d_ff columns per layer, then dropped).
+   * held for the next incremental save (after a save or load; at most d_ff columns per layer, then dropped), and
+   * with the retarget rule E[kkᵀ]'s Cholesky factor (its key history grows by d_ff float64 per edit and layer).
    */
-  host: { statistics: number; prior: number; cAccu: number; heldKeys: number; total: number };
+  host: { statistics: number; prior: number; cAccu: number; heldKeys: number; reedit: number; total: number };
 }
 
 type PlanModel = Pick<ModelInfo, 'nLayer' | 'dModel' | 'dFf' | 'nHead' | 'vocabSize'>;
-type PlanHyper = Pick<EditorHyperparameters, 'mode' | 'layers' | 'accumulatorDtype'>;
+type PlanHyper = Pick<EditorHyperparameters, 'mode' | 'layers' | 'accumulatorDtype'> & Partial<Pick<EditorHyperparameters, 'reedit'>>;
 
 /**
  * Per edited layer (F = d_ff, C = d_model): C_accu F² in its dtype; ΔW C·F float32; λ·E[kkᵀ] F² float64 (host,
@@ -79,9 +80,10 @@ export function editorMemoryPlan(info: PlanModel, hyper: PlanHyper, options: { d
     prior: accumulates || options.accumulatorOnHost ? L * square64 : 0,
     cAccu: options.accumulatorOnHost ? cAccu : 0,
     heldKeys: accumulates ? L * square64 : 0,
+    reedit: hyper.reedit === 'retarget' ? L * square64 : 0,
     total: 0,
   };
-  host.total = host.statistics + host.prior + host.cAccu + host.heldKeys;
+  host.total = host.statistics + host.prior + host.cAccu + host.heldKeys + host.reedit;
   return { device, host };
 }
 

@@ -16,7 +16,7 @@ import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSyn
 import { dirname, join, resolve } from 'node:path';
 import { describeNative, loadNative, packageRoot } from '../addon/native.js';
 import { ConsecutiveEditor } from '../edit/ConsecutiveEditor.js';
-import { readCheckpointDefaults, resolveHyperparameters, singleRoundLambda, type EditMode, type EditorHyperparameters, type Scope } from '../edit/options.js';
+import { readCheckpointDefaults, resolveHyperparameters, singleRoundLambda, type EditMode, type EditorHyperparameters, type ReEdit, type Scope } from '../edit/options.js';
 import { InvalidArgumentError } from '../errors.js';
 import { loadDataset, type EditCase } from '../eval/datasets.js';
 import { Evaluator, summarise, type EvalResult, type RecordScores, type Snapshot } from '../eval/Evaluator.js';
@@ -44,10 +44,12 @@ export function editorsOf(
 ): Record<SweepMethod, EditorHyperparameters> {
   const defaults = readCheckpointDefaults(o.model);
   return Object.fromEntries(o.modes.map((method) => {
-    const { mode, scope }: { mode: EditMode; scope: Scope } = method === 'comeba-hk+calibrated'
-      ? { mode: 'comeba-hk', scope: 'calibrated' } : { mode: method, scope: 'paper' };
+    // A method beyond the paper is comeba-hk with one option of ours: the calibrated scope, or the retarget rule.
+    const { mode, scope, reedit }: { mode: EditMode; scope: Scope; reedit: ReEdit } = method === 'comeba-hk+calibrated'
+      ? { mode: 'comeba-hk', scope: 'calibrated', reedit: 'none' }
+      : method === 'comeba-hk+retarget' ? { mode: 'comeba-hk', scope: 'paper', reedit: 'retarget' } : { mode: method, scope: 'paper', reedit: 'none' };
     const calibrated = scope === 'calibrated' ? { scopeKappa: o.scopeKappa, alphaFloor: o.alphaFloor } : {};
-    const given = { mode, scope, ...calibrated, lambda: o.lambda, layers: o.layers, alphaZ: o.alphaZ };
+    const given = { mode, scope, reedit, ...calibrated, lambda: o.lambda, layers: o.layers, alphaZ: o.alphaZ };
     const protocolLambda = o.protocol === 'single-round' ? singleRoundLambda[mode] : undefined;
     return [method, resolveHyperparameters(info, given, defaults, protocolLambda)];
   })) as Record<SweepMethod, EditorHyperparameters>;

@@ -11,8 +11,8 @@ export type Protocol = 'consecutive' | 'single-round';
 export const protocols: readonly Protocol[] = ['consecutive', 'single-round'];
 
 /** What a sweep compares: the edit modes, and comeba-hk with the calibrated scope (README "Editing scope"). */
-export type SweepMethod = EditMode | 'comeba-hk+calibrated';
-export const sweepMethods: readonly SweepMethod[] = ['comeba-hk', 'comeba-hk+calibrated', 'comeba-wo-hk', 'memit'];
+export type SweepMethod = EditMode | 'comeba-hk+calibrated' | 'comeba-hk+retarget';
+export const sweepMethods: readonly SweepMethod[] = ['comeba-hk', 'comeba-hk+calibrated', 'comeba-hk+retarget', 'comeba-wo-hk', 'memit'];
 
 /** Metrics a sweep computes unless told to skip them (the teacher-forced ones are always computed). */
 export type OptionalMetric = 'generation' | 'perplexity' | 'fluency';

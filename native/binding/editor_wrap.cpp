@@ -34,6 +34,8 @@ EditorOptions to_editor_options(const Napi::Object& o) {
   opts.values.reuse_prefix = get_bool(o, "reusePrefix", opts.values.reuse_prefix);
   opts.accumulator_dtype = get_accumulator_dtype(o, "accumulatorDtype");
   opts.accumulator_on_host = get_bool(o, "accumulatorOnHost", opts.accumulator_on_host);
+  opts.reedit = run_sync(o.Env(), [&] { return parse_reedit(require_string(o, "reedit")); });
+  opts.reedit_threshold = require_double(o, "reeditThreshold");
   return opts;
 }
 
@@ -274,6 +276,7 @@ Napi::Value EditorWrap::state(const Napi::CallbackInfo& info) {
           lo.Set("alpha", s.alpha);
           lo.Set("delta", to_js_tensor(env, s.delta));
           lo.Set("cAccu", s.c_accu.defined() ? Napi::Value(to_js_tensor64(env, s.c_accu)) : env.Null());
+          lo.Set("history", s.history.defined() ? Napi::Value(to_js_tensor64(env, s.history)) : env.Null());
           layers.Set(i, lo);
         }
         obj.Set("layers", layers);

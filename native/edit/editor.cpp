@@ -113,6 +113,14 @@ Scope parse_scope(const std::string& name) {
 
 const char* scope_name(Scope scope) { return scope == Scope::Calibrated ? "calibrated" : "paper"; }
 
+ReEdit parse_reedit(const std::string& name) {
+  if (name == "none") return ReEdit::None;
+  if (name == "retarget") return ReEdit::Retarget;
+  fail(ErrorCode::InvalidArgument, "unknown re-edit rule '" + name + "' (expected none or retarget)");
+}
+
+const char* reedit_name(ReEdit reedit) { return reedit == ReEdit::Retarget ? "retarget" : "none"; }
+
 const char* edit_mode_name(EditMode mode) {
   switch (mode) {
     case EditMode::ComebaHk: return "comeba-hk";
@@ -138,6 +146,10 @@ Editor::Editor(std::shared_ptr<const CausalLM> model, EditorOptions options, std
   if (!(options_.scope_kappa >= 0 && std::isfinite(options_.scope_kappa)) ||
       !(options_.alpha_floor >= 0 && options_.alpha_floor <= options_.alpha_z))
     fail(ErrorCode::InvalidArgument, "scopeKappa must be a number ≥ 0 and alphaFloor a number in [0, alphaZ]");
+  if (options_.reedit == ReEdit::Retarget && options_.mode == EditMode::Memit)
+    fail(ErrorCode::InvalidArgument, "the retarget rule acts on C_accu's earlier keys: use it with comeba-hk or comeba-wo-hk, not memit");
+  if (!(options_.reedit_threshold >= 0 && options_.reedit_threshold < 1))
+    fail(ErrorCode::InvalidArgument, "reeditThreshold must be a number in [0, 1)");
   if (second_moments.size() != options_.layers.size())
     fail(ErrorCode::InvalidArgument, "one second-moment matrix per edited layer is needed");
   for (size_t i = 0; i < second_moments.size(); ++i) {
@@ -149,6 +161,10 @@ Editor::Editor(std::shared_ptr<const CausalLM> model, EditorOptions options, std
       fail(ErrorCode::InvalidArgument, "statistics for layer " + std::to_string(options_.layers[i]) + " contain NaN or Inf");
     auto prior = options_.lambda * m.to(torch::kCPU, torch::kFloat64);
     prior_.push_back(options_.mode == EditMode::Memit ? prior.to(accumulator_device()) : prior);
+    if (options_.reedit == ReEdit::Retarget) {
+      double jitter = 0;
+      whitener_.push_back(cholesky_factor(m.to(torch::kCPU, torch::kFloat64), &jitter, "E[kkᵀ] of layer " + std::to_string(options_.layers[i])));
+    }
   }
   state_ = initial_state();
 }
@@ -163,6 +179,10 @@ std::vector<LayerState> Editor::initial_state() const {
     // memit keeps C fixed at λ·E[kkᵀ] and never accumulates: no copy needed.
     if (options_.mode != EditMode::Memit) s.c_accu = initial_c_accu(i);
     s.alpha = options_.alpha_z;
+    if (options_.reedit == ReEdit::Retarget) {
+      s.history = torch::zeros({info.d_ff, 0}, torch::kFloat64);
+      s.history_norms = torch::zeros({0}, torch::kFloat64);
+    }
     state.push_back(std::move(s));
   }
   return state;
@@ -231,6 +251,19 @@ std::vector<HookLayer> Editor::hook_layers(HookMode mode) const {
   return layers;
 }
 
+std::pair<torch::Tensor, torch::Tensor> Editor::retargeted_keys(size_t i, const LayerState& s, const torch::Tensor& keys) const {
+  // Whitened cosines c_sj = k_sᵀE⁻¹k_j / √(k_sᵀE⁻¹k_s · k_jᵀE⁻¹k_j) (E = E[kkᵀ]): distinct subjects are near 0 there
+  // (Hu et al. 2025), one subject's keys in other prompts near 1 (the testbed: ≥ 0.89; other people ≤ 0.57).
+  auto K = keys.to(torch::kCPU, torch::kFloat64);                                // (F, n)
+  auto Y = torch::cholesky_solve(K, whitener_.at(i));                            // E⁻¹K (F, n)
+  auto norms = (K * Y).sum(0);                                                   // (n)
+  if (s.history.size(1) == 0) return {torch::zeros_like(K), norms};
+  auto c = s.history.t().mm(Y) / torch::sqrt(s.history_norms.unsqueeze(1) * norms.unsqueeze(0)).clamp_min(1e-300);  // (N, n)
+  const double tau = options_.reedit_threshold;
+  auto w = ((c - tau) / (1 - tau)).clamp(0, 1);                                  // (N, n)
+  return {s.history.mm(w), norms};                                               // K_hist W (F, n)
+}
+
 double Editor::scope_floor(size_t i, const torch::Tensor& delta) const {
   if (options_.scope != Scope::Calibrated) return 0;
   // prior_ is λ·E[kkᵀ] on the CPU (comeba-hk): ρ² = tr(ΔW E ΔWᵀ) in float64
@@ -286,6 +319,7 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
   // 2. Every layer to a temporary hook; then the layers in increasing order.
   for (auto& w : work) w.mode = HookMode::Temporary;
   std::vector<torch::Tensor> batch_keys(L);                                    // (F, n) per layer, for the commit
+  std::vector<torch::Tensor> batch_norms(L);                                   // (n) kᵀE⁻¹k per layer, with Retarget
   const auto state = this->state();
   t = Clock::now();
   auto keys_batch = key_batch(*model_, options_.layers.front(), requests);
@@ -304,8 +338,14 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
     auto R = (residual / static_cast<double>(L - i)).t();                     // (C, n)
     // To the device in the stored dtype first (a pinned copy from the host), then widened there.
     auto C = (options_.mode == EditMode::Memit ? prior_[i] : state[i].c_accu).to(model_->device()).to(torch::kFloat64);
-    auto solved = solve_spd(torch::addmm(C, K, K.t()), K);                    // X (F, n)
-    auto delta = R.mm(solved.x.t());                                          // (C, F), eq. 13
+    auto rhs = K;
+    if (options_.reedit == ReEdit::Retarget) {
+      auto [shift, norms] = retargeted_keys(i, state[i], K);
+      rhs = K + shift.to(K.device());                                         // K + K_hist W
+      batch_norms[i] = norms;
+    }
+    auto solved = solve_spd(torch::addmm(C, K, K.t()), rhs);                  // X (F, n)
+    auto delta = R.mm(solved.x.t());                                          // (C, F), eq. 13 (Retarget: R rhsᵀ A⁻¹)
     if (!torch::isfinite(delta).all().item<bool>())
       fail(ErrorCode::NumericalFailure, "the update of layer " + std::to_string(options_.layers[i]) + " contains NaN or Inf");
     check_representable(options_.layers[i], K, delta);
@@ -363,6 +403,13 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
   // 4. Commit. Nothing above touched the editor's state.
   std::vector<double> floors;
   for (int64_t i = 0; i < L; ++i) floors.push_back(scope_floor(i, work[i].delta));
+  // The grown key history is built before the lock: nothing under it allocates more than C_accu's update.
+  std::vector<torch::Tensor> histories(L), history_norms(L);
+  if (options_.reedit == ReEdit::Retarget)
+    for (int64_t i = 0; i < L; ++i) {
+      histories[i] = torch::cat({state[i].history, batch_keys[i].to(torch::kCPU)}, 1);
+      history_norms[i] = torch::cat({state[i].history_norms, batch_norms[i]});
+    }
   {
     std::unique_lock lock(state_mutex_);
     for (int64_t i = 0; i < L; ++i) {
@@ -374,12 +421,17 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
         auto k = batch_keys[i].to(state_[i].c_accu.device(), state_[i].c_accu.scalar_type());
         state_[i].c_accu.addmm_(k, k.t());
       }
+      if (options_.reedit == ReEdit::Retarget) {
+        state_[i].history = histories[i];
+        state_[i].history_norms = history_norms[i];
+      }
     }
     report.step = ++step_;
     if (hold_keys_) {
-      CommittedKeys held{step_, {}};
+      CommittedKeys held{step_, {}, {}};
       if (options_.mode != EditMode::Memit)
         for (const auto& k : batch_keys) held.keys.push_back(k.to(torch::kCPU));
+      if (options_.reedit == ReEdit::Retarget) held.norms = batch_norms;
       held_.push_back(std::move(held));
     }
   }
@@ -399,6 +451,15 @@ void Editor::restore(std::vector<LayerState> state, int64_t step) {
       if (!s.c_accu.defined() || s.c_accu.sizes() != torch::IntArrayRef{info.d_ff, info.d_ff})
         fail(ErrorCode::InvalidArgument, "C_accu of layer " + std::to_string(s.layer) + " is missing or has the wrong shape");
       s.c_accu = place_accumulator(s.c_accu);
+    }
+    if (options_.reedit == ReEdit::Retarget) {
+      if (!s.history.defined() || !s.history_norms.defined() || s.history.dim() != 2 || s.history.size(0) != info.d_ff ||
+          s.history_norms.dim() != 1 || s.history_norms.size(0) != s.history.size(1))
+        fail(ErrorCode::InvalidArgument, "the key history of layer " + std::to_string(s.layer) + " (the retarget rule's) is missing or has the wrong shape");
+      s.history = s.history.to(torch::kCPU, torch::kFloat64).contiguous();
+      s.history_norms = s.history_norms.to(torch::kCPU, torch::kFloat64).contiguous();
+    } else {
+      s.history = s.history_norms = torch::Tensor();
     }
     s.floor = scope_floor(i, s.delta);
   }

@@ -9,6 +9,7 @@
 #include <shared_mutex>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "edit/request.h"
@@ -31,6 +32,16 @@ enum class Scope { Paper, Calibrated };
 Scope parse_scope(const std::string& name);
 const char* scope_name(Scope scope);
 
+// What a new edit does to the preservation constraints of earlier edits whose keys it meets (README "Re-edits").
+//   None:     the paper: every earlier key keeps its output (C_accu holds them all).
+//   Retarget: an earlier key k_s with whitened cosine c_sj ≥ τ to a new key k_j moves with it: its target
+//             becomes its current output plus w_sj·r_j, w_sj = (c_sj − τ)/(1 − τ); the update is then
+//             ΔW = R (K + K_hist W)ᵀ (C_accu + KKᵀ)⁻¹. C_accu accumulates as in the paper.
+enum class ReEdit { None, Retarget };
+
+ReEdit parse_reedit(const std::string& name);
+const char* reedit_name(ReEdit reedit);
+
 // Defaults live in lib/edit/options.ts (METHOD.md §7's table); the binding requires every field.
 struct EditorOptions {
   EditMode mode = EditMode::ComebaHk;
@@ -45,6 +56,8 @@ struct EditorOptions {
   // C_accu (and memit's fixed C) in host memory: each solve copies one layer's to the model's device, so the
   // device holds one F × F matrix at a time instead of one per edited layer (README "Memory").
   bool accumulator_on_host = false;
+  ReEdit reedit = ReEdit::None;
+  double reedit_threshold = 0;  // τ of Retarget, in [0, 1)
 };
 
 struct EditControl {
@@ -77,6 +90,7 @@ struct EditReport {
 struct CommittedKeys {
   int64_t step = 0;                  // the editor's step after this batch
   std::vector<torch::Tensor> keys;   // per edited layer; empty for memit (its C never changes)
+  std::vector<torch::Tensor> norms;  // per edited layer with Retarget: kᵀE[kkᵀ]⁻¹k of each key (n) float64
 };
 
 struct LayerState {
@@ -85,6 +99,8 @@ struct LayerState {
   torch::Tensor c_accu;  // (F, F) accumulator dtype; λ·E[kkᵀ] plus every committed K Kᵀ
   double alpha = 0;
   double floor = 0;      // the calibrated scope's κ·ρ, derived from delta (not saved)
+  // With Retarget: every committed key (F, N) float64 on the CPU, and kᵀE[kkᵀ]⁻¹k of each (N).
+  torch::Tensor history, history_norms;
 };
 
 // A consistent view for a checkpoint: the state, its step, and the held keys of the batches after a step.
@@ -132,6 +148,8 @@ class Editor {
   // Fails when adding ΔW_batch k (C, F) to the module's outputs at the batch's keys K (F, n) changes
   // nothing in the model's dtype (a half-precision model, an update below its resolution).
   void check_representable(int64_t layer, const torch::Tensor& keys, const torch::Tensor& delta) const;
+  // Retarget: K_hist W (F, n), the earlier keys each new key moves with it, and the new keys' kᵀE⁻¹k (n).
+  std::pair<torch::Tensor, torch::Tensor> retargeted_keys(size_t i, const LayerState& s, const torch::Tensor& keys) const;
   // κ·ρ of layer i for ΔW = delta under the calibrated scope, else 0.
   double scope_floor(size_t i, const torch::Tensor& delta) const;
 
@@ -140,6 +158,8 @@ class Editor {
   // λ·E[kkᵀ] (F, F) float64 per layer: memit's fixed C (on the model's device unless accumulator_on_host), or
   // where C_accu starts after reset() (kept on the CPU: it is read only then, and GPU memory goes to C_accu).
   std::vector<torch::Tensor> prior_;
+  // With Retarget: the lower Cholesky factor of E[kkᵀ] (F, F) float64 on the CPU per layer, for whitened cosines.
+  std::vector<torch::Tensor> whitener_;
   std::vector<LayerState> state_;
   int64_t step_ = 0;
   bool hold_keys_ = false;

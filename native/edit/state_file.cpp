@@ -17,14 +17,19 @@ constexpr const char* kFormat = "comeba-editor-state/2";
 constexpr const char* kKeysFormat = "comeba-editor-keys/1";
 constexpr const char* kDeltaFormat = "comeba-editor-delta/1";
 
-std::map<std::string, torch::Tensor> state_tensors(const std::vector<LayerState>& state, int64_t step, bool with_c_accu = true) {
+// ΔW and α per layer, and the step; a full state also C_accu and the retarget rule's key history.
+std::map<std::string, torch::Tensor> state_tensors(const std::vector<LayerState>& state, int64_t step, bool full = true) {
   std::map<std::string, torch::Tensor> tensors;
   std::vector<double> alphas;
   std::vector<int64_t> layers;
   for (const auto& s : state) {
     const std::string l = std::to_string(s.layer);
     tensors["delta." + l] = s.delta;
-    if (with_c_accu && s.c_accu.defined()) tensors["c_accu." + l] = s.c_accu;
+    if (full && s.c_accu.defined()) tensors["c_accu." + l] = s.c_accu;
+    if (full && s.history.defined()) {
+      tensors["history." + l] = s.history;
+      tensors["history_norms." + l] = s.history_norms;
+    }
     alphas.push_back(s.alpha);
     layers.push_back(s.layer);
   }
@@ -64,6 +69,11 @@ int64_t save_editor_increment(const Editor& editor, const std::string& keys_path
     std::vector<torch::Tensor> columns;
     for (const auto& batch : c.keys) columns.push_back(batch.keys[i]);
     keys["keys." + std::to_string(c.state[i].layer)] = torch::cat(columns, 1);  // (F, Σ n)
+    if (c.state[i].history.defined()) {
+      std::vector<torch::Tensor> norms;
+      for (const auto& batch : c.keys) norms.push_back(batch.norms.at(i));
+      keys["norms." + std::to_string(c.state[i].layer)] = torch::cat(norms);    // (Σ n)
+    }
   }
   keys["batch_sizes"] = torch::tensor(sizes, torch::kInt64);
   keys["steps"] = torch::tensor({from_step, c.step}, torch::kInt64);
@@ -152,6 +162,12 @@ std::pair<std::vector<LayerState>, int64_t> parse_state(const std::map<std::stri
       if (!s.c_accu.is_floating_point() || !torch::isfinite(s.c_accu).all().item<bool>())
         bad_state(path, "C_accu of layer " + l + " is not a finite floating-point matrix");
     }
+    if (tensors.count("history." + l)) {
+      s.history = get("history." + l, torch::kFloat64);
+      s.history_norms = get("history_norms." + l, torch::kFloat64);
+      if (!torch::isfinite(s.history).all().item<bool>() || !torch::isfinite(s.history_norms).all().item<bool>())
+        bad_state(path, "the key history of layer " + l + " contains NaN or Inf");
+    }
     state.push_back(std::move(s));
   }
   return {std::move(state), step.item<int64_t>()};
@@ -189,6 +205,13 @@ int64_t load_editor_chain(Editor& editor, const std::string& base_path, const st
       for (int64_t b = 0, at = 0; b < sizes.numel(); at += sizes[b].item<int64_t>(), ++b) {
         auto k = K.narrow(1, at, sizes[b].item<int64_t>()).contiguous().to(s.c_accu.device(), s.c_accu.scalar_type());
         s.c_accu.addmm_(k, k.t());
+      }
+      if (s.history.defined()) {  // the retarget rule's history grows by the same keys
+        auto norms = get_tensor(tensors, path, "norms." + std::to_string(s.layer), torch::kFloat64);
+        if (norms.dim() != 1 || norms.size(0) != K.size(1) || !torch::isfinite(norms).all().item<bool>())
+          bad_state(path, "the key norms of layer " + std::to_string(s.layer) + " do not fit its keys");
+        s.history = torch::cat({s.history, K}, 1);
+        s.history_norms = torch::cat({s.history_norms, norms});
       }
     }
     step = to;
