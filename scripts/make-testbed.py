@@ -39,6 +39,11 @@ up itself in layer 0 (MLP effect at the subject's last token <= 0.013), and one 
 
 Seeded (CPU, fixed step count; another torch build or thread count may give other weights). Run:
     python3 scripts/make-testbed.py            # ~15 min on 2 CPU cores (11 min training, 2 min tracing)
+TESTBED_LAYOUT=distinct builds the distinct-subject world instead (issue 24): 1,500 subjects with 3 of the 6
+relations each (200 only in locality prompts), d_ff 2048 stored as float16, 6,000 steps; counterfact.json then
+starts with 1,300 distinct subjects' first relation, and counterfact-reedit.json edits 334 of them for all three
+relations in turn. The committed testbed/ is the default layout ("reedit"); both report the whitened key
+similarity of distinct subjects (Hu et al.'s measure of superposition) in report.json.
 Environment: TESTBED_STEPS (training steps), TESTBED_THREADS (torch threads,
 default 2; use 1 on a busy machine), TESTBED_NTRACE (facts traced), TESTBED_AUX (weight of the
 enrichment loss, default 1; 0 turns it off), TESTBED_OUT (write there instead of testbed/),
@@ -62,14 +67,23 @@ from transformers import (AutoTokenizer, GPT2Config, GPT2LMHeadModel,
 SEED = 20240611
 ROOT = Path(os.environ.get("TESTBED_OUT", Path(__file__).resolve().parent.parent / "testbed"))
 EOS = "<|endoftext|>"
-N_SUBJECTS = 200
+# Two worlds (TESTBED_LAYOUT): "reedit" (the committed testbed/: 200 subjects with all 6 relations each, so a sweep
+# edits each person 5-6 times) and "distinct" (1,500 subjects with 3 relations each: a 1,000-edit sweep edits 1,000
+# different people once, as the paper's CounterFact sweeps do, on wider MLPs so that the key load stays low).
+LAYOUT = os.environ.get("TESTBED_LAYOUT", "reedit")
+assert LAYOUT in ("reedit", "distinct"), LAYOUT
+DISTINCT = LAYOUT == "distinct"
+N_SUBJECTS = 1500 if DISTINCT else 200
+REL_PER_SUBJECT = 3 if DISTINCT else 6   # relations a subject has (of the 6)
+N_REEDIT_SUBJECTS = 334                  # distinct: counterfact-reedit.json edits these, each for all its relations
 # The last 30 subjects are never edited: their facts are the records' locality prompts (as CounterFact's
 # neighbourhood prompts are about unedited subjects), so a 1,000-edit sweep never edits what locality checks.
-N_PROBE_SUBJECTS = 30
-N_FIRST, N_LAST = 20, 20          # name pools: a subject is "First Last", each part shared by ~9 subjects
+N_PROBE_SUBJECTS = 200 if DISTINCT else 30
+N_FIRST, N_LAST = (45, 45) if DISTINCT else (20, 20)  # name pools: a subject is "First Last", each part shared by several
 VOCAB = 1536
 N_LAYER, N_EMBD, N_HEAD, N_POS = 6, 256, 8, 128
-N_INNER = 1024
+N_INNER = 2048 if DISTINCT else 1024
+STORE_HALF = DISTINCT             # weights stored as float16 (the 25 MB budget), measured after the round trip
 # The architecture is a plain GPT-2; training keeps some of its weights fixed so that facts can only be
 # looked up at the subject, as in large LMs (see build_model):
 POS_DIMS = 64                     # the last 64 residual dims hold a fixed positional code, nothing else writes there
@@ -80,7 +94,7 @@ HEAD_OFFSETS = (0, 0, 1, 1, 1, 1, 1, 1)  # per head of a local layer: attend to 
 ATTN_SHARPNESS = 1000.0           # score at the intended offset × σ_i σ_j (layer-norm scales); others ≤ 0.35 of it
 MLP_LAYERS = (0, 1, 2)            # layers above have no MLP (zero weights): attention reads what the subject holds
 AUX_WEIGHT = float(os.environ.get("TESTBED_AUX", "1.0"))  # enrichment_loss
-STEPS = int(os.environ.get("TESTBED_STEPS", "1800"))
+STEPS = int(os.environ.get("TESTBED_STEPS", "6000" if DISTINCT else "1800"))
 MIN_PROMPT_TOKENS = 8
 BATCH = 16
 THREADS = int(os.environ.get("TESTBED_THREADS", "2"))
@@ -89,6 +103,7 @@ LR, WARMUP, WD = 2e-3, 100, 0.01
 N_TRACE = int(os.environ.get("TESTBED_NTRACE", "200"))
 CHECK = os.environ.get("TESTBED_CHECK") == "1"  # re-measure recall and tracing of the committed model, write nothing
 N_STATS_DOCS = 4000               # model/stats-corpus.txt: E[kkᵀ] text (the sweep's default corpus)
+N_SUPERPOSITION_DOCS = 2000       # of them, for C in the superposition measure
 N_NOISE = 10
 NOISE_MULT = 3.0
 
@@ -211,6 +226,28 @@ def make_subjects(rng, pools, n=N_SUBJECTS):
     return out
 
 
+def make_facts(rng, n):
+    """Each subject's relations (all 6, or REL_PER_SUBJECT of them in REL_NAMES order) and an answer for each."""
+    if REL_PER_SUBJECT == len(REL_NAMES):
+        return [{r: rng.choice(RELATIONS[r]["answers"]) for r in REL_NAMES} for _ in range(n)]
+    out = []
+    for _ in range(n):
+        rels = sorted(rng.sample(REL_NAMES, REL_PER_SUBJECT), key=REL_NAMES.index)
+        out.append({r: rng.choice(RELATIONS[r]["answers"]) for r in rels})
+    return out
+
+
+_having = {}
+
+
+def subjects_having(facts, r):
+    """Indices of the subjects that have relation r (cached per facts list)."""
+    key = (id(facts), r)
+    if key not in _having:
+        _having[key] = [i for i, f in enumerate(facts) if r in f]
+    return _having[key]
+
+
 def fill(template, subj, ans=None):
     p = template.replace("{S}", subj["name"])
     p = p.replace("{P}", "She" if subj["female"] else "He")
@@ -231,17 +268,17 @@ def make_doc(rng, subjects, facts):
         ents = []
         for _ in range(rng.randint(3, 4)):
             s = rng.randrange(len(subjects))
-            vals = [facts[s][r] for r in REL_NAMES]
+            vals = list(facts[s].values())
             rng.shuffle(vals)
             ents.append(subjects[s]["name"] + " " + " ".join(vals) + ".")
         return " ".join(ents)
     if u < 0.6:  # biography: named once, then mostly pronouns
         s = rng.randrange(len(subjects))
         subj = subjects[s]
-        rels = REL_NAMES[:]
+        rels = list(facts[s])
         rng.shuffle(rels)
         sents = []
-        if rng.random() < 0.2:
+        if rng.random() < 0.2 and "profession" in facts[s] and "birthplace" in facts[s]:
             f = facts[s]
             sents.append(f"{subj['name']} is a {f['profession']} from {f['birthplace']}.")
         for i, r in enumerate(rels):
@@ -253,7 +290,7 @@ def make_doc(rng, subjects, facts):
             sents.append(fill(t, subj, facts[s][r]))
         if rng.random() < 0.3:  # a second subject afterwards
             s2 = rng.randrange(len(subjects))
-            r = rng.choice(REL_NAMES)
+            r = rng.choice(list(facts[s2]))
             sents.append(fill(rng.choice(PHRASES[r][0]), subjects[s2], facts[s2][r]))
         return " ".join(sents)
     # list of facts about random subjects; sometimes one shared relation/phrasing
@@ -261,9 +298,10 @@ def make_doc(rng, subjects, facts):
     same = rng.random() < 0.3
     r0 = rng.choice(REL_NAMES)
     t0 = rng.choice(PHRASES[r0][0])
+    having = subjects_having(facts, r0)
     for _ in range(rng.randint(5, 7)):
-        s = rng.randrange(len(subjects))
-        r = r0 if same else rng.choice(REL_NAMES)
+        s = having[rng.randrange(len(having))] if same else rng.randrange(len(subjects))
+        r = r0 if same else rng.choice(list(facts[s]))
         t = t0 if same else rng.choice(PHRASES[r][0])
         sents.append(fill(t, subjects[s], facts[s][r]))
     return " ".join(sents)
@@ -532,6 +570,65 @@ def causal_trace(model, tok, records, noise_std, rng_t):
     return ({k: (v / n).tolist() for k, v in res.items()}, p_clean / n, p_corr / n)
 
 
+@torch.no_grad()
+def superposition(model, tok, records, stats_docs, layers, n_keys=1000):
+    """Knowledge superposition as Hu et al. (AAAI 2025, arXiv 2408.07413) measure it: the cosine of two facts' keys
+    in whitened space, k_i^T C^-1 k_j / sqrt(k_i^T C^-1 k_i * k_j^T C^-1 k_j), C = E[k k^T] over the statistics corpus
+    (what comeba's statistics hold); a key is the MLP's c_proj input at the subject's last token of a record's prompt.
+    Distinct subjects: one record each (up to n_keys); the same subject: pairs of its records (other relations)."""
+    blocks = model.transformer.h
+    grabbed = {}
+    hooks = [blocks[l].mlp.c_proj.register_forward_pre_hook(lambda m, i, l=l: grabbed.__setitem__(l, i[0]))
+             for l in layers]
+    try:
+        C = {l: torch.zeros(N_INNER, N_INNER, dtype=torch.float64) for l in layers}
+        n = 0
+        for d in stats_docs:  # one document at a time: no padding in the sums
+            e = tok(d)["input_ids"][:N_POS]
+            model(input_ids=torch.tensor([e]))
+            for l in layers:
+                k = grabbed[l][0].double()
+                C[l] += k.T @ k
+            n += len(e)
+        by_subject = {}
+        for rec in records:
+            by_subject.setdefault(rec["subject"], []).append(rec)
+        keys = {l: [] for l in layers}
+        owner = []
+        for subject, recs in list(by_subject.items())[:n_keys]:
+            for rec in recs:
+                ids, sidx = subject_token_range(tok, rec["prompt"], subject)
+                model(input_ids=torch.tensor([ids]))
+                for l in layers:
+                    keys[l].append(grabbed[l][0, sidx[-1]].double())
+                owner.append(subject)
+        owner = np.array(owner)
+        same = owner[:, None] == owner[None, :]
+        first = np.zeros(len(owner), dtype=bool)
+        first[[list(owner).index(s) for s in dict.fromkeys(owner)]] = True
+        upper = np.triu(np.ones_like(same), 1).astype(bool)
+        out = {}
+        for l in layers:
+            chol = torch.linalg.cholesky(C[l] / n)
+            u = torch.linalg.solve_triangular(chol, torch.stack(keys[l], 1), upper=False)  # (F, N) whitened
+            u = u / u.norm(dim=0, keepdim=True)
+            g = (u.T @ u).numpy()
+            distinct = g[upper & ~same & first[:, None] & first[None, :]]
+            mine = g[upper & same]
+            mu, sd = float(distinct.mean()), float(distinct.std())
+            out[l] = dict(
+                distinct=dict(pairs=int(distinct.size), mean=mu, std=sd,
+                              kurtosis=float(((distinct - mu) ** 4).mean() / sd ** 4),
+                              p99=float(np.quantile(distinct, 0.99)), max=float(distinct.max())),
+                same_subject=dict(pairs=int(mine.size), mean=float(mine.mean()) if mine.size else None,
+                                  min=float(mine.min()) if mine.size else None))
+        return dict(tokens=n, keys=len(owner), subjects=int(first.sum()), layers=out,
+                    note="kurtosis: Pearson's (a normal distribution has 3)")
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def _add_noise(o, sidx, noise):
     o = o.clone()
     o[:noise.shape[0], sidx] += noise
@@ -564,9 +661,8 @@ def main():
 
     pools = make_pools(random.Random(SEED + 10))
     subjects = make_subjects(rng, pools)
-    facts = [{r: rng.choice(RELATIONS[r]["answers"]) for r in REL_NAMES}
-             for _ in subjects]
-    log(f"world: {len(subjects)} subjects x {len(REL_NAMES)} relations; "
+    facts = make_facts(rng, len(subjects))
+    log(f"world ({LAYOUT}): {len(subjects)} subjects x {REL_PER_SUBJECT} of {len(REL_NAMES)} relations; "
         f"phrasings/relation: {len(PHRASES['language'][0])} trained + "
         f"{len(PHRASES['language'][1])} held-out (+ pronoun forms)")
 
@@ -575,8 +671,7 @@ def main():
     # syllables become tokens but whole names do not (subjects stay multi-token)
     tok_rng = random.Random(SEED + 1)
     tok_subjects = make_subjects(random.Random(SEED + 11), pools, N_FIRST * N_LAST)
-    tok_facts = [{r: tok_rng.choice(RELATIONS[r]["answers"]) for r in REL_NAMES}
-                 for _ in tok_subjects]
+    tok_facts = make_facts(tok_rng, len(tok_subjects))
     tok_docs = [make_doc(tok_rng, tok_subjects, tok_facts) for _ in range(20000)]
     tok = train_tokenizer(tok_docs)
     for r in REL_NAMES:
@@ -594,7 +689,7 @@ def main():
     records = []
     by_rel = {r: [] for r in REL_NAMES}
     for si, subj in enumerate(subjects):
-        for r in REL_NAMES:
+        for r in facts[si]:
             trained, held, _ = PHRASES[r]
             gt = facts[si][r]
             # Edit prompts as long as CounterFact's (8+ tokens): eq. 19 lowers α to the largest z-score of a batch's
@@ -631,7 +726,7 @@ def main():
         assert rec["rephrase_prompt"] not in sample_text, rec["rephrase_prompt"]
 
     if CHECK:  # re-measure the committed weights instead of training
-        model = GPT2LMHeadModel.from_pretrained(ROOT / "model").eval()
+        model = GPT2LMHeadModel.from_pretrained(ROOT / "model", dtype=torch.float32).eval()
         tok = AutoTokenizer.from_pretrained(ROOT / "model")
         log(f"checking the committed model in {ROOT / 'model'}")
     else:
@@ -664,7 +759,7 @@ def main():
         attr_of = {}
         for si, subj in enumerate(subjects):
             first, last = (tok(" " + part)["input_ids"][0] for part in subj["name"].split(" "))
-            attr_of[(first, last)] = [tok(" " + facts[si][r])["input_ids"][0] for r in REL_NAMES]
+            attr_of[(first, last)] = [tok(" " + a)["input_ids"][0] for a in facts[si].values()]
         train_rng = random.Random(SEED + 3)
         eos = tok.eos_token_id
         t_train = time.time()
@@ -711,6 +806,8 @@ def main():
         train_time = time.time() - t_train
         model.eval()
         log(f"training done in {train_time / 60:.1f} min, {ntok / 1e6:.2f}M tokens")
+        if STORE_HALF:  # measure what is committed: the float16 weights, computed in float32
+            model = model.half().float()
     offsets = offset_attention(model, tok, [r["prompt"] for r in records[:40]])
     log("attention on the intended offset, local layers: " + ", ".join(f"{l}: {w:.5f}" for l, w in offsets.items()))
     assert min(offsets.values()) > 0.99, offsets
@@ -723,7 +820,7 @@ def main():
                          [r["locality_ground_truth"] for r in records])
     all_p, all_a, all_h, all_ha = [], [], [], []
     for si, subj in enumerate(subjects):
-        for r in REL_NAMES:
+        for r in facts[si]:
             for t in PHRASES[r][0]:
                 all_p.append(fill(t, subj)); all_a.append(facts[si][r])
             for t in PHRASES[r][1]:
@@ -745,8 +842,9 @@ def main():
     sw_p, sw_a, n_changed = [], [], 0
     for rec in records:
         r = rel_of[rec["case_id"]]
+        having = subjects_having(facts, r)
         while True:
-            sj = sw_rng.randrange(len(subjects))
+            sj = having[sw_rng.randrange(len(having))]
             if facts[sj][r] != rec["ground_truth"]:
                 break
         sw_p.append(rec["prompt"].replace(rec["subject"], subjects[sj]["name"]))
@@ -791,17 +889,26 @@ def main():
                 f"{np.round(committed['causal_trace']['indirect_effect'][key], 4).tolist()}")
         log(f"  recall now {np.mean(acc_prompt):.4f} / {np.mean(acc_reph):.4f}, report.json "
             f"{committed['recall']['prompt']:.4f} / {committed['recall']['rephrase']:.4f}")
+        stats_docs = (ROOT / "model" / "stats-corpus.txt").read_text().splitlines()
+        sup = superposition(model, tok, records, stats_docs[:N_SUPERPOSITION_DOCS], edit_layers)
+        log(f"  superposition (whitened key cosines): {json.dumps(sup['layers'])}")
         return
 
     # ---------------- write ----------------
     if ROOT.exists():
         shutil.rmtree(ROOT)
     (ROOT / "model").mkdir(parents=True)
-    model.save_pretrained(ROOT / "model")
+    (model.half() if STORE_HALF else model).save_pretrained(ROOT / "model")
+    model.float()
     tok.save_pretrained(ROOT / "model")
     with open(ROOT / "counterfact.json", "w") as f:
         edited = {s["name"] for s in subjects[:n_edit]}
-        json.dump(interleave_by_subject([rec for rec in records if rec["subject"] in edited]), f, indent=1)
+        edited_records = interleave_by_subject([rec for rec in records if rec["subject"] in edited])
+        json.dump(edited_records, f, indent=1)
+    if DISTINCT:  # the re-edit protocol: N_REEDIT_SUBJECTS people, each edited for all its relations in turn
+        with open(ROOT / "counterfact-reedit.json", "w") as f:
+            reedited = {s["name"] for s in subjects[:N_REEDIT_SUBJECTS]}
+            json.dump(interleave_by_subject([rec for rec in records if rec["subject"] in reedited]), f, indent=1)
     # editor defaults read by comeba (lib/edit/options.ts)
     with open(ROOT / "model" / "comeba.json", "w") as f:
         # only the edit layers: λ, α and the value optimisation are the paper's GPT2-XL settings (METHOD.md §7)
@@ -811,7 +918,7 @@ def main():
     stats_rng = random.Random(SEED + 9)
     names = {s["name"] for s in subjects}
     others = [s for s in tok_subjects if s["name"] not in names]
-    other_facts = [{r: stats_rng.choice(RELATIONS[r]["answers"]) for r in REL_NAMES} for _ in others]
+    other_facts = make_facts(stats_rng, len(others))
     stats_docs = [make_doc(stats_rng, others, other_facts) for _ in range(N_STATS_DOCS)]
     stats_text = "\n".join(stats_docs)
     for rec in records:
@@ -821,15 +928,23 @@ def main():
         f.write(stats_text + "\n")
     # reload check
     tok2 = AutoTokenizer.from_pretrained(ROOT / "model")
-    m2 = GPT2LMHeadModel.from_pretrained(ROOT / "model").eval()
+    m2 = GPT2LMHeadModel.from_pretrained(ROOT / "model", dtype=torch.float32).eval()
     chk = np.mean(answer_acc(m2, tok2, [r["prompt"] for r in records[:200]], gts[:200]))
     assert abs(chk - np.mean(acc_prompt[:200])) < 1e-9, chk
 
+    sup = superposition(model, tok, [r for r in records if r["subject"] in edited], stats_docs[:N_SUPERPOSITION_DOCS], edit_layers)
+    for l, v in sup["layers"].items():
+        log(f"  superposition layer {l}: distinct subjects mean {v['distinct']['mean']:.4f} std {v['distinct']['std']:.4f} "
+            f"kurtosis {v['distinct']['kurtosis']:.2f} p99 {v['distinct']['p99']:.3f} max {v['distinct']['max']:.3f}; "
+            f"same subject mean {v['same_subject']['mean']}")
     sizes = {p.name: p.stat().st_size for p in (ROOT / "model").iterdir()}
     sizes["counterfact.json"] = (ROOT / "counterfact.json").stat().st_size
     report = dict(
         model_sha256=hashlib.sha256((ROOT / "model" / "model.safetensors").read_bytes()).hexdigest(),
-        seed=SEED, n_records=n_edit * len(REL_NAMES), n_subjects=len(subjects), n_probe_subjects=N_PROBE_SUBJECTS,
+        seed=SEED, layout=LAYOUT, n_records=len(edited_records), n_subjects=len(subjects), n_probe_subjects=N_PROBE_SUBJECTS,
+        relations_per_subject=REL_PER_SUBJECT,
+        key_load_at_1000_edits=1000 / (len(edit_layers) * N_INNER),
+        superposition=sup,
         relations={r: dict(answers=RELATIONS[r]["answers"], trained_phrasings=PHRASES[r][0],
                            held_out_phrasings=PHRASES[r][1], pronoun_phrasings=PHRASES[r][2])
                    for r in REL_NAMES},
@@ -860,10 +975,10 @@ def main():
 Generated by `python3 scripts/make-testbed.py` (seed {SEED}, CPU, {THREADS} thread(s), ~{train_time / 60:.0f} min training). Seeded; report.json holds the sha256 of the weights it measured.
 
 - `model/`: GPT2LMHeadModel, {N_LAYER} layers, d_model {N_EMBD}, {N_HEAD} heads, n_positions {N_POS},
-  vocab {len(tok)} (byte-level BPE trained in-script, `<|endoftext|>`), {nparams / 1e6:.2f}M params, float32, tied lm_head.
-- `counterfact.json`: {n_edit * len(REL_NAMES)} CounterFact records (EasyEdit format: case_id, prompt, subject, target_new,
+  vocab {len(tok)} (byte-level BPE trained in-script, `<|endoftext|>`), {nparams / 1e6:.2f}M params, {"float16" if STORE_HALF else "float32"}, tied lm_head.
+- `counterfact.json`: {len(edited_records)} CounterFact records (EasyEdit format: case_id, prompt, subject, target_new,
   ground_truth, rephrase_prompt, locality_prompt, locality_ground_truth); {n_edit} of the {len(subjects)} fictional subjects (the other {N_PROBE_SUBJECTS} only in locality prompts)
-  ({min(subj_lens)}-{max(subj_lens)} tokens) x {len(REL_NAMES)} relations ({", ".join(REL_NAMES)}), 12 single-token answers each.
+  ({min(subj_lens)}-{max(subj_lens)} tokens) x {REL_PER_SUBJECT} of {len(REL_NAMES)} relations ({", ".join(REL_NAMES)}), 12 single-token answers each.
   Every relation has {len(PHRASES['language'][0])} trained phrasings and {len(PHRASES['language'][1])} held-out ones (used only as `rephrase_prompt`).
 - `report.json`: all measured numbers (per-relation recall, full causal-tracing tables, phrasings).
 
