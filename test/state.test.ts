@@ -54,8 +54,10 @@ for (const [mode, reedit] of [['comeba-hk', 'none'], ['comeba-hk', 'retarget'], 
     await using loaded = await ConsecutiveEditor.load(model2, dir);
     t.is(loaded.step, 5);
     t.is(await loaded.checksum(), checksums.at(-1)!);
-    await loaded.edit(batch(5));
-    await editor.edit(batch(5));
+    // The value losses too: under retarget they include the subjects' earlier edits (France and Rome come back),
+    // which editor.json carries; three Adam steps can end at the same state without them.
+    const [fromLoaded, fromOriginal] = [await loaded.edit(batch(5)), await editor.edit(batch(5))];
+    t.deepEqual(fromLoaded.values, fromOriginal.values);
     t.is(await loaded.checksum(), await editor.checksum());
     const next = await loaded.save(dir);
     t.true(next.incremental);

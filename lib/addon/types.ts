@@ -81,6 +81,8 @@ export interface NativeEditRequest {
   target: number[];
   klRow: number[];
   klSubjectLast: number;
+  /** The retarget rule: earlier edits of the subject whose targets the value keeps (their bare prompt). */
+  keep?: { row: number[]; subjectLast: number; target: number[] }[];
 }
 
 /**

@@ -12,7 +12,7 @@ import { ModelDependent } from '../model/dependent.js';
 import type { Device, Dtype, HookedModel } from '../model/HookedModel.js';
 import { checkMemoryPlan, editorMemoryPlan } from './memory.js';
 import { loadNative } from '../addon/native.js';
-import type { NativeConsecutiveEditor, NativeEditorState, NativeLayerReport, NativeTensor64 } from '../addon/types.js';
+import type { NativeConsecutiveEditor, NativeEditorState, NativeEditRequest, NativeLayerReport, NativeTensor64 } from '../addon/types.js';
 import { editorHyperparameterKeys, readCheckpointDefaults, reeditDefaults, resolveHyperparameters, type EditorHyperparameters } from './options.js';
 import { generateContextTemplates, prepareRequest, type EditRequest } from './requests.js';
 import { Statistics, type CollectOptions } from '../statistics/Statistics.js';
@@ -93,6 +93,8 @@ interface SavedEditor {
   options: EditorHyperparameters;
   contextTemplates: string[];
   statistics: { file: string; provenance: Statistics['provenance'] };
+  /** The retarget rule's earlier edits, whose targets a later edit of the same subject keeps; absent otherwise. */
+  keptEdits?: EditRequest[];
   savedAt: string;
 }
 
@@ -103,6 +105,9 @@ export interface SaveReport {
   /** Whether only what changed since the previous save into the same folder was written. */
   incremental: boolean;
 }
+
+/** The retarget rule keeps at most this many earlier edits of a subject in a new value's optimisation. */
+const keptEditsPerSubject = 8;
 
 /** The state files a folder may hold: format 1 state-<n>; format 2 base/keys/delta named after their chain. */
 const stateFileName = /^(state-\d+|base-[0-9a-f]{8}-\d+|keys-[0-9a-f]{8}-\d+-\d+|delta-[0-9a-f]{8}-\d+)\.safetensors$/;
@@ -116,6 +121,8 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
   #target: { dir: string; chain: string; step: number } | undefined;
   /** Key columns per layer the addon holds for the next incremental save into #target (see #keysHeld). */
   #held = 0;
+  /** The retarget rule: every committed request by subject, in order (see #withKeptEdits). */
+  #kept = new Map<string, EditRequest[]>();
 
   private constructor(model: HookedModel, native: NativeConsecutiveEditor, options: EditorHyperparameters, templates: string[], statistics: Statistics) {
     super(model, native, 'ConsecutiveEditor');
@@ -173,6 +180,8 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
             ? await callNative(() => native.load(join(dir, saved.stateFile)))
             : await callNative(() => native.loadChain(join(dir, saved.base!), saved.keyFiles!.map((f) => join(dir, f)), saved.stateFile === saved.base ? '' : join(dir, saved.stateFile)));
           if (step !== saved.step) throw new InvalidArgumentError(`${dir}: the state files hold step ${step} but editor.json says ${saved.step}`);
+          editor.#kept = new Map();
+          for (const e of saved.keptEdits ?? []) editor.#kept.set(e.subject, [...(editor.#kept.get(e.subject) ?? []), e]);
           if (saved.chain) {
             await callNative(() => native.holdKeys(step));
             editor.#target = { dir: resolve(dir), chain: saved.chain, step };
@@ -216,7 +225,7 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
       const native = this.requireNative();
       if (!Array.isArray(requests) || requests.length === 0) throw new InvalidArgumentError('edit expects a non-empty array of requests');
       checkCallOptions(options);
-      const prepared = requests.map((r, i) => prepareRequest(this.model.tokenizer, r, this.contextTemplates, i, this.model.info.contextLength));
+      const prepared = requests.map((r, i) => this.#withKeptEdits(r, prepareRequest(this.model.tokenizer, r, this.contextTemplates, i, this.model.info.contextLength), i));
       const { signal, onProgress } = options;
       if (signal?.aborted) throw new AbortError('the edit was aborted before it started; the editor is unchanged');
       const onAbort = () => native.abort();
@@ -240,6 +249,9 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
           native.edit(prepared, { capture: options.capture ?? false, failAfterLayer: options.failAfterLayer ?? -1 }, progress),
         );
         await this.#keysHeld(native, prepared.length);
+        if (this.options.reedit === 'retarget') {
+          for (const { prompt, subject, target } of requests) this.#kept.set(subject, [...(this.#kept.get(subject) ?? []), { prompt, subject, target }]);
+        }
         return report;
       } catch (err) {
         throw handlerError ? handlerError.error : err;
@@ -247,6 +259,23 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
         signal?.removeEventListener('abort', onAbort);
       }
     });
+  }
+
+  /**
+   * The retarget rule moves an earlier key's output to the new value; so that this value carries every edit of the
+   * subject and not only the newest, the value optimisation also keeps the targets of the subject's earlier edits
+   * (its most recent keptEditsPerSubject, each as its bare prompt and target; README "Re-edits").
+   */
+  #withKeptEdits(request: EditRequest, prepared: NativeEditRequest, index: number): NativeEditRequest {
+    if (this.options.reedit !== 'retarget') return prepared;
+    const earlier = (this.#kept.get(request.subject) ?? []).slice(-keptEditsPerSubject);
+    return {
+      ...prepared,
+      keep: earlier.map((e) => {
+        const bare = prepareRequest(this.model.tokenizer, e, ['{}'], index, this.model.info.contextLength);
+        return { row: bare.contexts[0], subjectLast: bare.subjectLast[0], target: bare.target };
+      }),
+    };
   }
 
   // The addon holds each committed batch's keys (float64, host memory) for the next incremental save. Once they
@@ -290,7 +319,8 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
     const previous = target && existsSync(join(dir, 'editor.json')) ? readSaved(dir) : undefined;
     const common = {
       model: this.model.fingerprint, options: this.options, contextTemplates: [...this.contextTemplates],
-      statistics: { file: this.statistics.file, provenance: this.statistics.provenance }, savedAt: new Date().toISOString(),
+      statistics: { file: this.statistics.file, provenance: this.statistics.provenance },
+      ...(this.options.reedit === 'retarget' ? { keptEdits: [...this.#kept.values()].flat() } : {}), savedAt: new Date().toISOString(),
     };
     let saved: SavedEditor;
     let bytes: number;
@@ -324,6 +354,7 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
     return this.#serialised(async () => {
       this.#target = undefined;
       await callNative(() => this.requireNative().reset());
+      this.#kept = new Map();
       await callNative(() => this.requireNative().holdKeys(null)); // no incremental save follows a reset
     });
   }
@@ -430,5 +461,9 @@ function readSaved(dir: string): SavedEditor {
   }
   if (!Array.isArray(saved.contextTemplates) || saved.contextTemplates.some((t) => typeof t !== 'string')) throw bad('contextTemplates is not a list of strings');
   if (typeof saved.statistics?.file !== 'string') throw bad('statistics.file is missing');
+  if (saved.keptEdits !== undefined && !(Array.isArray(saved.keptEdits) &&
+      saved.keptEdits.every((e) => e !== null && typeof e === 'object' && ['prompt', 'subject', 'target'].every((k) => typeof (e as unknown as Record<string, unknown>)[k] === 'string')))) {
+    throw bad('keptEdits must be a list of { prompt, subject, target } strings');
+  }
   return saved;
 }

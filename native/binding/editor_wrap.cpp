@@ -52,6 +52,15 @@ std::vector<EditRequest> to_requests(const Napi::Value& value) {
     r.target = to_token_list(o.Get("target"), what + ".target");
     r.kl_row = to_token_list(o.Get("klRow"), what + ".klRow");
     r.kl_subject_last = get_int(o, "klSubjectLast", -1);
+    if (o.Has("keep") && !o.Get("keep").IsUndefined()) {
+      if (!o.Get("keep").IsArray()) throw_invalid(value.Env(), what + ".keep must be an array");
+      auto keep = o.Get("keep").As<Napi::Array>();
+      for (uint32_t k = 0; k < keep.Length(); ++k) {
+        const std::string kw = what + ".keep[" + std::to_string(k) + "]";
+        auto ko = to_object(keep.Get(k), kw);
+        r.keep.push_back({to_token_list(ko.Get("row"), kw + ".row"), get_int(ko, "subjectLast", -1), to_token_list(ko.Get("target"), kw + ".target")});
+      }
+    }
     requests.push_back(std::move(r));
   }
   return requests;

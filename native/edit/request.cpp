@@ -23,9 +23,18 @@ void validate_requests(const CausalLM& model, const std::vector<EditRequest>& re
     }
     if (req.kl_subject_last < 0 || req.kl_subject_last >= static_cast<int64_t>(req.kl_row.size()))
       bad("the subject's last token lies outside the KL prompt");
+    for (size_t k = 0; k < req.keep.size(); ++k) {
+      if (req.keep[k].target.empty()) bad("kept edit " + std::to_string(k) + " has no target tokens");
+      if (req.keep[k].subject_last < 0 || req.keep[k].subject_last >= static_cast<int64_t>(req.keep[k].row.size()))
+        bad("the subject's last token lies outside kept edit " + std::to_string(k));
+    }
     try {
       TokenRows rows = req.contexts;
       for (auto& row : rows) row.insert(row.end(), req.target.begin(), req.target.end());
+      for (const auto& kept : req.keep) {
+        rows.push_back(kept.row);
+        rows.back().insert(rows.back().end(), kept.target.begin(), kept.target.end());
+      }
       rows.push_back(req.kl_row);
       validate_tokens(model, rows);
     } catch (const Error& e) {

@@ -9,6 +9,15 @@
 
 namespace comeba {
 
+// An earlier edit of the same subject, kept by the retarget rule: its bare prompt, the subject's last token there
+// and its target. The new request's value also keeps that target likely, so that the value the retargeted
+// constraints move to carries every edit of the subject, not only the newest.
+struct KeptEdit {
+  std::vector<int64_t> row;
+  int64_t subject_last = 0;
+  std::vector<int64_t> target;
+};
+
 struct EditRequest {
   // The prompt with its subject under each context template; row 0 is the bare prompt ("{}").
   std::vector<std::vector<int64_t>> contexts;
@@ -16,6 +25,7 @@ struct EditRequest {
   std::vector<int64_t> target;        // target ids, leading space included
   std::vector<int64_t> kl_row;        // "{subject} is a"
   int64_t kl_subject_last = 0;
+  std::vector<KeptEdit> keep;         // retarget only; empty otherwise
 };
 
 // Throws InvalidArgument naming the request and what is wrong with it.

@@ -27,23 +27,28 @@ ValueBatch build_batch(const CausalLM& model, const std::vector<EditRequest>& re
   std::vector<int64_t> look_rows, look_cols, row_req, t_rows, t_cols, t_ids, init_rows, init_cols;
   for (size_t r = 0; r < requests.size(); ++r) {
     const auto& req = requests[r];
-    for (size_t j = 0; j < req.contexts.size(); ++j) {
-      auto row = req.contexts[j];
+    // A rewriting row: the prompt (with the subject at `subject_last`) and its target but the last token.
+    auto add_row = [&](std::vector<int64_t> row, int64_t subject_last, const std::vector<int64_t>& target) {
       const int64_t prompt_len = static_cast<int64_t>(row.size());
-      row.insert(row.end(), req.target.begin(), req.target.end() - 1);
+      row.insert(row.end(), target.begin(), target.end() - 1);
       const int64_t index = static_cast<int64_t>(rows.size());
-      if (j == 0) { init_rows.push_back(index); init_cols.push_back(req.subject_last[0]); }
       look_rows.push_back(index);
-      look_cols.push_back(req.subject_last[j]);
+      look_cols.push_back(subject_last);
       row_req.push_back(static_cast<int64_t>(r));
-      for (size_t t = 0; t < req.target.size(); ++t) {
+      for (size_t t = 0; t < target.size(); ++t) {
         t_rows.push_back(index);
         t_cols.push_back(prompt_len - 1 + static_cast<int64_t>(t));  // the logit that predicts target[t]
-        t_ids.push_back(req.target[t]);
+        t_ids.push_back(target[t]);
       }
       rows.push_back(std::move(row));
+      return index;
+    };
+    for (size_t j = 0; j < req.contexts.size(); ++j) {
+      const int64_t index = add_row(req.contexts[j], req.subject_last[j], req.target);
+      if (j == 0) { init_rows.push_back(index); init_cols.push_back(req.subject_last[0]); }
     }
-    vb.rows_per_request.push_back(static_cast<int64_t>(req.contexts.size()));
+    for (const auto& kept : req.keep) add_row(kept.row, kept.subject_last, kept.target);  // the retarget rule's
+    vb.rows_per_request.push_back(static_cast<int64_t>(req.contexts.size() + req.keep.size()));
   }
   vb.n_rewrite_rows = static_cast<int64_t>(rows.size());
   for (size_t r = 0; r < requests.size(); ++r) {
