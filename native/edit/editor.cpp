@@ -162,7 +162,7 @@ Editor::Editor(std::shared_ptr<const CausalLM> model, EditorOptions options, std
     auto prior = options_.lambda * m.to(torch::kCPU, torch::kFloat64);
     prior_.push_back(options_.mode == EditMode::Memit ? prior.to(accumulator_device()) : prior);
     if (options_.reedit == ReEdit::Retarget) {
-      double jitter = 0;
+      double jitter = 0;  // a β added here only shapes the cosines that weigh earlier keys, never the solve
       whitener_.push_back(cholesky_factor(m.to(torch::kCPU, torch::kFloat64), &jitter, "E[kkᵀ] of layer " + std::to_string(options_.layers[i])));
     }
   }
