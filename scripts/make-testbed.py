@@ -47,7 +47,9 @@ similarity of distinct subjects (Hu et al.'s measure of superposition) in report
 Environment: TESTBED_STEPS (training steps), TESTBED_THREADS (torch threads,
 default 2; use 1 on a busy machine), TESTBED_NTRACE (facts traced), TESTBED_AUX (weight of the
 enrichment loss, default 1; 0 turns it off), TESTBED_OUT (write there instead of testbed/),
-TESTBED_CHECK=1 (no training: re-measure recall and causal tracing of the model in testbed/ against report.json).
+TESTBED_CHECK=1 (no training: re-measure recall and causal tracing of the model in testbed/ against report.json),
+TESTBED_TRAINED (where the trained float32 weights are kept and reused; default <out>.<layout>.trained-f32.pt),
+TESTBED_RETRAIN=1 (train even when those weights exist).
 """
 import hashlib
 import json
@@ -83,7 +85,11 @@ N_FIRST, N_LAST = (45, 45) if DISTINCT else (20, 20)  # name pools: a subject is
 VOCAB = 1536
 N_LAYER, N_EMBD, N_HEAD, N_POS = 6, 256, 8, 128
 N_INNER = 2048 if DISTINCT else 1024
-STORE_HALF = DISTINCT             # weights stored as float16 (the 25 MB budget), measured after the round trip
+STORE_HALF = DISTINCT             # trained weights stored as float16 (the 25 MB budget), measured after the round trip;
+                                  # the constructed ones (positional code, local attention) and layer norms stay float32
+# The trained float32 weights are kept beside the output (an 80-minute run is not lost to a later failure) and
+# reused by the next run with the same settings instead of training again (TESTBED_RETRAIN=1 trains anyway).
+TRAINED = Path(os.environ.get("TESTBED_TRAINED", str(ROOT) + f".{LAYOUT}.trained-f32.pt"))
 # The architecture is a plain GPT-2; training keeps some of its weights fixed so that facts can only be
 # looked up at the subject, as in large LMs (see build_model):
 POS_DIMS = 64                     # the last 64 residual dims hold a fixed positional code, nothing else writes there
@@ -769,7 +775,14 @@ def main():
         model.transformer.h[max(MLP_LAYERS)].register_forward_hook(
             lambda m, i, o: enriched.__setitem__("h", o[0] if isinstance(o, tuple) else o))
         model.train()
-        for step in range(STEPS):
+        reused = TRAINED.exists() and os.environ.get("TESTBED_RETRAIN") != "1"
+        if reused:
+            saved = torch.load(TRAINED, weights_only=True)
+            assert saved["steps"] == STEPS and saved["n_inner"] == N_INNER and saved["layout"] == LAYOUT, f"{TRAINED}: other settings"
+            model.load_state_dict(saved["state"])
+            ntok = saved["tokens"]
+            log(f"reusing the trained weights in {TRAINED} ({saved['minutes']:.1f} min of training)")
+        for step in range(0 if reused else STEPS):
             docs = [make_doc(train_rng, subjects, facts) for _ in range(BATCH)]
             enc = tok(docs)["input_ids"]
             enc = [(e + [eos])[:MAX_LEN] for e in enc]
@@ -803,11 +816,24 @@ def main():
                                        [r["ground_truth"] for r in probe]))
                 log(f"  probe recall: prompt {a:.3f} rephrase {b:.3f}")
                 model.train()
-        train_time = time.time() - t_train
+        train_time = saved["minutes"] * 60 if reused else time.time() - t_train
         model.eval()
         log(f"training done in {train_time / 60:.1f} min, {ntok / 1e6:.2f}M tokens")
-        if STORE_HALF:  # measure what is committed: the float16 weights, computed in float32
-            model = model.half().float()
+        if not reused:
+            torch.save(dict(state=model.state_dict(), steps=STEPS, n_inner=N_INNER, layout=LAYOUT, tokens=ntok,
+                            minutes=train_time / 60), TRAINED)
+            log(f"trained float32 weights kept in {TRAINED}")
+        # Kept in float32: the positional code, the local layers' constructed attention, the layer norms (their
+        # scales set how sharp that attention is); everything else, zeros included, is exact enough in float16.
+        precise = {"transformer.wpe.weight"} | {f"transformer.h.{l}.attn.c_attn.{w}" for l in LOCAL_LAYERS for w in ("weight", "bias")} \
+            | {n for n, _ in model.named_parameters() if ".ln_" in n}
+        if STORE_HALF:  # measure what is committed: the trained weights rounded to float16, computed in float32
+            f32_offsets = offset_attention(model, tok, [r["prompt"] for r in records[:40]])
+            log("before the float16 rounding, attention on the intended offset: " + ", ".join(f"{l}: {w:.5f}" for l, w in f32_offsets.items()))
+            with torch.no_grad():
+                for n, p in model.named_parameters():
+                    if n not in precise:
+                        p.data = p.data.half().float()
     offsets = offset_attention(model, tok, [r["prompt"] for r in records[:40]])
     log("attention on the intended offset, local layers: " + ", ".join(f"{l}: {w:.5f}" for l, w in offsets.items()))
     assert min(offsets.values()) > 0.99, offsets
@@ -898,7 +924,12 @@ def main():
     if ROOT.exists():
         shutil.rmtree(ROOT)
     (ROOT / "model").mkdir(parents=True)
-    (model.half() if STORE_HALF else model).save_pretrained(ROOT / "model")
+    if STORE_HALF:
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if n not in precise:
+                    p.data = p.data.half()
+    model.save_pretrained(ROOT / "model")
     model.float()
     tok.save_pretrained(ROOT / "model")
     with open(ROOT / "counterfact.json", "w") as f:
