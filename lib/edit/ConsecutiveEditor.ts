@@ -181,7 +181,7 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
             : await callNative(() => native.loadChain(join(dir, saved.base!), saved.keyFiles!.map((f) => join(dir, f)), saved.stateFile === saved.base ? '' : join(dir, saved.stateFile)));
           if (step !== saved.step) throw new InvalidArgumentError(`${dir}: the state files hold step ${step} but editor.json says ${saved.step}`);
           editor.#kept = new Map();
-          for (const e of saved.keptEdits ?? []) editor.#kept.set(e.subject, [...(editor.#kept.get(e.subject) ?? []), e]);
+          for (const e of saved.keptEdits ?? []) editor.#keep(e);
           if (saved.chain) {
             await callNative(() => native.holdKeys(step));
             editor.#target = { dir: resolve(dir), chain: saved.chain, step };
@@ -250,7 +250,7 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
         );
         await this.#keysHeld(native, prepared.length);
         if (this.options.reedit === 'retarget') {
-          for (const { prompt, subject, target } of requests) this.#kept.set(subject, [...(this.#kept.get(subject) ?? []), { prompt, subject, target }]);
+          for (const { prompt, subject, target } of requests) this.#keep({ prompt, subject, target });
         }
         return report;
       } catch (err) {
@@ -266,6 +266,12 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
    * subject and not only the newest, the value optimisation also keeps the targets of the subject's earlier edits
    * (its most recent keptEditsPerSubject, each as its bare prompt and target; README "Re-edits").
    */
+  #keep(edit: EditRequest): void {
+    const earlier = this.#kept.get(edit.subject);
+    if (earlier) earlier.push(edit);
+    else this.#kept.set(edit.subject, [edit]);
+  }
+
   #withKeptEdits(request: EditRequest, prepared: NativeEditRequest, index: number): NativeEditRequest {
     if (this.options.reedit !== 'retarget') return prepared;
     const earlier = (this.#kept.get(request.subject) ?? []).slice(-keptEditsPerSubject);

@@ -119,8 +119,6 @@ ReEdit parse_reedit(const std::string& name) {
   fail(ErrorCode::InvalidArgument, "unknown re-edit rule '" + name + "' (expected none or retarget)");
 }
 
-const char* reedit_name(ReEdit reedit) { return reedit == ReEdit::Retarget ? "retarget" : "none"; }
-
 const char* edit_mode_name(EditMode mode) {
   switch (mode) {
     case EditMode::ComebaHk: return "comeba-hk";

@@ -40,7 +40,6 @@ const char* scope_name(Scope scope);
 enum class ReEdit { None, Retarget };
 
 ReEdit parse_reedit(const std::string& name);
-const char* reedit_name(ReEdit reedit);
 
 // Defaults live in lib/edit/options.ts (METHOD.md §7's table); the binding requires every field.
 struct EditorOptions {
