@@ -202,7 +202,9 @@ for (const { name, dir, F, C, kappa } of fixtures) {
     return { W0, b: bias ? bias.data : new Float32Array(C) };
   }
 
-  function validatedReference(x: Float32Array, len: number, W0: Float32Array, b: Float32Array, delta: Float32Array, alpha: number, floor = 0) {
+  function validatedReference(
+    x: Float32Array, len: number, W0: Float32Array, b: Float32Array, delta: Float32Array, alpha: number, floor = 0, carried?: boolean[],
+  ) {
     const P = new Float64Array(len * C);
     const D = new Float64Array(len * C);
     const M = new Float64Array(len);
@@ -223,11 +225,11 @@ for (const { name, dir, F, C, kappa } of fixtures) {
     const mean = M.reduce((s, v) => s + v, 0) / len;
     const std = Math.sqrt(M.reduce((s, v) => s + (v - mean) ** 2, 0) / (len - 1));
     const z = Array.from(M, (m) => (len >= 2 && std > 0 ? (m - mean) / std : -Infinity));
-    const swap = z.map((v, t) => v >= alpha && M[t] >= floor);
+    const swap = z.map((v, t) => (v >= alpha && M[t] >= floor) || !!carried?.[t]);
     const out = Array.from(P, (p, i) => (swap[Math.floor(i / C)] ? p + D[i] : p));
     // Eq. 19 sets α to some prompt's largest z-score, so that token sits on the threshold: float32 rounding on
     // another CPU (SIMD width) may put it on either side. Such ties may go either way; nothing else may.
-    const tie = z.map((v, t) => Math.abs(v - alpha) <= 1e-5 * Math.max(1, Math.abs(alpha)) || (floor > 0 && Math.abs(M[t] - floor) <= 1e-5 * floor));
+    const tie = z.map((v, t) => !carried?.[t] && (Math.abs(v - alpha) <= 1e-5 * Math.max(1, Math.abs(alpha)) || (floor > 0 && Math.abs(M[t] - floor) <= 1e-5 * floor)));
     return { out, swap, tie, maxZ: Math.max(...z), P, D };
   }
 
@@ -312,6 +314,43 @@ for (const { name, dir, F, C, kappa } of fixtures) {
     t.true(cut > 0 && kept > 0, `a meaningful case: the floor removed ${cut} of the paper's swaps and kept ${kept}`);
     t.throws(() => resolveHyperparameters(model.info, { mode: 'memit', scope: 'calibrated' }), { instanceOf: InvalidArgumentError });
     t.throws(() => resolveHyperparameters(model.info, { scope: 'calibrated', alphaFloor: 3 }), { instanceOf: InvalidArgumentError });
+  });
+
+  test(`${name}: the carried scope swaps at a layer where the paper's test does, or where the edited layer below swapped`, async (t) => {
+    await using model = await HookedModel.load(dir);
+    await using editor = await editorFor(model, { scope: 'carried' });
+    await editor.edit(requests);
+    await editor.edit(moreRequests);
+    const state = await editor.state();
+    const rows = [...requests, ...moreRequests].map((r) => model.tokenizer.encodePrompt(r.prompt.replace('{}', r.subject)));
+    let below: boolean[][] = [];  // per row, where the layer below swapped (read from its output: ties may go either way)
+    let carriedOnly = 0;
+    let paperOnly = 0;
+    for (const [i, layer] of layers.entries()) {
+      const { rows: io, W0, b } = await editedModuleRows(model, layer, rows, 'left');
+      const swapped: boolean[][] = [];
+      for (const [r, { x, y, length }] of io.entries()) {
+        const delta = state.layers[i].delta.data;
+        const ref = validatedReference(x, length, W0, b, delta, state.layers[i].alpha, 0, i === 0 ? undefined : below[r]);
+        assertOutputs(t, y, ref, `layer ${layer}, row ${r}`);
+        if (i > 0) {
+          const paper = validatedReference(x, length, W0, b, delta, state.layers[i].alpha);
+          carriedOnly += ref.swap.filter((s, p) => s && !paper.swap[p]).length;
+          paperOnly += paper.swap.filter((s, p) => s && !below[r][p]).length;
+        }
+        swapped.push(ref.swap.map((s, p) => {
+          if (!ref.tie[p]) return s;
+          const near = (f: (c: number) => number) => Array.from({ length: C }, (_, c) => Math.abs(y[p * C + c] - f(p * C + c)) < 1e-4).every(Boolean);
+          return !near((k) => ref.P[k]);
+        }));
+      }
+      below = swapped;
+    }
+    // The layer's own test is in the reference too (it swaps tokens the layer below left alone on gpt2, none on llama).
+    t.log(`${carriedOnly} tokens swapped only because the layer below did, ${paperOnly} only by the layer's own test`);
+    t.true(carriedOnly > 0, `a meaningful case: no token was swapped only because the layer below did`);
+    t.is(editor.options.scope, 'carried');
+    t.throws(() => resolveHyperparameters(model.info, { mode: 'comeba-wo-hk', scope: 'carried' }), { instanceOf: InvalidArgumentError });
   });
 
   test(`${name}: α follows eq. 19: min(α, min over requests of the max z-score), measured without swapping`, async (t) => {
@@ -431,9 +470,9 @@ for (const { name, dir, F, C, kappa } of fixtures) {
     t.log(`full state ${sizes[0]} bytes after batch 1 and after batch 100`);
   });
 
-  test(`${name}: token-by-token generation through the hooks equals recomputing the whole sequence each step`, async (t) => {
+  for (const scope of ['paper', 'carried'] as const) test(`${name}: token-by-token generation through the hooks (${scope} scope) equals recomputing the whole sequence each step`, async (t) => {
     await using model = await HookedModel.load(dir);
-    await using editor = await editorFor(model);
+    await using editor = await editorFor(model, { scope });
     await editor.edit(requests);
     await editor.edit(moreRequests);
     for (const r of [...requests, ...moreRequests]) {

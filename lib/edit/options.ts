@@ -12,10 +12,12 @@ export const editModes: readonly EditMode[] = ['comeba-hk', 'comeba-wo-hk', 'mem
 /**
  * Which tokens comeba-hk's validated hooks edit (README "Editing scope"). `paper`: eq. 16–19 exactly.
  * `calibrated` (ours): also require ‖ΔW x_t‖ ≥ scopeKappa · ρ, ρ² = tr(ΔW E[kkᵀ] ΔWᵀ) (the mean of ‖ΔW k‖² over
- * the statistics corpus), and keep α ≥ alphaFloor.
+ * the statistics corpus), and keep α ≥ alphaFloor. `carried` (ours): the paper's test, and a token edited at one
+ * layer is edited at every edited layer above it in the same forward (the test misses rephrased prompts' subject in
+ * the upper layers more often than in the lowest).
  */
-export type Scope = 'paper' | 'calibrated';
-export const scopes: readonly Scope[] = ['paper', 'calibrated'];
+export type Scope = 'paper' | 'calibrated' | 'carried';
+export const scopes: readonly Scope[] = ['paper', 'calibrated', 'carried'];
 
 /**
  * What a new edit does to the preservation constraints of earlier edits whose keys it meets (README "Re-edits").
@@ -238,7 +240,7 @@ export function resolveHyperparameters(
   }
   if (!Number.isInteger(resolved.vSteps) || resolved.vSteps < 1) throw new InvalidArgumentError('vSteps must be a positive integer');
   if (!scopes.includes(resolved.scope)) throw new InvalidArgumentError(`scope must be one of ${scopes.join(', ')}, not '${String(resolved.scope)}'`);
-  if (resolved.scope === 'calibrated' && mode !== 'comeba-hk') throw new InvalidArgumentError(`the calibrated scope needs comeba-hk's validated hooks, not mode '${mode}'`);
+  if (resolved.scope !== 'paper' && mode !== 'comeba-hk') throw new InvalidArgumentError(`the ${resolved.scope} scope needs comeba-hk's validated hooks, not mode '${mode}'`);
   if (!reedits.includes(resolved.reedit)) throw new InvalidArgumentError(`reedit must be one of ${reedits.join(', ')}, not '${String(resolved.reedit)}'`);
   if (resolved.reedit === 'retarget' && mode === 'memit') throw new InvalidArgumentError("the retarget rule acts on C_accu's earlier keys: use it with comeba-hk or comeba-wo-hk, not memit");
   if (!(Number.isFinite(resolved.reeditThreshold) && resolved.reeditThreshold >= 0 && resolved.reeditThreshold < 1)) {

@@ -18,7 +18,7 @@ export const sweepUsage = `usage: comeba sweep [options]        (rerun the same 
                                                              (default: detected from the file)
   --n N                number of edits                       (default 1000)
   --batch B            edits per batch                       (default 10; 30 for single-round)
-  --mode M             comeba-hk | comeba-hk+calibrated | comeba-hk+retarget | comeba-wo-hk | memit,
+  --mode M             ${sweepMethods.join(' | ')},
                        several separated by commas, or all   (default all)
   --layers L           edited layers, e.g. 3,4,5 or 3-5      (default: preset / scaling rule)
   --lambda X           weight λ of the pre-trained keys      (default: the model's comeba.json, else the

@@ -16,7 +16,7 @@ import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSyn
 import { dirname, join, resolve } from 'node:path';
 import { describeNative, loadNative, packageRoot } from '../addon/native.js';
 import { ConsecutiveEditor } from '../edit/ConsecutiveEditor.js';
-import { readCheckpointDefaults, resolveHyperparameters, singleRoundLambda, type EditMode, type EditorHyperparameters, type ReEdit, type Scope } from '../edit/options.js';
+import { readCheckpointDefaults, resolveHyperparameters, singleRoundLambda, type EditorHyperparameters } from '../edit/options.js';
 import { InvalidArgumentError } from '../errors.js';
 import { loadDataset, type EditCase } from '../eval/datasets.js';
 import { Evaluator, summarise, type EvalResult, type RecordScores, type Snapshot } from '../eval/Evaluator.js';
@@ -28,7 +28,7 @@ import { readDocuments, Statistics } from '../statistics/Statistics.js';
 import { renderChart } from './chart.js';
 import { writeReport } from './report.js';
 import {
-  evaluationDefaults, optionalMetrics, protocols, readJsonLines, readMetrics, sweepMethods, type Baseline, type BatchLine, type MetricsLine,
+  evaluationDefaults, optionalMetrics, protocols, readJsonLines, readMetrics, sweepMethodOptions, sweepMethods, type Baseline, type BatchLine, type MetricsLine,
   type PhaseSeconds, type Protocol, type SweepMethod, type SweepOptions, type SweepRun, type SweepSettings, type SweepSummary, type SweepSummaryFile,
 } from './types.js';
 
@@ -44,10 +44,7 @@ export function editorsOf(
 ): Record<SweepMethod, EditorHyperparameters> {
   const defaults = readCheckpointDefaults(o.model);
   return Object.fromEntries(o.modes.map((method) => {
-    // A method beyond the paper is comeba-hk with one option of ours: the calibrated scope, or the retarget rule.
-    const { mode, scope, reedit }: { mode: EditMode; scope: Scope; reedit: ReEdit } = method === 'comeba-hk+calibrated'
-      ? { mode: 'comeba-hk', scope: 'calibrated', reedit: 'none' }
-      : method === 'comeba-hk+retarget' ? { mode: 'comeba-hk', scope: 'paper', reedit: 'retarget' } : { mode: method, scope: 'paper', reedit: 'none' };
+    const { mode, scope, reedit } = sweepMethodOptions[method];
     const calibrated = scope === 'calibrated' ? { scopeKappa: o.scopeKappa, alphaFloor: o.alphaFloor } : {};
     const given = { mode, scope, reedit, ...calibrated, lambda: o.lambda, layers: o.layers, alphaZ: o.alphaZ };
     const protocolLambda = o.protocol === 'single-round' ? singleRoundLambda[mode] : undefined;

@@ -2,7 +2,7 @@
 // summary.json), read by the report page too. Imports nothing of sweep/ itself.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { EditMode } from '../edit/options.js';
+import type { EditMode, ReEdit, Scope } from '../edit/options.js';
 import type { DatasetFormat } from '../eval/datasets.js';
 import type { Device, Dtype } from '../model/types.js';
 import type { StatisticsProvenance } from '../statistics/Statistics.js';
@@ -10,9 +10,20 @@ import type { StatisticsProvenance } from '../statistics/Statistics.js';
 export type Protocol = 'consecutive' | 'single-round';
 export const protocols: readonly Protocol[] = ['consecutive', 'single-round'];
 
-/** What a sweep compares: the edit modes, and comeba-hk with the calibrated scope (README "Editing scope"). */
-export type SweepMethod = EditMode | 'comeba-hk+calibrated' | 'comeba-hk+retarget';
-export const sweepMethods: readonly SweepMethod[] = ['comeba-hk', 'comeba-hk+calibrated', 'comeba-hk+retarget', 'comeba-wo-hk', 'memit'];
+/**
+ * What a sweep compares: the edit modes, and comeba-hk with one option of ours (README "Editing scope", "Re-edits"),
+ * named comeba-hk+<option>; the table gives each method's editor options, in the order reports show them.
+ */
+export const sweepMethodOptions = {
+  'comeba-hk': { mode: 'comeba-hk', scope: 'paper', reedit: 'none' },
+  'comeba-hk+carried': { mode: 'comeba-hk', scope: 'carried', reedit: 'none' },
+  'comeba-hk+calibrated': { mode: 'comeba-hk', scope: 'calibrated', reedit: 'none' },
+  'comeba-hk+retarget': { mode: 'comeba-hk', scope: 'paper', reedit: 'retarget' },
+  'comeba-wo-hk': { mode: 'comeba-wo-hk', scope: 'paper', reedit: 'none' },
+  memit: { mode: 'memit', scope: 'paper', reedit: 'none' },
+} as const satisfies Record<string, { mode: EditMode; scope: Scope; reedit: ReEdit }>;
+export type SweepMethod = keyof typeof sweepMethodOptions;
+export const sweepMethods = Object.keys(sweepMethodOptions) as readonly SweepMethod[];
 
 /** Metrics a sweep computes unless told to skip them (the teacher-forced ones are always computed). */
 export type OptionalMetric = 'generation' | 'perplexity' | 'fluency';

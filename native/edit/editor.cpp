@@ -33,6 +33,7 @@ struct KeyBatch {
   std::vector<int64_t> contexts_per_request;
   int64_t first_layer = 0;
   torch::Tensor h_first;    // (rows, T, C) entering first_layer
+  torch::Tensor carried;    // (rows, T) the carried scope's swap mask below first_layer (undefined: none)
 };
 
 KeyBatch key_batch(const CausalLM& model, int64_t first_layer, const std::vector<EditRequest>& requests) {
@@ -77,10 +78,12 @@ KeysAndOutputs keys_and_outputs(const CausalLM& model, KeyBatch& kb, const std::
   hooks.capture_block_output(z_layer, kb.bare);
   hooks.stop_after(z_layer);  // layer ≤ z_layer: z lives at the last edited layer
   if (layer > kb.first_layer) hooks.keep_block_output(layer - 1);
+  if (kb.carried.defined()) hooks.start_carried(kb.carried);
   torch::NoGradGuard no_grad;
   model.blocks_from(kb.first_layer, kb.h_first, kb.tokens, &hooks, nullptr);
   if (layer > kb.first_layer) {
     kb.h_first = hooks.kept_block_output();
+    kb.carried = hooks.kept_carried();
     kb.first_layer = layer;
   }
 
@@ -108,10 +111,18 @@ EditMode parse_edit_mode(const std::string& name) {
 Scope parse_scope(const std::string& name) {
   if (name == "paper") return Scope::Paper;
   if (name == "calibrated") return Scope::Calibrated;
-  fail(ErrorCode::InvalidArgument, "unknown scope '" + name + "' (expected paper or calibrated)");
+  if (name == "carried") return Scope::Carried;
+  fail(ErrorCode::InvalidArgument, "unknown scope '" + name + "' (expected paper, calibrated or carried)");
 }
 
-const char* scope_name(Scope scope) { return scope == Scope::Calibrated ? "calibrated" : "paper"; }
+const char* scope_name(Scope scope) {
+  switch (scope) {
+    case Scope::Paper: return "paper";
+    case Scope::Calibrated: return "calibrated";
+    case Scope::Carried: return "carried";
+  }
+  return "paper";
+}
 
 ReEdit parse_reedit(const std::string& name) {
   if (name == "none") return ReEdit::None;
@@ -139,8 +150,9 @@ Editor::Editor(std::shared_ptr<const CausalLM> model, EditorOptions options, std
     if (i > 0 && l <= options_.layers[i - 1]) fail(ErrorCode::InvalidArgument, "layers must be strictly increasing");
   }
   if (!(options_.lambda > 0)) fail(ErrorCode::InvalidArgument, "lambda must be positive");
-  if (options_.scope == Scope::Calibrated && options_.mode != EditMode::ComebaHk)
-    fail(ErrorCode::InvalidArgument, "the calibrated scope needs validated hooks: use it with mode comeba-hk");
+  if (options_.scope != Scope::Paper && options_.mode != EditMode::ComebaHk)
+    fail(ErrorCode::InvalidArgument, std::string("the ") + scope_name(options_.scope) +
+                                         " scope needs validated hooks: use it with mode comeba-hk");
   if (!(options_.scope_kappa >= 0 && std::isfinite(options_.scope_kappa)) ||
       !(options_.alpha_floor >= 0 && options_.alpha_floor <= options_.alpha_z))
     fail(ErrorCode::InvalidArgument, "scopeKappa must be a number ≥ 0 and alphaFloor a number in [0, alphaZ]");
@@ -245,7 +257,8 @@ std::vector<LayerState> Editor::state() const {
 std::vector<HookLayer> Editor::hook_layers(HookMode mode) const {
   std::shared_lock lock(state_mutex_);
   std::vector<HookLayer> layers;
-  for (const auto& s : state_) layers.push_back({s.layer, mode, s.delta, s.alpha, s.floor});
+  const bool carried = options_.scope == Scope::Carried;
+  for (const auto& s : state_) layers.push_back({s.layer, mode, s.delta, s.alpha, s.floor, carried && !layers.empty()});
   return layers;
 }
 

@@ -27,7 +27,9 @@ const char* edit_mode_name(EditMode mode);
 //   Paper:      the z-score of ‖ΔW x_t‖ over the sequence reaches α (eq. 16–19).
 //   Calibrated: that, and ‖ΔW x_t‖ ≥ κ·ρ with ρ² = tr(ΔW E[kkᵀ] ΔWᵀ), the mean of ‖ΔW k‖² over the
 //               statistics corpus' keys; eq. 19 never takes α below `alpha_floor`.
-enum class Scope { Paper, Calibrated };
+//   Carried:    the paper's test, and a token swapped at one edited layer is swapped at every edited layer above
+//               it in the same forward (the test is noisier in the upper layers: README "Editing scope").
+enum class Scope { Paper, Calibrated, Carried };
 
 Scope parse_scope(const std::string& name);
 const char* scope_name(Scope scope);

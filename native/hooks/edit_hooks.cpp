@@ -39,13 +39,13 @@ torch::Tensor EditHooks::edited_module(int64_t layer, const torch::Tensor& x, co
   }
   torch::Tensor swap;                                                  // (B, T)
   if (!track_) {
-    swap = (masked_zscores(m, ctx.real) >= hl->alpha) & (m >= hl->floor);
+    swap = carried((masked_zscores(m, ctx.real) >= hl->alpha) & (m >= hl->floor), *hl);
   } else {
     auto& h = history_[layer];
     const int64_t past = h.m.defined() ? h.m.size(1) : 0;
     auto m_all = past ? torch::cat({h.m, m}, 1) : m;                   // (B, S)
     auto real_all = past ? torch::cat({h.real, ctx.real}, 1) : ctx.real;
-    auto swap_all = (masked_zscores(m_all, real_all) >= hl->alpha) & (m_all >= hl->floor);
+    auto swap_all = carried((masked_zscores(m_all, real_all) >= hl->alpha) & (m_all >= hl->floor), *hl);
     if (past && !torch::equal(swap_all.narrow(1, 0, past), h.swap)) stale_ = true;
     swap = swap_all.narrow(1, past, m.size(1));
     h = {m_all, real_all, swap_all};
@@ -53,8 +53,17 @@ torch::Tensor EditHooks::edited_module(int64_t layer, const torch::Tensor& x, co
   return torch::where(swap.unsqueeze(-1), p + d.to(p.scalar_type()), p);
 }
 
+torch::Tensor EditHooks::carried(torch::Tensor swap, const HookLayer& hl) {
+  if (hl.carry && carried_.defined()) swap = swap | carried_;
+  carried_ = swap;
+  return swap;
+}
+
 torch::Tensor EditHooks::block_output(int64_t layer, const torch::Tensor& h, const ForwardContext&) {
-  if (kept_ && kept_->layer == layer) kept_->value = h;
+  if (kept_ && kept_->layer == layer) {
+    kept_->value = h;
+    kept_carried_ = carried_;
+  }
   if (output_capture_ && output_capture_->layer == layer)
     output_capture_->value = h.index({output_capture_->sites.rows, output_capture_->sites.cols});  // (N, C)
   return h;

@@ -2,6 +2,8 @@
 //   Temporary: output := W_h x + b at every token (also how `memit` / `comeba-wo-hk` edit "in place").
 //   Validated: output := W_h x + b only where the z-score of ‖ΔW x_t‖ over the sequence's real tokens
 //              reaches α and ‖ΔW x_t‖ itself reaches `floor` (0 in the paper's scope); elsewhere W0 x + b.
+//              A layer with `carry` also swaps wherever the validated layer below it swapped in the same forward
+//              (the carried scope: a token is judged once, at the lowest edited layer that finds it, then edited above).
 //   Measure:   output := W0 x + b, recording each sequence's largest z-score (for the α update).
 // W_h = W0 + ΔW is never materialised: only ΔW (C, F) is kept, O − P = ΔW x.
 // The same object also carries the editor's probes: captured activations and where the forward may stop.
@@ -23,6 +25,7 @@ struct HookLayer {
   torch::Tensor delta;    // (C, F) float32: ΔW = W_h − W0
   double alpha = 0;
   double floor = 0;       // least ‖ΔW x_t‖ a validated hook swaps at (the calibrated scope; 0: the paper's)
+  bool carry = false;     // also swap where the validated layer below swapped (the carried scope)
 };
 
 // Row/position pairs of a padded batch at which to capture.
@@ -47,6 +50,10 @@ class EditHooks final : public ForwardHooks {
   // Keep the whole residual stream after block `layer` (B, T, C).
   void keep_block_output(int64_t layer) { kept_ = Capture{layer, {}, {}}; }
   torch::Tensor kept_block_output() const { return kept_ ? kept_->value : torch::Tensor(); }
+  // The carried scope's swap mask (B, T) as it stood when the kept block output was taken, and the mask a forward
+  // that starts above the first validated layer begins with (so that it decides as the whole forward would).
+  torch::Tensor kept_carried() const { return kept_carried_; }
+  void start_carried(torch::Tensor swap) { carried_ = std::move(swap); }
 
   torch::Tensor captured_input() const { return input_capture_ ? input_capture_->value : torch::Tensor(); }
   torch::Tensor captured_block_output() const { return output_capture_ ? output_capture_->value : torch::Tensor(); }
@@ -74,8 +81,12 @@ class EditHooks final : public ForwardHooks {
     torch::Tensor value;
   };
 
+  // The swap decision of a validated layer under the carried scope (or as given), remembered for the layers above.
+  torch::Tensor carried(torch::Tensor swap, const HookLayer& hl);
+
   std::vector<HookLayer> layers_;
   std::optional<Capture> input_capture_, output_capture_, kept_;
+  torch::Tensor carried_, kept_carried_;  // the last validated layer's swap mask in this forward (B, T or S)
   int64_t stop_after_ = -1;
   std::vector<std::pair<int64_t, torch::Tensor>> measured_;
 
