@@ -18,7 +18,8 @@ export type ErrorCode =
   | 'INTERNAL'
   | 'INVALID_DATASET'
   | 'FOLDER_LOCKED'
-  | 'NO_SPACE';
+  | 'NO_SPACE'
+  | 'REDIS_UNAVAILABLE';
 
 export class ComebaError extends Error {
   readonly code: ErrorCode;
@@ -84,6 +85,10 @@ export class FolderLockedError extends ComebaError {
 export class NoSpaceError extends ComebaError {
   constructor(message: string, options?: { cause?: unknown }) { super('NO_SPACE', message, options); }
 }
+/** The Redis of a queue or worker cannot be reached (nothing listens there, or the host is unreachable). */
+export class RedisUnavailableError extends ComebaError {
+  constructor(message: string, options?: { cause?: unknown }) { super('REDIS_UNAVAILABLE', message, options); }
+}
 export class InternalError extends ComebaError {
   constructor(message: string, options?: { cause?: unknown }) { super('INTERNAL', message, options); }
 }
@@ -132,6 +137,7 @@ export const errorClasses: { [C in ErrorCode]: (message: string) => ComebaError 
   INVALID_DATASET: (m) => new InvalidDatasetError(m),
   FOLDER_LOCKED: (m) => new FolderLockedError(m),
   NO_SPACE: (m) => new NoSpaceError(m),
+  REDIS_UNAVAILABLE: (m) => new RedisUnavailableError(m),
 };
 
 /** Converts an error thrown by the addon into the typed error for its code, stacked at the caller. */

@@ -2,6 +2,7 @@
 // The `comeba` command: argv → one module per command, each exporting `summary` and `run(argv)`.
 // Modules load lazily so `comeba libtorch which` never touches the addon.
 
+import { readFileSync } from 'node:fs';
 import { ComebaError, InvalidArgumentError } from '../errors.js';
 
 export interface Command {
@@ -23,18 +24,29 @@ const commands: Record<string, () => Promise<Command>> = {
 
 async function usage(): Promise<string> {
   const lines = await Promise.all(Object.entries(commands).map(async ([name, load]) => `  ${name.padEnd(10)} ${(await load()).summary}`));
-  return ['usage: comeba <command> [options]   (comeba <command> --help for its options)', '', ...lines].join('\n');
+  return [
+    'usage: comeba <command> [options]   (comeba help <command>, or comeba <command> --help, for its options)', '', ...lines,
+    '', '  help       this list, or a command\'s options', '  --version  the installed comeba\'s version',
+  ].join('\n');
 }
 
+/** package.json's version: the same file from lib/cli/ (tsx) and dist/cli/ (the installed package). */
+const version = (): string => (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
 async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  if (name === undefined || name === '--help' || name === '-h') {
+  let [name, ...rest] = argv;
+  if (name === '--version' || name === '-v' || name === 'version') {
+    console.log(`comeba ${version()}`);
+    return 0;
+  }
+  if (name === 'help' && rest.length > 0) [name, rest] = [rest[0], ['--help']];
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     console.log(await usage());
     return name === undefined ? 2 : 0;
   }
   const load = commands[name];
   if (!load) {
-    console.error(`comeba: unknown command '${name}': run comeba --help for the list of commands`);
+    console.error(`comeba: unknown command '${name}': run comeba help for the list of commands`);
     return 2;
   }
   try {

@@ -4,7 +4,7 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startWorker } from '../queue/queue.js';
+import { reachRedis, startWorker } from '../queue/queue.js';
 import { positiveInteger } from '../args.js';
 import { InvalidArgumentError } from '../errors.js';
 
@@ -33,6 +33,7 @@ export async function run(argv: string[]): Promise<number> {
   if (v.results === undefined) throw new InvalidArgumentError('--results DIR is required');
   const results = resolve(v.results);
   mkdirSync(results, { recursive: true });
+  await reachRedis(v.redis!);
   const worker = startWorker({
     redis: v.redis!, results, concurrency: positiveInteger('--concurrency', v.concurrency!), lockSeconds: positiveInteger('--lock-seconds', v['lock-seconds']!),
   });

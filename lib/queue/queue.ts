@@ -5,10 +5,11 @@
 // so a native crash fails the job, not the worker. Consecutive editing stays sequential inside one sweep.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FlowProducer, Queue, Worker, type JobsOptions } from 'bullmq';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, RedisUnavailableError } from '../errors.js';
 import { sweepFlags } from '../sweep/args.js';
 
 /** The BullMQ queue every comeba job goes through. */
@@ -144,12 +145,33 @@ export function connectionOf(redis: string): { url: string } {
   return { url: redis };
 }
 
+/**
+ * Whether anything listens at the Redis URL, before BullMQ connects: its client retries a refused connection
+ * forever and prints each error's stack, where the user needs one line that says what to start.
+ */
+export async function reachRedis(redis: string, timeoutMs = 5000): Promise<void> {
+  const url = new URL(connectionOf(redis).url);
+  const host = url.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1';
+  const port = Number(url.port || 6379);
+  await new Promise<void>((done, fail) => {
+    const socket = connect({ host, port, timeout: timeoutMs });
+    const refuse = (reason: string, cause?: unknown) => {
+      socket.destroy();
+      fail(new RedisUnavailableError(`cannot reach Redis at ${host}:${port} (${reason}): start redis-server there, or name another with --redis URL or COMEBA_REDIS`, { cause }));
+    };
+    socket.once('connect', () => { socket.end(); done(); });
+    socket.once('timeout', () => refuse(`no answer in ${timeoutMs / 1000} s`));
+    socket.once('error', (err: NodeJS.ErrnoException) => refuse(err.code ?? err.message, err));
+  });
+}
+
 // Retried on failure (a crash included) with a pause; a stalled job (its worker gone) goes back to the queue.
 const jobOptions: JobsOptions = { attempts: 3, backoff: { type: 'fixed', delay: 2000 }, removeOnComplete: false, removeOnFail: false };
 
 /** Adds the grid's jobs; ids derive from the specs, so submitting the same grid again adds nothing twice. */
 export async function submitGrid(redis: string, grid: GridFile): Promise<{ sweeps: number; shards: number }> {
   const { sweeps, stats } = expandGrid(grid);
+  await reachRedis(redis);
   const connection = connectionOf(redis);
   const queue = new Queue<JobData>(queueName, { connection });
   const flows = new FlowProducer({ connection });
@@ -179,6 +201,7 @@ export interface JobRow { id: string; kind: string; state: string; progress: str
 
 /** Every job of a grid, in the order submitted. */
 export async function gridJobs(redis: string, name: string): Promise<JobRow[]> {
+  await reachRedis(redis);
   const queue = new Queue<JobData>(queueName, { connection: connectionOf(redis) });
   try {
     const jobs = (await queue.getJobs(['active', 'waiting', 'waiting-children', 'delayed', 'prioritized', 'completed', 'failed'])).filter(
