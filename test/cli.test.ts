@@ -21,6 +21,7 @@ function comeba(args: string[]): Promise<{ status: number | null; stderr: string
 }
 
 const file = join(tempDir('comeba-cli-'), 'a-file');
+const testbedCases = (JSON.parse(readFileSync(join(root, 'testbed', 'counterfact.json'), 'utf8')) as unknown[]).length;
 writeFileSync(file, 'not a folder');
 
 // [arguments, what the one line must contain]
@@ -51,7 +52,7 @@ const cases: [string[], RegExp][] = [
   [['sweep', '--format', 'csv'], /--format must be one of/],
   [['sweep', '--device', 'gpu'], /--device must be cpu, cuda or cuda:N/],
   [['sweep', '--dtype', 'float8'], /--dtype must be one of/],
-  [['sweep', '--n', '5000'], /holds 1020 cases, fewer than --n 5000/],
+  [['sweep', '--n', '50000'], new RegExp(`holds ${testbedCases} cases, fewer than --n 50000`)],
   [['sweep', '--bogus'], /Unknown option '--bogus' \(see comeba sweep --help\)/],
   [['sweep', 'extra'], /Unexpected argument 'extra'/],
   [['sweep', '--n'], /'--n <value>' argument missing/],
@@ -86,6 +87,32 @@ for (const [args, message] of cases) {
     t.regex(lines[0], message);
   });
 }
+
+test('--version prints the package version; help lists the commands, help <command> prints its options', async (t) => {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+  const version = await comebaOut(['--version']);
+  t.is(version.status, 0, version.stderr);
+  t.is(version.stdout, `comeba ${pkg.version}\n`);
+  const help = await comebaOut(['help']);
+  t.is(help.status, 0, help.stderr);
+  for (const command of ['inspect', 'generate', 'sweep', 'stats', 'queue', 'worker', 'report', 'libtorch', 'build', 'help']) t.regex(help.stdout, new RegExp(`^  ${command} `, 'm'));
+  const sweep = await comebaOut(['help', 'sweep']);
+  t.is(sweep.status, 0, sweep.stderr);
+  t.regex(sweep.stdout, /^usage: comeba sweep \[options\]/);
+  const unknown = await comebaOut(['help', 'nope']);
+  t.is(unknown.status, 2);
+  t.regex(unknown.stderr, /unknown command 'nope': run comeba help/);
+});
+
+test('an unreachable Redis is one line that says what to start, for queue and worker alike', async (t) => {
+  // Port 1: nothing listens there, so the connection is refused at once.
+  for (const args of [['queue', 'status', 'grid', '--redis', 'redis://127.0.0.1:1'], ['worker', '--results', tempDir('comeba-cli-worker-'), '--redis', 'redis://127.0.0.1:1']]) {
+    const { status, stderr } = await comebaOut(args);
+    t.is(status, 1, stderr);
+    t.is(stderr.trimEnd().split('\n').length, 1, stderr);
+    t.regex(stderr, /^comeba (queue|worker): cannot reach Redis at 127\.0\.0\.1:1 \(ECONNREFUSED\): start redis-server there, or name another with --redis URL or COMEBA_REDIS$/m);
+  }
+});
 
 test('inspect --model describes a checkpoint from its config and headers: architecture, sizes, presets, memory', async (t) => {
   const out = await new Promise<string>((resolve, reject) => {
