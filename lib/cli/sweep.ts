@@ -22,15 +22,22 @@ export async function run(argv: string[]): Promise<number> {
   return 0;
 }
 
-/** A one-line bar with edits/s and ETA on a terminal; plain lines at checkpoints otherwise. */
-class ProgressBar {
+/**
+ * A one-line bar with edits/s and ETA on a terminal; plain lines at checkpoints otherwise. The rate is wall-clock
+ * edits per second since the mode started (or resumed), evaluations included, so the ETA is when it will be done.
+ */
+export class ProgressBar {
   #tty: boolean;
+  #write: (text: string) => unknown;
+  #now: () => number;
   #mode = '';
   #startEdits = 0;
-  #startSeconds = 0;
+  #startMs = 0;
 
-  constructor(tty: boolean) {
+  constructor(tty: boolean, write: (text: string) => unknown = (text) => process.stdout.write(text), now = () => performance.now()) {
     this.#tty = tty;
+    this.#write = write;
+    this.#now = now;
   }
 
   update(e: SweepEvent): void {
@@ -38,7 +45,7 @@ class ProgressBar {
     if (e.type === 'mode') {
       this.#mode = e.mode;
       this.#startEdits = e.resumedAt;
-      this.#startSeconds = -1;
+      this.#startMs = this.#now();
       return this.#line(`${e.mode}: ${e.resumedAt > 0 ? `resuming at ${e.resumedAt}` : 'starting'} of ${e.n} edits`);
     }
     if (e.type === 'checkpoint') {
@@ -48,22 +55,33 @@ class ProgressBar {
       return this.#line(`  ${m.mode} @ ${String(m.edits).padStart(5)} edits  rel ${m.reliability.toFixed(1)}  gen ${m.generality.toFixed(1)}  loc ${m.locality.toFixed(1)}  avg ${m.average.toFixed(1)}${generated}${general}  (${m.seconds.toFixed(0)} s)`);
     }
     if (!this.#tty) return;
-    if (this.#startSeconds < 0) this.#startSeconds = e.seconds - 1e-9;
-    const rate = (e.edits - this.#startEdits) / Math.max(e.seconds - this.#startSeconds, 1e-9);
-    const eta = (e.n - e.edits) / Math.max(rate, 1e-9);
+    const seconds = (this.#now() - this.#startMs) / 1000;
+    const done = e.edits - this.#startEdits;
+    // No rate before a measurable interval has passed (a resumed mode's first batch can be instant).
+    const timing = done > 0 && seconds >= 0.05
+      ? `${(done / seconds).toFixed(1)} edits/s  ETA ${formatSeconds(((e.n - e.edits) * seconds) / done)}`
+      : 'measuring';
     const width = 30;
     const filled = Math.round((e.edits / e.n) * width);
-    process.stdout.write(`\r  ${this.#mode} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${e.edits}/${e.n}  ${rate.toFixed(1)} edits/s  ETA ${eta.toFixed(0)} s   `);
+    this.#write(`\r  ${this.#mode} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${e.edits}/${e.n}  ${timing}   `);
   }
 
   done(): void {
-    if (this.#tty) process.stdout.write('\r\x1b[K');
+    if (this.#tty) this.#write('\r\x1b[K');
   }
 
   #line(text: string): void {
-    if (this.#tty) process.stdout.write('\r\x1b[K');
-    console.log(text);
+    if (this.#tty) this.#write('\r\x1b[K');
+    this.#write(`${text}\n`);
   }
+}
+
+/** 42 s, 7 min 05 s, 2 h 03 min. */
+export function formatSeconds(s: number): string {
+  const t = Math.round(s);
+  if (t < 60) return `${t} s`;
+  if (t < 3600) return `${Math.floor(t / 60)} min ${String(t % 60).padStart(2, '0')} s`;
+  return `${Math.floor(t / 3600)} h ${String(Math.floor((t % 3600) / 60)).padStart(2, '0')} min`;
 }
 
 /** The results: teacher-forced and (where computed) generation-based metrics side by side. */
