@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { formatSeconds, ProgressBar } from '../lib/cli/sweep.js';
 import { tempDir, tinyGpt2 } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -54,6 +55,9 @@ const cases: [string[], RegExp][] = [
   [['sweep', '--dtype', 'float8'], /--dtype must be one of/],
   [['sweep', '--n', '50000'], new RegExp(`holds ${testbedCases} cases, fewer than --n 50000`)],
   [['sweep', '--bogus'], /Unknown option '--bogus' \(see comeba sweep --help\)/],
+  [['sweep', '--v-steps', '2.5'], /--v-steps must be a positive integer/],
+  [['sweep', '--kl-factor=-1'], /--kl-factor must be a number ≥ 0/],
+  [['sweep', '--clamp-norm-factor', '0'], /--clamp-norm-factor must be a positive number/],
   [['sweep', 'extra'], /Unexpected argument 'extra'/],
   [['sweep', '--n'], /'--n <value>' argument missing/],
   [['generate', '--prompt', 'x'], /--model DIR and --prompt TEXT are required/],
@@ -102,6 +106,42 @@ test('--version prints the package version; help lists the commands, help <comma
   const unknown = await comebaOut(['help', 'nope']);
   t.is(unknown.status, 2);
   t.regex(unknown.stderr, /unknown command 'nope': run comeba help/);
+});
+
+test('the sweep\'s progress bar: no rate before time has passed, then wall-clock edits/s and an ETA from the start of the mode', (t) => {
+  const frames: string[] = [];
+  let now = 1000;
+  const bar = new ProgressBar(true, (text) => frames.push(text), () => now);
+  bar.update({ type: 'mode', mode: 'memit', n: 1000, resumedAt: 200 });
+  bar.update({ type: 'progress', mode: 'memit', edits: 210, n: 1000, seconds: 0 });  // the same instant
+  t.regex(frames.at(-1)!, /210\/1000 {2}measuring/);
+  now += 4000;
+  bar.update({ type: 'progress', mode: 'memit', edits: 220, n: 1000, seconds: 4 });
+  t.regex(frames.at(-1)!, /220\/1000 {2}5\.0 edits\/s {2}ETA 2 min 36 s/);  // 20 edits in 4 s, 780 to go
+  t.false(frames.some((f) => /e\+|Infinity|NaN/.test(f)), frames.join(''));
+  t.is(formatSeconds(7265), '2 h 01 min');
+});
+
+test('queue submit checks every sweep of a grid as comeba sweep would, naming the entry and the option, before Redis is asked', async (t) => {
+  const grid = join(tempDir('comeba-cli-grid-'), 'grid.json');
+  writeFileSync(grid, JSON.stringify({
+    name: 'g', grid: { base: { model: '/on/the/workers/model', data: '/on/the/workers/cf.json', n: 100 }, vary: { mode: ['comeba-hk', 'memit'], 'v-lr': [0.5, 'fast'] } },
+  }));
+  // Port 1: had the grid been accepted, the error would be about Redis.
+  const { status, stderr } = await comebaOut(['queue', 'submit', grid, '--redis', 'redis://127.0.0.1:1']);
+  t.is(status, 2, stderr);
+  t.regex(stderr, /^comeba queue: sweep 2 of 4 \{.*"mode":"comeba-hk","v-lr":"fast"\}: --v-lr must be a positive number, not 'fast'$/m);
+});
+
+test('the value optimisation\'s flags reach every editor of a sweep, and its --help lists them with their defaults', async (t) => {
+  const { parseSweepArgs, sweepUsage } = await import('../lib/sweep/args.js');
+  const { editorsOf } = await import('../lib/sweep/sweep.js');
+  const { HookedModel } = await import('../lib/index.js');
+  const options = parseSweepArgs(['--model', tinyGpt2, '--data', join(root, 'testbed', 'counterfact.json'), '--mode', 'comeba-hk,memit', '--v-steps', '7', '--kl-factor', '0', '--v-lr', '0.1'])!;
+  t.deepEqual(options.values, { vSteps: 7, vLr: 0.1, klFactor: 0 });
+  await using model = await HookedModel.load(tinyGpt2);
+  for (const h of Object.values(editorsOf(options, model.info))) t.like(h, { vSteps: 7, vLr: 0.1, klFactor: 0, clampNormFactor: 0.75 });
+  for (const flag of ['v-steps', 'v-lr', 'v-weight-decay', 'kl-factor', 'clamp-norm-factor', 'early-stop-loss']) t.regex(sweepUsage, new RegExp(`--${flag} X +\\S`));
 });
 
 test('an unreachable Redis is one line that says what to start, for queue and worker alike', async (t) => {

@@ -66,8 +66,18 @@ const hyperparameterFields: Record<keyof EditorHyperparameters, true> = {
 /** Every field of EditorHyperparameters: a saved editor must hold them all. */
 export const editorHyperparameterKeys = Object.keys(hyperparameterFields) as (keyof EditorHyperparameters)[];
 
-const valueDefaults: ValueOptions = {
+export const valueDefaults: Readonly<ValueOptions> = {
   vSteps: 20, vLr: 0.5, vWeightDecay: 0.5, klFactor: 0.0625, clampNormFactor: 0.75, earlyStopLoss: 5e-2,
+};
+
+/** The value optimisation's command-line flags (comeba sweep), what each sets, and which values it takes. */
+export const valueFlags: Readonly<Record<keyof ValueOptions, { flag: string; doc: string; integer?: true; zero?: true }>> = {
+  vSteps: { flag: 'v-steps', doc: 'Adam steps optimising each value', integer: true },
+  vLr: { flag: 'v-lr', doc: 'their learning rate' },
+  vWeightDecay: { flag: 'v-weight-decay', doc: 'weight decay of δ', zero: true },
+  klFactor: { flag: 'kl-factor', doc: 'weight of the KL term on "S is a"', zero: true },
+  clampNormFactor: { flag: 'clamp-norm-factor', doc: '‖δ‖ at most this × ‖z‖' },
+  earlyStopLoss: { flag: 'early-stop-loss', doc: 'stop a request below this loss', zero: true },
 };
 
 /**

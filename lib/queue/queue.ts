@@ -10,7 +10,7 @@ import { extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FlowProducer, Queue, Worker, type JobsOptions } from 'bullmq';
 import { InvalidArgumentError, RedisUnavailableError } from '../errors.js';
-import { sweepFlags } from '../sweep/args.js';
+import { parseSweepArgs, sweepFlags } from '../sweep/args.js';
 
 /** The BullMQ queue every comeba job goes through. */
 export const queueName = 'comeba';
@@ -123,7 +123,16 @@ export function expandGrid(grid: GridFile): { sweeps: { id: string; spec: SweepS
     specs.push(...combos);
   }
   if (specs.length > gridLimits.sweeps) throw new InvalidArgumentError(`the grid lists more than ${gridLimits.sweeps} sweeps; split it`);
-  for (const spec of specs) checkSweepSpec(spec);
+  for (const [i, spec] of specs.entries()) {
+    checkSweepSpec(spec);
+    // Every value as comeba sweep checks it (the files it names are the workers' to check): refused now, not on a worker.
+    try {
+      parseSweepArgs(sweepArgv(spec, 'out'), { files: false });
+    } catch (err) {
+      const message = (err as Error).message.replace(/\s*\n\s*/g, ' ');
+      throw new InvalidArgumentError(`sweep ${i + 1} of ${specs.length} ${JSON.stringify(spec)}: ${message}`, { cause: err });
+    }
+  }
   const sweeps = specs.map((spec) => ({ id: slug(spec), spec }));
   const ids = new Set(sweeps.map((s) => s.id));
   if (ids.size !== sweeps.length) throw new InvalidArgumentError('the grid lists the same sweep twice');

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { packageRoot } from '../addon/native.js';
 import { checkpointLayerCount, device, dtypes, existingFile, oneOf, parseLayers, positiveInteger, positiveNumber } from '../args.js';
-import { calibratedScope, defaultAlphaZ, lambdaByMode, singleRoundLambda } from '../edit/options.js';
+import { calibratedScope, defaultAlphaZ, lambdaByMode, singleRoundLambda, valueDefaults, valueFlags, type ValueOptions } from '../edit/options.js';
 import { datasetFormats, detectFormat } from '../eval/datasets.js';
 import { optionalMetrics, protocols, sweepMethods, type SweepOptions } from './types.js';
 
@@ -28,6 +28,7 @@ export const sweepUsage = `usage: comeba sweep [options]        (rerun the same 
   --alpha-z X          initial α of the hooks' z-score test  (default ${defaultAlphaZ})
   --scope-kappa X, --alpha-floor X
                        κ and α floor of comeba-hk+calibrated (defaults ${calibratedScope.scopeKappa} and ${calibratedScope.alphaFloor}; README "Editing scope")
+${Object.entries(valueFlags).map(([key, f]) => `${`  --${f.flag} X`.padEnd(22)} ${f.doc.padEnd(37)} (default: preset, else ${valueDefaults[key as keyof ValueOptions]})`).join('\n')}
   --stats-corpus FILE  text for E[kkᵀ]                       (default: <model>/stats-corpus.txt; required without it)
   --stats FILE         E[kkᵀ] from a statistics file (comeba stats / stats merge) instead; with --heldout or
                        --skip perplexity
@@ -58,6 +59,7 @@ export const sweepFlags = {
   'alpha-z': { type: 'string' },
   'scope-kappa': { type: 'string' },
   'alpha-floor': { type: 'string' },
+  ...Object.fromEntries(Object.values(valueFlags).map((f) => [f.flag, { type: 'string' }])) as Record<`${typeof valueFlags[keyof ValueOptions]['flag']}`, { type: 'string' }>,
   'stats-corpus': { type: 'string' },
   stats: { type: 'string' },
   heldout: { type: 'string' },
@@ -70,8 +72,11 @@ export const sweepFlags = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-/** The command line as runSweep's options (every flag checked here, before any model loads); null for --help. */
-export function parseSweepArgs(argv: string[]): SweepOptions | null {
+/**
+ * The command line as runSweep's options (every flag checked here, before any model loads); null for --help.
+ * `files: false` checks the values alone, not the files they name (a queued sweep's paths are the workers').
+ */
+export function parseSweepArgs(argv: string[], { files = true } = {}): SweepOptions | null {
   const { values: v } = parseArgs({ args: argv, options: sweepFlags });
   if (v.help) return null;
   // Every flag is checked here, before the model loads; runSweep checks what depends on several (and the folders).
@@ -81,8 +86,8 @@ export function parseSweepArgs(argv: string[]): SweepOptions | null {
   const batch = v.batch === undefined ? (protocol === 'single-round' ? 30 : 10) : positiveInteger('--batch', v.batch);
   // default: every 200 edits, rounded up to whole batches
   const evalEvery = v['eval-every'] === undefined ? Math.ceil(200 / batch) * batch : positiveInteger('--eval-every', v['eval-every']);
-  const nLayer = checkpointLayerCount(v.model!);
-  const data = existingFile('--data', v.data!);
+  const nLayer = files ? checkpointLayerCount(v.model!) : Number.MAX_SAFE_INTEGER;
+  const data = files ? existingFile('--data', v.data!) : v.data!;
   const optionalNumber = (flag: 'lambda' | 'alpha-z' | 'scope-kappa' | 'alpha-floor', zero = false) =>
     v[flag] === undefined ? undefined : positiveNumber(`--${flag}`, v[flag], { zero });
   const options = {
@@ -93,11 +98,23 @@ export function parseSweepArgs(argv: string[]): SweepOptions | null {
     alphaZ: optionalNumber('alpha-z'),
     scopeKappa: optionalNumber('scope-kappa', true),
     alphaFloor: optionalNumber('alpha-floor', true),
+    values: valueOptions(v),
     statsCorpus: v['stats-corpus'], stats: v.stats, device: device(v.device!), dtype: oneOf('--dtype', v.dtype!, dtypes),
-    heldout: v.heldout === undefined ? undefined : existingFile('--heldout', v.heldout),
+    heldout: v.heldout === undefined || !files ? v.heldout : existingFile('--heldout', v.heldout),
     skip: v.skip === undefined ? [] : v.skip.split(',').map((m) => oneOf('--skip', m, optionalMetrics)),
   };
-  const format = v.format === undefined ? detectFormat(data) : oneOf('--format', v.format, datasetFormats);
+  const format = v.format !== undefined ? oneOf('--format', v.format, datasetFormats) : files ? detectFormat(data) : 'counterfact';
   return { ...options, format };
+}
+
+/** The value optimisation's flags that were given, checked. */
+function valueOptions(v: Partial<Record<string, string | boolean>>): Partial<ValueOptions> {
+  const values: Partial<ValueOptions> = {};
+  for (const [key, f] of Object.entries(valueFlags) as [keyof ValueOptions, (typeof valueFlags)[keyof ValueOptions]][]) {
+    const text = v[f.flag];
+    if (typeof text !== 'string') continue;
+    values[key] = f.integer ? positiveInteger(`--${f.flag}`, text) : positiveNumber(`--${f.flag}`, text, { zero: f.zero === true });
+  }
+  return values;
 }
 

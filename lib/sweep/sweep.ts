@@ -40,13 +40,13 @@ export * from './types.js';
  * below those — resolveHyperparameters decides the precedence.
  */
 export function editorsOf(
-  o: Pick<SweepOptions, 'model' | 'modes' | 'protocol' | 'lambda' | 'layers' | 'alphaZ' | 'scopeKappa' | 'alphaFloor'>, info: ModelInfo,
+  o: Pick<SweepOptions, 'model' | 'modes' | 'protocol' | 'lambda' | 'layers' | 'alphaZ' | 'scopeKappa' | 'alphaFloor' | 'values'>, info: ModelInfo,
 ): Record<SweepMethod, EditorHyperparameters> {
   const defaults = readCheckpointDefaults(o.model);
   return Object.fromEntries(o.modes.map((method) => {
     const { mode, scope, reedit } = sweepMethodOptions[method];
     const calibrated = scope === 'calibrated' ? { scopeKappa: o.scopeKappa, alphaFloor: o.alphaFloor } : {};
-    const given = { mode, scope, reedit, ...calibrated, lambda: o.lambda, layers: o.layers, alphaZ: o.alphaZ };
+    const given = { mode, scope, reedit, ...calibrated, lambda: o.lambda, layers: o.layers, alphaZ: o.alphaZ, ...o.values };
     const protocolLambda = o.protocol === 'single-round' ? singleRoundLambda[mode] : undefined;
     return [method, resolveHyperparameters(info, given, defaults, protocolLambda)];
   })) as Record<SweepMethod, EditorHyperparameters>;

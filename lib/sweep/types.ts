@@ -2,7 +2,7 @@
 // summary.json), read by the report page too. Imports nothing of sweep/ itself.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { EditMode, ReEdit, Scope } from '../edit/options.js';
+import type { EditMode, ReEdit, Scope, ValueOptions } from '../edit/options.js';
 import type { DatasetFormat } from '../eval/datasets.js';
 import type { Device, Dtype } from '../model/types.js';
 import type { StatisticsProvenance } from '../statistics/Statistics.js';
@@ -61,6 +61,8 @@ export interface SweepOptions {
   /** The calibrated scope's κ and α floor (comeba-hk+calibrated). */
   scopeKappa?: number;
   alphaFloor?: number;
+  /** The value optimisation's settings given on the command line (the rest from comeba.json, the preset, the defaults). */
+  values?: Partial<ValueOptions>;
   /** Text corpus for E[kkᵀ]; default: the checkpoint's stats-corpus.txt (required without this or `stats`). */
   statsCorpus?: string;
   /** A statistics file (comeba stats, or merged shards) instead of a corpus; perplexity then needs `heldout`. */
