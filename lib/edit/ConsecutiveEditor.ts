@@ -36,7 +36,7 @@ export interface EditorOptions extends Partial<EditorHyperparameters> {
   valuePath?: 'split' | 'whole';
   /**
    * Keep C_accu (and memit's fixed C) in host memory; each solve copies one layer's to the device. Saves the
-   * device d_ff² per edited layer at the cost of those copies (README "Memory"). Default false.
+   * device d_ff² per edited layer at the cost of those copies (docs/library.md "Memory"). Default false.
    */
   accumulatorOnHost?: boolean;
   /** Bytes the editor may take on the model's device beyond the weights. Default: what the device has free. */
@@ -264,7 +264,7 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
   /**
    * The retarget rule moves an earlier key's output to the new value; so that this value carries every edit of the
    * subject and not only the newest, the value optimisation also keeps the targets of the subject's earlier edits
-   * (its most recent keptEditsPerSubject, each as its bare prompt and target; README "Re-edits").
+   * (its most recent keptEditsPerSubject, each as its bare prompt and target; docs/method.md "Re-edits").
    */
   #keep(edit: EditRequest): void {
     const earlier = this.#kept.get(edit.subject);

@@ -25,7 +25,7 @@ export function resetPeakMemory(device: Device): void {
  * The batch the value-step estimate assumes: 10 requests, each 6 template rows and a KL row, whose blocks above
  * the last edited layer run (with gradients) from the subject's last token on: 12 tokens per row, 3 target
  * tokens. Calibrated on an H200 (bfloat16, the testbed's prompts): the plan is 16.8 GiB where GPT-J's editor
- * peaked at 16.8 GiB, 4.4 GiB where GPT2-XL's peaked at 4.1 GiB (scripts/bench-device.mjs, README).
+ * peaked at 16.8 GiB, 4.4 GiB where GPT2-XL's peaked at 4.1 GiB (scripts/bench-device.mjs, docs/benchmarks.md).
  */
 export const planBatch = { requests: 10, rowsPerRequest: 7, tokensPerRow: 12, targetTokens: 3 } as const;
 

@@ -10,7 +10,7 @@ export type EditMode = 'comeba-hk' | 'comeba-wo-hk' | 'memit';
 export const editModes: readonly EditMode[] = ['comeba-hk', 'comeba-wo-hk', 'memit'];
 
 /**
- * Which tokens comeba-hk's validated hooks edit (README "Editing scope"). `paper`: eq. 16–19 exactly.
+ * Which tokens comeba-hk's validated hooks edit (docs/method.md "Editing scope"). `paper`: eq. 16–19 exactly.
  * `calibrated` (ours): also require ‖ΔW x_t‖ ≥ scopeKappa · ρ, ρ² = tr(ΔW E[kkᵀ] ΔWᵀ) (the mean of ‖ΔW k‖² over
  * the statistics corpus), and keep α ≥ alphaFloor. `carried` (ours): the paper's test, and a token edited at one
  * layer is edited at every edited layer above it in the same forward (the test misses rephrased prompts' subject in
@@ -20,7 +20,7 @@ export type Scope = 'paper' | 'calibrated' | 'carried';
 export const scopes: readonly Scope[] = ['paper', 'calibrated', 'carried'];
 
 /**
- * What a new edit does to the preservation constraints of earlier edits whose keys it meets (README "Re-edits").
+ * What a new edit does to the preservation constraints of earlier edits whose keys it meets (docs/method.md "Re-edits").
  * `none`: the paper's (every earlier key keeps its output). `retarget` (ours): an earlier key whose whitened cosine
  * c with a new key reaches reeditThreshold τ moves with it, by w = (c − τ)/(1 − τ) of the new key's residual.
  */
@@ -81,7 +81,7 @@ export const valueFlags: Readonly<Record<keyof ValueOptions, { flag: string; doc
 };
 
 /**
- * The calibrated scope's defaults (README "Editing scope"). κ = 3: on the testbed's corpus 99.9 % of tokens respond
+ * The calibrated scope's defaults (docs/method.md "Editing scope"). κ = 3: on the testbed's corpus 99.9 % of tokens respond
  * below 3ρ after 1,000 edits (2.8–3.1 ρ per layer). α_floor = 2: an edited token stands 2 std above its sequence's
  * mean (eq. 19 lowered α to 1.0–1.5 within 20 batches on the short prompts of the previous testbed).
  */
@@ -153,7 +153,7 @@ export function defaultLayers(info: Pick<ModelInfo, 'architecture' | 'nLayer' | 
 }
 
 /**
- * λ carried from the reference model to this one (README "λ for any model"). How far an edit moves a key k is set
+ * λ carried from the reference model to this one (docs/method.md "λ for any model"). How far an edit moves a key k is set
  * by kᵀ(λ·E[kkᵀ])⁻¹k: one key's share of the update is s/(1+s) with s that number. For keys drawn like the
  * statistics' own, E[kᵀE[kkᵀ]⁻¹k] = tr(I) = d_ff, so s ≈ d_ff/λ: the paper's λ = 15,000 on GPT2-XL's 6,400-dim
  * keys (s ≈ 0.43) is 38 times stiffer on a 1,024-dim model than the paper meant. Holding d_ff/λ fixed gives

@@ -23,11 +23,11 @@ export const sweepUsage = `usage: comeba sweep [options]        (rerun the same 
   --layers L           edited layers, e.g. 3,4,5 or 3-5      (default: preset / scaling rule)
   --lambda X           weight λ of the pre-trained keys      (default: the model's comeba.json, else the
                                                              paper's on GPT2-XL (${Object.entries(lambdaByMode).map(([m, l]) => `${m} ${l}`).join(', ')};
-                                                             single-round comeba-hk ${singleRoundLambda['comeba-hk']}) scaled by d_ff (README
+                                                             single-round comeba-hk ${singleRoundLambda['comeba-hk']}) scaled by d_ff (docs/method.md
                                                              "λ for any model"; comeba inspect prints it))
   --alpha-z X          initial α of the hooks' z-score test  (default ${defaultAlphaZ})
   --scope-kappa X, --alpha-floor X
-                       κ and α floor of comeba-hk+calibrated (defaults ${calibratedScope.scopeKappa} and ${calibratedScope.alphaFloor}; README "Editing scope")
+                       κ and α floor of comeba-hk+calibrated (defaults ${calibratedScope.scopeKappa} and ${calibratedScope.alphaFloor}; docs/method.md "Editing scope")
 ${Object.entries(valueFlags).map(([key, f]) => `${`  --${f.flag} X`.padEnd(22)} ${f.doc.padEnd(37)} (default: preset, else ${valueDefaults[key as keyof ValueOptions]})`).join('\n')}
   --stats-corpus FILE  text for E[kkᵀ]                       (default: <model>/stats-corpus.txt; required without it)
   --stats FILE         E[kkᵀ] from a statistics file (comeba stats / stats merge) instead; with --heldout or

@@ -11,7 +11,7 @@ export type Protocol = 'consecutive' | 'single-round';
 export const protocols: readonly Protocol[] = ['consecutive', 'single-round'];
 
 /**
- * What a sweep compares: the edit modes, and comeba-hk with one option of ours (README "Editing scope", "Re-edits"),
+ * What a sweep compares: the edit modes, and comeba-hk with one option of ours (docs/method.md "Editing scope", "Re-edits"),
  * named comeba-hk+<option>; the table gives each method's editor options, in the order reports show them.
  */
 export const sweepMethodOptions = {

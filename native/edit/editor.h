@@ -23,18 +23,18 @@ enum class EditMode { ComebaHk, ComebaWithoutHooks, Memit };
 EditMode parse_edit_mode(const std::string& name);
 const char* edit_mode_name(EditMode mode);
 
-// Which tokens a validated hook edits (comeba-hk only; README "Editing scope").
+// Which tokens a validated hook edits (comeba-hk only; docs/method.md "Editing scope").
 //   Paper:      the z-score of ‖ΔW x_t‖ over the sequence reaches α (eq. 16–19).
 //   Calibrated: that, and ‖ΔW x_t‖ ≥ κ·ρ with ρ² = tr(ΔW E[kkᵀ] ΔWᵀ), the mean of ‖ΔW k‖² over the
 //               statistics corpus' keys; eq. 19 never takes α below `alpha_floor`.
 //   Carried:    the paper's test, and a token swapped at one edited layer is swapped at every edited layer above
-//               it in the same forward (the test is noisier in the upper layers: README "Editing scope").
+//               it in the same forward (the test is noisier in the upper layers: docs/method.md "Editing scope").
 enum class Scope { Paper, Calibrated, Carried };
 
 Scope parse_scope(const std::string& name);
 const char* scope_name(Scope scope);
 
-// What a new edit does to the preservation constraints of earlier edits whose keys it meets (README "Re-edits").
+// What a new edit does to the preservation constraints of earlier edits whose keys it meets (docs/method.md "Re-edits").
 //   None:     the paper: every earlier key keeps its output (C_accu holds them all).
 //   Retarget: an earlier key k_s with whitened cosine c_sj ≥ τ to a new key k_j moves with it: its target
 //             becomes its current output plus w_sj·r_j, w_sj = (c_sj − τ)/(1 − τ); the update is then
@@ -55,7 +55,7 @@ struct EditorOptions {
   ValueOptions values;
   torch::Dtype accumulator_dtype = torch::kFloat64;  // storage of C_accu
   // C_accu (and memit's fixed C) in host memory: each solve copies one layer's to the model's device, so the
-  // device holds one F × F matrix at a time instead of one per edited layer (README "Memory").
+  // device holds one F × F matrix at a time instead of one per edited layer (docs/library.md "Memory").
   bool accumulator_on_host = false;
   ReEdit reedit = ReEdit::None;
   double reedit_threshold = 0;  // τ of Retarget, in [0, 1)
