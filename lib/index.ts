@@ -7,7 +7,8 @@ export type {
 export { Tokenizer } from './model/Tokenizer.js';
 export * from './errors.js';
 export { ConsecutiveEditor } from './edit/ConsecutiveEditor.js';
-export type { EditorOptions, EditCallOptions, EditProgress, EditReport, LayerReport, StatisticsSource } from './edit/ConsecutiveEditor.js';
+export type { EditorOptions, EditCallOptions, EditProgress, EditReport, LayerReport, SaveReport, StatisticsSource } from './edit/ConsecutiveEditor.js';
+export { unrealisedBelow } from './edit/ConsecutiveEditor.js';
 export type { EditRequest } from './edit/requests.js';
 export { Statistics } from './statistics/Statistics.js';
 export { deviceMemory, editorMemoryPlan, resetPeakMemory } from './edit/memory.js';
@@ -15,7 +16,7 @@ export type { DeviceMemory, MemoryPlan } from './edit/memory.js';
 export type { CollectOptions, StatisticsProgress, StatisticsProvenance } from './statistics/Statistics.js';
 export { defaultLayers, editModes, lambdaFor, reedits, scopes } from './edit/options.js';
 export type { EditMode, EditorHyperparameters, ReEdit, Scope, ValueOptions } from './edit/options.js';
-export { Evaluator, nGramEntropy } from './eval/Evaluator.js';
+export { Evaluator, nGramEntropy, summarise } from './eval/Evaluator.js';
 export type { EvalRecord, EvalResult, EvaluatorOptions, FluencyResult, PerplexityResult, RecordScores, Snapshot } from './eval/Evaluator.js';
 export { loadDataset, detectFormat, datasetFormats } from './eval/datasets.js';
 export type { DatasetFormat, EditCase, LoadDatasetOptions } from './eval/datasets.js';

@@ -5,7 +5,7 @@ import test, { type ExecutionContext } from 'ava';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  AbortError, ConsecutiveEditor, HookedModel, InvalidArgumentError, InvalidRequestError, ModelMismatchError, Statistics, type EditRequest,
+  AbortError, ConsecutiveEditor, HookedModel, InvalidArgumentError, InvalidRequestError, ModelMismatchError, Statistics, unrealisedBelow, type EditRequest,
 } from '../lib/index.js';
 import { resolveHyperparameters } from '../lib/edit/options.js';
 import { prepareRequest } from '../lib/edit/requests.js';
@@ -351,6 +351,32 @@ for (const { name, dir, F, C, kappa } of fixtures) {
     t.true(carriedOnly > 0, `a meaningful case: no token was swapped only because the layer below did`);
     t.is(editor.options.scope, 'carried');
     t.throws(() => resolveHyperparameters(model.info, { mode: 'comeba-wo-hk', scope: 'carried' }), { instanceOf: InvalidArgumentError });
+  });
+
+  // Serial: process warnings are global, and the other fixture's run would be counted here.
+  test.serial(`${name}: a batch reports the share of its residual it realised, and warns when it changed almost nothing`, async (t) => {
+    await using model = await HookedModel.load(dir);
+    const warnings: Error[] = [];
+    const listen = (w: Error) => warnings.push(w);
+    process.on('warning', listen);
+    try {
+      const editor = await editorFor(model);
+      const report = await editor.edit(requests);
+      await editor.dispose();  // one editor per model at a time
+      const expected = 1 - report.layers.at(-1)!.residualAfter / report.layers[0].residualBefore;
+      t.true(Math.abs(report.realised - expected) < 1e-12 && report.realised > unrealisedBelow, `realised ${report.realised}`);
+      t.is(warnings.length, 0);
+      // λ far too stiff: C_accu ≫ KKᵀ, so the update moves nothing.
+      await using stiff = await editorFor(model, { lambda: 1e15 });
+      const unrealised = await stiff.edit(requests);
+      t.true(unrealised.realised < unrealisedBelow, `realised ${unrealised.realised}`);
+      await new Promise((done) => setImmediate(done));  // warnings are emitted on the next tick
+      const ours = warnings.filter((w) => (w as { code?: string }).code === 'COMEBA_EDIT_UNREALISED');
+      t.is(ours.length, 1, warnings.map((w) => w.message).join('; '));
+      t.regex(ours[0].message, /realised 0\.\d\d % of its values .* λ 1000000000000000 may be too stiff/);
+    } finally {
+      process.off('warning', listen);
+    }
   });
 
   test(`${name}: α follows eq. 19: min(α, min over requests of the max z-score), measured without swapping`, async (t) => {

@@ -170,3 +170,13 @@ test('MEMIT .npz statistics (numpy zip64 output) load as mom2 / count per layer'
   await using editor = await ConsecutiveEditor.create(model, { stats: { npz: files }, layers: [1, 2], contextTemplates: ['{}'] });
   t.is(editor.statistics.provenance.tokens, 2001);
 });
+
+test('a corpus is a path: a missing file, or text given where the path goes, is an InvalidArgumentError naming it', async (t) => {
+  await using model = await HookedModel.load(tinyGpt2);
+  for (const corpus of [join(tempDir('comeba-no-corpus-'), 'wiki.txt'), 'The city of Paris is in France.\n\nAnother document.']) {
+    const err = await t.throwsAsync(Statistics.collect(model, { corpus, layers: [1], cacheDir: tempDir('comeba-stats-') }), { instanceOf: InvalidArgumentError });
+    t.is(err?.code, 'INVALID_ARGUMENT');
+    t.regex(err!.message, /no such file \(the corpus is the path of a text or JSONL file\)/);
+    t.true(err!.message.includes(JSON.stringify(corpus)));
+  }
+});

@@ -44,7 +44,8 @@ export interface EditorOptions extends Partial<EditorHyperparameters> {
 }
 
 export interface EditProgress {
-  phase: string;
+  /** The value optimisation, then each edited layer's update in increasing order, then eq. 19's α update. */
+  phase: 'values' | `layer ${number}` | 'alpha' | 'done';
   /** 0…1 within the batch. */
   done: number;
 }
@@ -69,7 +70,16 @@ export interface EditReport {
   values: { firstLoss: number[]; finalLoss: number[]; steps: number[]; z?: NativeTensor64 };
   /** Wall time of each phase. */
   seconds: { values: number; keys: number; solves: number; alpha: number; total: number };
+  /**
+   * The share of the batch's value residual ‖Z − cur_z‖ that the update removed, 0…1: 1 − (after the last layer) /
+   * (before the first). Near 0 the edit changed almost nothing (λ too stiff for the model, say); the editor then
+   * also emits a process warning (code COMEBA_EDIT_UNREALISED).
+   */
+  realised: number;
 }
+
+/** Below this share of its residual removed, a batch is reported as having realised (almost) nothing. */
+export const unrealisedBelow = 0.01;
 
 /**
  * editor.json. Format 2 (incremental): a base full state, then per later checkpoint the keys of its batches and
@@ -237,7 +247,7 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
         ? (phase: string, done: number) => {
             if (handlerError) return;
             try {
-              onProgress({ phase, done });
+              onProgress({ phase: phase as EditProgress['phase'], done });
             } catch (error) {
               handlerError = { error };
               native.abort();
@@ -245,9 +255,20 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
           }
         : undefined;
       try {
-        const report = await callNative(() =>
+        const nativeReport = await callNative(() =>
           native.edit(prepared, { capture: options.capture ?? false, failAfterLayer: options.failAfterLayer ?? -1 }, progress),
         );
+        const before = nativeReport.layers[0].residualBefore;
+        const after = nativeReport.layers.at(-1)!.residualAfter;
+        const report: EditReport = { ...nativeReport, realised: before > 0 ? Math.max(0, 1 - after / before) : 1 };
+        if (report.realised < unrealisedBelow) {
+          process.emitWarning(
+            `edit step ${report.step} realised ${(100 * report.realised).toFixed(2)} % of its values (residual ${before.toPrecision(4)} before, ` +
+              `${after.toPrecision(4)} after): the model barely changed. λ ${this.options.lambda} may be too stiff for this model ` +
+              '(docs/method.md "λ for any model"), or the requests ask for what the model already says.',
+            { code: 'COMEBA_EDIT_UNREALISED' },
+          );
+        }
         await this.#keysHeld(native, prepared.length);
         if (this.options.reedit === 'retarget') {
           for (const { prompt, subject, target } of requests) this.#keep({ prompt, subject, target });

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { AbortError, callNative, InvalidArgumentError, InvalidCheckpointError, ModelMismatchError } from '../errors.js';
-import { comebaCacheDir, removeOrphanedTemporaries } from '../io/files.js';
+import { comebaCacheDir, isRegularFile, removeOrphanedTemporaries } from '../io/files.js';
 import { ModelDependent } from '../model/dependent.js';
 import type { HookedModel } from '../model/HookedModel.js';
 import { loadNative } from '../addon/native.js';
@@ -38,7 +38,7 @@ export interface StatisticsProgress {
 }
 
 export interface CollectOptions {
-  /** Plain text (documents separated by blank lines, or one per line) or JSONL with a `text` field. */
+  /** Path of the corpus file: plain text (documents separated by blank lines, or one per line) or JSONL with a `text` field. */
   corpus: string;
   layers: number[];
   /** Accumulation precision. Default 'float64'. */
@@ -220,6 +220,9 @@ const inFlight = new Map<string, Promise<string>>();
 
 /** The cache file of the statistics `options` ask for, collected now unless it exists. */
 async function collectOnce(model: HookedModel, options: CollectOptions, shard?: { index: number; count: number }): Promise<string> {
+  if (typeof options.corpus !== 'string' || !isRegularFile(options.corpus)) {
+    throw new InvalidArgumentError(`corpus ${JSON.stringify(options.corpus)}: no such file (the corpus is the path of a text or JSONL file)`);
+  }
   const corpusBytes = readFileSync(options.corpus);
   const corpusHash = createHash('sha256').update(corpusBytes).digest('hex');
   const dtype = options.dtype ?? 'float64';
