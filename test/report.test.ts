@@ -98,6 +98,13 @@ function checkRendered(t: ExecutionContext, dir: string): string {
   }
   t.true(ink > 0.01 * width * height, `${ink} inked pixels`);
   t.true(colours.has('1,7,11') && colours.has('13,2,2'), 'the first two series colours (#1f77b4, #d62728) are drawn');
+  // Readable axes: every x-axis label fits the room Chartist gives it with a gap (a 12 px digit is about 7 px wide).
+  const labels = [...dom.stdout.matchAll(/<foreignObject[^>]*width="([\d.]+)"[^>]*><span class="ct-label ct-horizontal[^>]*>([^<]*)</g)];
+  t.true(labels.length > 0, 'x-axis labels');
+  for (const [, width, text] of labels) {
+    t.true(Number(width) >= 8 * text.length, `label "${text}" in ${width} px`);
+    t.regex(text, /^\d+$/);
+  }
   return dom.stdout;
 }
 
@@ -105,9 +112,12 @@ withChromium('report.html renders offline in Chromium: one chart per metric, α 
   const dir = await sweep();
   const summary = JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8')) as SweepSummaryFile;
   const dom = checkRendered(t, dir);
-  // A chart per metric the sweep has (teacher-forced, generated, perplexity ratio, fluency; no portability on
-  // CounterFact), + α (comeba-hk) + seconds per batch: each an SVG with one line per series.
-  const charted = chartedMetrics.filter((c) => !c.key.includes('portability'));
+  // A chart per metric the sweep has at several evaluation points (teacher-forced, generated, perplexity ratio; no
+  // portability on CounterFact; fluency, taken once at the end, is a column of the results table instead),
+  // + α (comeba-hk) + seconds per batch: each an SVG with one line per series.
+  const charted = chartedMetrics.filter((c) => !c.key.includes('portability') && c.key !== 'fluency');
+  t.false(dom.includes('>Fluency (n-gram entropy)</figcaption>'), 'no one-point fluency chart');
+  t.regex(dom, /<th class="">fluency<\/th>/);
   const svgs = dom.match(/<svg[^>]*class="ct-chart-line"/g) ?? [];
   t.is(svgs.length, charted.length + 2);
   for (const c of charted) t.true(dom.includes(`>${c.title}</figcaption>`), c.title);
@@ -147,9 +157,18 @@ withChromium('the records table shows one page of 100 rows at a time, with the c
     const records = JSON.parse(readFileSync(file, 'utf8')) as { id: string }[];
     writeFileSync(file, JSON.stringify(Array.from({ length: 250 }, (_, i) => ({ ...records[i % records.length], id: `record-${i}` }))));
   }
+  // …and evaluation points every 200 edits up to 1,000, as npm start's, where Chartist's own axis put a label every
+  // 50 edits, 21 px apart ("200250300…").
+  const metrics = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { mode: string; edits: number });
+  const lines = ['comeba-hk', 'memit'].flatMap((mode) => {
+    const last = metrics.filter((m) => m.mode === mode).at(-1)!;
+    return Array.from({ length: 5 }, (_, i) => JSON.stringify({ ...last, edits: 200 * (i + 1) }));
+  });
+  writeFileSync(join(dir, 'metrics.jsonl'), `${lines.join('\n')}\n`);
   const run = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'lib', 'cli', 'main.ts'), 'report', dir], { cwd: root, encoding: 'utf8' });
   t.is(run.status, 0, run.stderr);
-  const dom = browse(join(dir, 'report.html'), '--dump-dom').stdout;
+  const dom = checkRendered(t, dir);
+  t.regex(dom, />1000</, 'the axis reaches the last evaluation point');
   t.regex(dom, /250 of 250 records, page 1 of 3/);
   const shown = [...dom.matchAll(/>record-(\d+)</g)].map((m) => Number(m[1]));
   t.deepEqual(shown, Array.from({ length: 100 }, (_, i) => i));

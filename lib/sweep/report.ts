@@ -169,9 +169,24 @@ const pageScript = `
       return el('span', {}, [el('i', { style: 'background:' + colours[i % colours.length] }), document.createTextNode(s.name)]);
     }));
     parent.appendChild(el('figure', {}, [el('figcaption', { text: title }), box, legend]));
+    var xs = [];
+    series.forEach(function (s) { s.data.forEach(function (p) { xs.push(p.x); }); });
+    var low = Math.min.apply(null, xs), high = Math.max.apply(null, xs);
     new Chartist.LineChart(box, { series: series }, Object.assign({
-      axisX: { type: Chartist.AutoScaleAxis, onlyInteger: true }, showPoint: true, lineSmooth: false, fullWidth: true, chartPadding: { right: 20 }
+      axisX: { type: Chartist.FixedScaleAxis, ticks: ticks(low, high, 6), low: low, high: high },
+      showPoint: true, lineSmooth: false, fullWidth: true, chartPadding: { right: 20 }
     }, options || {}));
+  }
+  // At most "most" round ticks (1, 2, 2.5 or 5 × 10^k apart) within [low, high]: Chartist's own scale put a label
+  // every 50 edits, too close to read ("200250300…") at common widths.
+  function ticks(low, high, most) {
+    if (!(high > low)) return [low];
+    var raw = (high - low) / most, magnitude = Math.pow(10, Math.floor(Math.log10(raw)));
+    // whole numbers of edits: never a step below 1
+    var step = Math.max(1, [1, 2, 2.5, 5, 10].map(function (m) { return m * magnitude; }).filter(function (s) { return s >= raw; })[0]);
+    var out = [];
+    for (var x = Math.ceil(low / step) * step; x <= high + 1e-9 * step; x += step) out.push(Math.round(x * 1e6) / 1e6);
+    return out;
   }
 
   // Metrics against edits, one chart per metric, one line per mode.
@@ -182,6 +197,8 @@ const pageScript = `
       return { name: mode, data: data.metrics.filter(function (l) { return l.mode === mode && typeof get(l, c.key) === 'number'; })
         .map(function (l) { return { x: l.edits, y: get(l, c.key) }; }) };
     });
+    // A metric taken once per mode (fluency, at the end) is a column of the results table, not a one-point line.
+    if (series.every(function (s) { return s.data.length <= 1; })) return;
     chart(charts, c.title, series, c.percent ? { low: 0, high: 100 } : { axisY: { offset: 56 } });
   });
 
