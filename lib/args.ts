@@ -10,9 +10,11 @@ import type { Device, Dtype } from './model/types.js';
 export const dtypes = ['float32', 'float16', 'bfloat16'] as const satisfies readonly Dtype[];
 
 /** Digits only: "1e3", "2.0", "0x10" and "" are refused rather than read as something else. */
-export function positiveInteger(flag: string, text: string): number {
+export function positiveInteger(flag: string, text: string, { zero = false } = {}): number {
   const n = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} must be a positive integer, not '${text}'`);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < (zero ? 0 : 1)) {
+    throw new InvalidArgumentError(`${flag} must be a ${zero ? 'whole number ≥ 0' : 'positive integer'}, not '${text}'`);
+  }
   return n;
 }
 

@@ -63,6 +63,9 @@ const cases: [string[], RegExp][] = [
   [['generate', '--prompt', 'x'], /--model DIR and --prompt TEXT are required/],
   [['generate', '--model', tinyGpt2, '--prompt', 'x', '--max-new-tokens', 'many'], /--max-new-tokens must be a positive integer/],
   [['generate', '--model', tinyGpt2, '--prompt', 'x', '--device', 'tpu'], /--device must be/],
+  [['generate', '--model', tinyGpt2, '--prompt', 'x', '--top-p', '2'], /--top-p must be in \(0, 1\], not '2'/],
+  [['generate', '--model', tinyGpt2, '--prompt', 'x', '--temperature=-1'], /--temperature must be a number ≥ 0/],
+  [['generate', '--model', tinyGpt2, '--prompt', 'x', '--seed', '1.5'], /--seed must be a whole number ≥ 0/],
   [['libtorch'], /a subcommand is needed: use install or which/],
   [['libtorch', 'remove'], /unknown subcommand 'remove'/],
   [['libtorch', 'which', '--all'], /Unknown option '--all'/],
@@ -142,6 +145,27 @@ test('the value optimisation\'s flags reach every editor of a sweep, and its --h
   await using model = await HookedModel.load(tinyGpt2);
   for (const h of Object.values(editorsOf(options, model.info))) t.like(h, { vSteps: 7, vLr: 0.1, klFactor: 0, clampNormFactor: 0.75 });
   for (const flag of ['v-steps', 'v-lr', 'v-weight-decay', 'kl-factor', 'clamp-norm-factor', 'early-stop-loss']) t.regex(sweepUsage, new RegExp(`--${flag} X +\\S`));
+});
+
+test('generate: --help describes every option; sampling, stop strings and streaming from the command line', async (t) => {
+  const help = await comebaOut(['generate', '--help']);
+  for (const flag of ['model', 'prompt', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'stop', 'no-eos', 'stream', 'device', 'dtype']) {
+    t.regex(help.stdout, new RegExp(`^  --${flag}\\b.{8,}`, 'm'), flag);
+  }
+  const args = ['generate', '--model', tinyGpt2, '--prompt', 'The city of Paris is', '--max-new-tokens', '12', '--no-eos'];
+  const plain = await comebaOut(args);
+  t.is(plain.status, 0, plain.stderr);
+  const text = JSON.parse(/^generated {2}(.*)$/m.exec(plain.stdout)![1]) as string;
+  const streamed = await comebaOut([...args, '--stream']);
+  const out = streamed.stdout;
+  t.is(out.slice(out.indexOf('generated  ') + 11, out.indexOf('\ntokens     ')), text, 'the streamed text is the text');
+  const stop = text.slice(4, 7);
+  const stopped = await comebaOut([...args, '--stop', stop]);
+  t.regex(stopped.stdout, /^finished {3}stop$/m);
+  t.is(JSON.parse(/^generated {2}(.*)$/m.exec(stopped.stdout)![1]), text.slice(0, text.indexOf(stop)));
+  const sampled = await comebaOut([...args, '--temperature', '1.3', '--top-p', '0.9', '--seed', '5']);
+  t.is(sampled.status, 0, sampled.stderr);
+  t.is((await comebaOut([...args, '--temperature', '1.3', '--top-p', '0.9', '--seed', '5'])).stdout.split('\n')[3], sampled.stdout.split('\n')[3], 'the same seed, the same tokens');
 });
 
 test('an unreachable Redis is one line that says what to start, for queue and worker alike', async (t) => {

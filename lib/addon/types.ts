@@ -41,7 +41,10 @@ export interface NativeHookedModel {
   info(): NativeModelInfo;
   forward(batch: number[][], options: { padding: 'left' | 'right'; hooks?: NativeHookSpec[]; logits?: 'all' | 'last' }): Promise<NativeForwardResult>;
   scoreTargets(prompts: number[][], targets: number[][]): Promise<{ argmax: number[][]; meanNll: number[] }>;
-  generate(prompt: number[], options: { maxNewTokens: number; stopAtEos: boolean; topK?: number; seed?: number }): Promise<number[]>;
+  generate(
+    prompt: number[], options: { maxNewTokens: number; stopAtEos: boolean; topK: number; topP: number; temperature: number; seed: number },
+    onToken?: (token: number) => boolean,
+  ): Promise<number[]>;
   generateGreedy(prompts: number[][], maxNewTokens: number[]): Promise<number[][]>;
   dispose(): void;
 }

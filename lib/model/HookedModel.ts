@@ -1,15 +1,15 @@
 // HookedModel: a Hugging Face checkpoint running in libtorch, with native hooks at the edited MLP projection
 // and at block outputs. Every heavy call is a Promise whose work runs off the JS thread.
-import { callNative, DisposedError, InvalidArgumentError } from '../errors.js';
+import { AbortError, callNative, DisposedError, InvalidArgumentError } from '../errors.js';
 import { loadNative } from '../addon/native.js';
 import type { NativeHookedModel, NativeHookSpec } from '../addon/types.js';
-import type { Generation, GenerateOptions, Hook, LoadOptions, ModelInfo, Padding, RunOptions, RunResult, Tensor } from './types.js';
+import type { GeneratedPiece, Generation, GenerateOptions, Hook, LoadOptions, ModelInfo, Padding, RunOptions, RunResult, Tensor } from './types.js';
 import { Tokenizer } from './Tokenizer.js';
 import { checkpointFingerprint } from '../io/fingerprint.js';
 
 import { generateDefaults } from './types.js';
 
-export type { Device, Dtype, Generation, GenerateOptions, Hook, LoadOptions, ModelInfo, Padding, RunOptions, RunResult, Tensor } from './types.js';
+export type { Device, Dtype, GeneratedPiece, Generation, GenerateOptions, Hook, LoadOptions, ModelInfo, Padding, RunOptions, RunResult, Tensor } from './types.js';
 
 export class HookedModel implements AsyncDisposable {
   readonly tokenizer: Tokenizer;
@@ -68,24 +68,86 @@ export class HookedModel implements AsyncDisposable {
     return { logits: { data: result.data, shape: result.shape }, records: result.records };
   }
 
-  /** Decoding with a KV cache: greedy, or top-k sampling with a seed. Goes through an attached editor's hooks. */
+  /**
+   * Decoding with a KV cache: greedy, or sampling (temperature, top-k, top-p) with a seed; stop strings, an
+   * AbortSignal and a per-token callback. Goes through an attached editor's hooks.
+   */
   async generate(prompt: string | readonly number[], options: GenerateOptions = {}): Promise<Generation> {
     const native = this.#require();
     if (options === null || typeof options !== 'object') throw new InvalidArgumentError('generate options must be an object (or left out)');
-    const integer = (name: keyof GenerateOptions, least: number) => {
+    const integer = (name: 'maxNewTokens' | 'topK' | 'seed', least: number) => {
       const v = options[name];
-      if (v !== undefined && !(Number.isSafeInteger(v) && (v as number) >= least)) {
-        throw new InvalidArgumentError(`generate: ${name} must be an integer ≥ ${least}, not ${String(v)}`);
-      }
+      if (v !== undefined && !(Number.isSafeInteger(v) && v >= least)) throw new InvalidArgumentError(`generate: ${name} must be an integer ≥ ${least}, not ${String(v)}`);
     };
     integer('maxNewTokens', 1);
     integer('topK', 0);
     integer('seed', 0);
+    const { temperature, topP, stop = [], signal, onToken } = options;
+    if (temperature !== undefined && !(Number.isFinite(temperature) && temperature >= 0)) throw new InvalidArgumentError(`generate: temperature must be a number ≥ 0, not ${String(temperature)}`);
+    if (topP !== undefined && !(Number.isFinite(topP) && topP > 0 && topP <= 1)) throw new InvalidArgumentError(`generate: topP must be a number in (0, 1], not ${String(topP)}`);
+    if (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string' || s === '')) throw new InvalidArgumentError('generate: stop must be a list of non-empty strings');
+    if (signal?.aborted) throw new AbortError('the generation was aborted before it started');
     const ids = typeof prompt === 'string' ? this.tokenizer.encodePrompt(prompt) : [...prompt];
-    const tokens = await callNative(() =>
-      native.generate(ids, { ...generateDefaults, ...definedOnly(options) }),
-    );
-    return { tokens, text: this.tokenizer.decode(tokens) };
+    const { maxNewTokens, stopAtEos, temperature: t, topK, topP: p, seed } = { ...generateDefaults, ...definedOnly(options) };
+    const settings = { maxNewTokens, stopAtEos, temperature: t, topK, topP: p, seed };
+    const finish = (tokens: number[]): Generation['finishReason'] => (stopAtEos && tokens.at(-1) === this.info.eosTokenId ? 'eos' : 'length');
+    if (stop.length === 0 && !signal && !onToken) {
+      const tokens = await callNative(() => native.generate(ids, settings));
+      return { tokens, text: this.tokenizer.decode(tokens), finishReason: finish(tokens) };
+    }
+    // Token by token: the native loop waits for this callback after each token; false stops it there.
+    const tokens: number[] = [];
+    let shown = '';  // the text handed out so far
+    let stoppedAt: number | undefined;
+    let failure: { error: unknown } | undefined;
+    const longestStop = Math.max(...stop.map((s) => s.length), 0);
+    const next = (token: number): boolean => {
+      try {
+        tokens.push(token);
+        const text = this.tokenizer.decode(tokens);
+        const hits = stop.map((s) => text.indexOf(s, Math.max(0, shown.length - longestStop))).filter((i) => i >= 0);
+        if (hits.length > 0) stoppedAt = Math.min(...hits);
+        // Held back while the text ends inside a multi-byte character (decoded as U+FFFD until it is complete).
+        const end = Math.max(shown.length, stoppedAt ?? (text.endsWith('\uFFFD') ? shown.length : text.length));
+        onToken?.({ token, text: text.slice(shown.length, end) });
+        shown = text.slice(0, end);
+        return stoppedAt === undefined && !signal?.aborted;
+      } catch (error) {  // a throwing onToken stops the generation and becomes its rejection
+        failure = { error };
+        return false;
+      }
+    };
+    await callNative(() => native.generate(ids, settings, next));
+    if (failure) throw failure.error;
+    if (signal?.aborted) throw new AbortError('the generation was aborted', { cause: signal.reason });
+    if (stoppedAt !== undefined) return { tokens, text: this.tokenizer.decode(tokens).slice(0, stoppedAt), finishReason: 'stop' };
+    return { tokens, text: this.tokenizer.decode(tokens), finishReason: finish(tokens) };
+  }
+
+  /**
+   * generate() as an async iterator of the pieces it produces, token by token. Leaving the loop early (break,
+   * return, a throw) stops the generation.
+   */
+  async *generateStream(prompt: string | readonly number[], options: Omit<GenerateOptions, 'onToken'> = {}): AsyncGenerator<GeneratedPiece, Generation> {
+    const pieces: GeneratedPiece[] = [];
+    let wake = () => {};
+    let settled = false;
+    const consumerGone = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, consumerGone.signal]) : consumerGone.signal;
+    const done = this.generate(prompt, { ...options, signal, onToken: (piece) => { pieces.push(piece); wake(); } });
+    done.then(() => { settled = true; wake(); }, () => { settled = true; wake(); });
+    try {
+      for (;;) {
+        while (pieces.length > 0) yield pieces.shift()!;
+        if (settled) return await done;
+        await new Promise<void>((resolve) => { wake = resolve; });
+      }
+    } finally {
+      if (!settled) {
+        consumerGone.abort();
+        await done.catch(() => undefined);
+      }
+    }
   }
 
   get disposed(): boolean {

@@ -50,16 +50,37 @@ export interface GenerateOptions {
   maxNewTokens?: number;
   /** Stop after the model emits its EOS token. */
   stopAtEos?: boolean;
-  /** Sample among the k most likely tokens instead of taking the argmax (0: greedy). */
+  /**
+   * Sampling: softmax(logits / temperature); 0 (the default) is greedy unless topK or topP asks for sampling,
+   * which then runs at temperature 1.
+   */
+  temperature?: number;
+  /** Sample among the k most likely tokens (0: no limit). */
   topK?: number;
+  /** Sample among the smallest set of tokens whose probability reaches p (nucleus sampling; 1: no limit). */
+  topP?: number;
   /** Seed of the sampler: the same seed gives the same tokens. */
   seed?: number;
+  /** Stop once the text contains one of these; the text ends before it, the tokens with the one that completed it. */
+  stop?: readonly string[];
+  /** Aborts the generation: the promise rejects with AbortError (a stream ends with it). */
+  signal?: AbortSignal;
+  /** Called with each new token and the text it adds (held back while it ends inside a UTF-8 character). */
+  onToken?: (piece: GeneratedPiece) => void;
 }
 
-/** The one table of generation defaults (HookedModel.generate, `comeba generate`; the addon requires them). */
-export const generateDefaults: Readonly<Required<GenerateOptions>> = { maxNewTokens: 20, stopAtEos: true, topK: 0, seed: 0 };
+/** One generated token and the text it adds to the generation. */
+export interface GeneratedPiece {
+  token: number;
+  text: string;
+}
+
+/** The one table of generation defaults (HookedModel.generate, `comeba generate`; the addon requires the numeric ones). */
+export const generateDefaults = { maxNewTokens: 20, stopAtEos: true, temperature: 0, topK: 0, topP: 1, seed: 0 } as const satisfies GenerateOptions;
 
 export interface Generation {
   tokens: number[];
   text: string;
+  /** Why it ended: maxNewTokens reached, the EOS token, or a stop string. */
+  finishReason: 'length' | 'eos' | 'stop';
 }

@@ -1,5 +1,8 @@
 #include "binding/hooked_model_wrap.h"
 
+#include <chrono>
+#include <future>
+
 #include "binding/addon_data.h"
 #include "binding/convert.h"
 #include "binding/worker.h"
@@ -113,6 +116,8 @@ Napi::Value HookedModelWrap::forward(const Napi::CallbackInfo& info) {
       });
 }
 
+// generate(prompt, options, onToken?) → number[]. onToken(token) runs on the JS thread after each token while the
+// generation waits for it: returning false stops it there (stop strings, AbortSignal, a stream's consumer gone).
 Napi::Value HookedModelWrap::generate(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   auto model = require_model(env);
@@ -122,7 +127,35 @@ Napi::Value HookedModelWrap::generate(const Napi::CallbackInfo& info) {
   gen.max_new_tokens = require_int(options, "maxNewTokens");
   gen.stop_at_eos = get_bool(options, "stopAtEos", true);
   gen.top_k = get_int(options, "topK", 0);
+  gen.top_p = get_double(options, "topP", 1);
+  gen.temperature = get_double(options, "temperature", 0);
   gen.seed = static_cast<uint64_t>(get_int(options, "seed", 0));
+  if (info.Length() > 2 && info[2].IsFunction()) {
+    auto tsfn = std::shared_ptr<Napi::ThreadSafeFunction>(
+        new Napi::ThreadSafeFunction(Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "comeba-token", 0, 1)),
+        [](Napi::ThreadSafeFunction* f) { f->Release(); delete f; });
+    gen.on_token = [tsfn](int64_t token) {
+      struct Call { int64_t token; std::promise<bool> go; };
+      auto* call = new Call{token, {}};
+      auto answer = call->go.get_future();
+      auto status = tsfn->BlockingCall(call, [](Napi::Env env, Napi::Function fn, Call* c) {
+        bool go = false;
+        try {
+          auto r = fn.Call({Napi::Number::New(env, static_cast<double>(c->token))});
+          go = !(r.IsBoolean() && !r.As<Napi::Boolean>().Value());
+        } catch (const Napi::Error&) {  // lib/model/HookedModel.ts catches its handlers' errors; stop on any other
+        }
+        c->go.set_value(go);
+        delete c;
+      });
+      if (status != napi_ok) {
+        delete call;
+        return false;
+      }
+      // Bounded: an environment torn down drops queued calls without running them.
+      return answer.wait_for(std::chrono::seconds(60)) == std::future_status::ready && answer.get();
+    };
+  }
   using Tokens = std::vector<int64_t>;
   return PromiseWorker<Tokens>::start(
       env, info.This().As<Napi::Object>(),

@@ -2,6 +2,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <cmath>
+#include <limits>
 #include <map>
 
 #include "common/device.h"
@@ -83,12 +85,37 @@ torch::Tensor decode_step(const CausalLM& model, TokenBatch& batch, KvCache& cac
 
 }  // namespace
 
+namespace {
+
+// The next token drawn from logits (V) under temperature, top-k and top-p (GenerateOptions), float64 throughout.
+int64_t sample_token(const torch::Tensor& logits, const GenerateOptions& options, at::Generator& generator) {
+  auto scores = logits.to(torch::kFloat64) / (options.temperature > 0 ? options.temperature : 1.0);  // (V)
+  const auto none = -std::numeric_limits<double>::infinity();
+  if (options.top_k > 0 && options.top_k < scores.size(0)) {
+    auto kth = std::get<0>(scores.topk(options.top_k)).min();
+    scores = scores.masked_fill(scores < kth, none);
+  }
+  if (options.top_p < 1) {
+    auto [sorted, order] = scores.sort(/*dim=*/0, /*descending=*/true);
+    auto probs = torch::softmax(sorted, 0);
+    // Drop a token once the more likely ones already reach top_p; the most likely always stays.
+    auto drop = (probs.cumsum(0) - probs) >= options.top_p;
+    scores = scores.index_put({order.masked_select(drop)}, torch::tensor(none, scores.options()));
+  }
+  return torch::multinomial(torch::softmax(scores, 0), 1, false, generator).item<int64_t>();
+}
+
+}  // namespace
+
 std::vector<int64_t> generate(const CausalLM& model, const std::vector<int64_t>& prompt, const GenerateOptions& options,
                               ForwardHooks* hooks) {
   const int64_t max_new_tokens = options.max_new_tokens;
   if (max_new_tokens < 0) fail(ErrorCode::InvalidArgument, "maxNewTokens must be ≥ 0");
   if (options.top_k < 0) fail(ErrorCode::InvalidArgument, "topK must be ≥ 0");
+  if (!(options.top_p > 0 && options.top_p <= 1)) fail(ErrorCode::InvalidArgument, "topP must be in (0, 1]");
+  if (!(options.temperature >= 0 && std::isfinite(options.temperature))) fail(ErrorCode::InvalidArgument, "temperature must be a number ≥ 0");
   validate_tokens(model, {prompt}, max_new_tokens);
+  const bool sample = options.temperature > 0 || options.top_k > 0 || options.top_p < 1;
   c10::InferenceMode inference;
   auto generator = at::make_generator<at::CPUGeneratorImpl>(options.seed);
   KvCache cache;
@@ -97,12 +124,9 @@ std::vector<int64_t> generate(const CausalLM& model, const std::vector<int64_t>&
   for (int64_t step = 0; step < max_new_tokens; ++step) {
     auto h = decode_step(model, batch, cache, hooks, {prompt}, generated);  // (1, T, C)
     auto last = last_logits(model, h, generated[0].size()).squeeze(0);       // (V)
-    int64_t next = last.argmax().item<int64_t>();
-    if (options.top_k > 0) {
-      auto [values, ids] = last.topk(std::min(options.top_k, last.size(0)));
-      next = ids[torch::multinomial(torch::softmax(values, 0), 1, false, generator).item<int64_t>()].item<int64_t>();
-    }
+    const int64_t next = sample ? sample_token(last, options, generator) : last.argmax().item<int64_t>();
     generated[0].push_back(next);
+    if (options.on_token && !options.on_token(next)) break;
     if (options.stop_at_eos && next == model.info().eos_token_id) break;
     batch = next_tokens(torch::tensor({next}, torch::kInt64), cache, model.device());
   }

@@ -2,6 +2,7 @@
 // Token lists are validated here, so the architectures can assume well-formed input.
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "hooks/probe_hooks.h"
@@ -26,11 +27,19 @@ ForwardResult run_forward(const CausalLM& model, const TokenRows& rows, bool lef
                           ForwardHooks* base, bool last_only = false);
 
 // Defaults live in lib/model/types.ts (generateDefaults); the binding requires maxNewTokens.
+// Greedy unless temperature > 0, top_k > 0 or top_p < 1: then sampled from softmax(logits / temperature)
+// (temperature 1 where 0), restricted to the k most likely tokens and to the smallest set whose probability
+// reaches top_p, as transformers' TopK and TopP warpers do.
 struct GenerateOptions {
   int64_t max_new_tokens = 0;
   bool stop_at_eos = true;
-  int64_t top_k = 0;   // 0: greedy; else sample among the k most likely tokens
-  uint64_t seed = 0;   // for sampling: the same seed gives the same tokens
+  int64_t top_k = 0;        // 0: no top-k restriction
+  double top_p = 1;         // in (0, 1]; 1: no nucleus restriction
+  double temperature = 0;   // ≥ 0
+  uint64_t seed = 0;        // for sampling: the same seed gives the same tokens
+  // Called with each new token once it is part of the sequence; false stops the generation there (a stop
+  // string, an abort, a consumer that went away).
+  std::function<bool(int64_t)> on_token;
 };
 
 // Decoding one token per step through the KV cache. `hooks` (may be null) see every step.
