@@ -7,7 +7,7 @@ export type {
 export { Tokenizer } from './model/Tokenizer.js';
 export * from './errors.js';
 export { ConsecutiveEditor } from './edit/ConsecutiveEditor.js';
-export type { EditorOptions, EditCallOptions, EditProgress, EditReport, LayerReport, SaveReport, StatisticsSource } from './edit/ConsecutiveEditor.js';
+export type { EditorOptions, EditCallOptions, EditProgress, EditReport, LayerReport, ExportReport, SaveReport, StatisticsSource } from './edit/ConsecutiveEditor.js';
 export { unrealisedBelow } from './edit/ConsecutiveEditor.js';
 export type { EditRequest } from './edit/requests.js';
 export { Statistics } from './statistics/Statistics.js';

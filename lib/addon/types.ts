@@ -155,6 +155,7 @@ export interface NativeConsecutiveEditor {
   save(path: string): Promise<number>;
   load(path: string): Promise<number>;
   saveIncrement(keysPath: string, deltaPath: string, fromStep: number): Promise<number>;
+  exportMerged(files: { source: string; target: string; merged: { tensor: string; layerIndex: number; transposed: boolean }[] }[]): Promise<number>;
   loadChain(basePath: string, keysPaths: string[], deltaPath: string): Promise<number>;
   holdKeys(afterStep: number | null): Promise<void>;
   checksum(): Promise<string>;

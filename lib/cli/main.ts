@@ -18,6 +18,7 @@ const commands: Record<string, () => Promise<Command>> = {
   queue: () => import('./queue.js'),
   worker: () => import('./worker.js'),
   report: () => import('./report.js'),
+  export: () => import('./export.js'),
   libtorch: () => import('./libtorch.js'),
   build: () => import('./build.js'),
 };

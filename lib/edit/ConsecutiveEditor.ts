@@ -1,10 +1,11 @@
 // ConsecutiveEditor: COMEBA-HK consecutive batch editing (and the MEMIT / without-hooks ablations) on a
 // HookedModel. Creating one attaches its hook layers to the model: from then on the model's logits and
 // generations are those of the edited model. All heavy work runs natively off the JS thread.
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import { safetensorsHeaderBytes } from '../io/checkpoint.js';
+import { readSafetensorsHeader, safetensorsHeaderBytes } from '../io/checkpoint.js';
+import { checkpointFingerprint } from '../io/fingerprint.js';
 import { isRegularFile, removeOrphanedTemporaries, writeAtomically } from '../io/files.js';
 import { acquireLock, lockName } from '../io/lock.js';
 import { AbortError, callNative, InvalidArgumentError, ModelMismatchError } from '../errors.js';
@@ -108,6 +109,16 @@ interface SavedEditor {
   savedAt: string;
 }
 
+/** What exportModel wrote. */
+export interface ExportReport {
+  /** The new checkpoint folder. */
+  dir: string;
+  /** Bytes of tensor data written. */
+  bytes: number;
+  /** Whether comeba-hk's hook-scoped edit was merged into the weights (applied at every token). */
+  mergedHooks: boolean;
+}
+
 /** What a save wrote. */
 export interface SaveReport {
   /** Bytes written (state files; editor.json not counted). */
@@ -160,6 +171,66 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
     }
     const native = await callNative(() => loadNative().NativeConsecutiveEditor.create(model.native, statistics.native, { ...hyper, reusePrefix: valuePath !== 'whole', accumulatorOnHost }));
     return new ConsecutiveEditor(model, native, hyper, templates, statistics);
+  }
+
+  /**
+   * Writes the edited model as a Hugging Face checkpoint folder `dir` (which must not exist): the model's files
+   * (config, tokenizer, …) copied, its safetensors rewritten with W₀ + ΔW in each edited weight, every tensor in
+   * its stored dtype. Exact for `memit` and `comeba-wo-hk`, whose edit applies at every token. comeba-hk's
+   * validated hooks choose the tokens an edit applies to, which no weight can: it is refused unless
+   * `mergeHooks: true`, which applies ΔW at every token (what comeba-wo-hk does with its own ΔW).
+   */
+  async exportModel(dir: string, options: { mergeHooks?: boolean } = {}): Promise<ExportReport> {
+    return this.#serialised(async () => {
+      const native = this.requireNative();
+      if (this.options.mode === 'comeba-hk' && options.mergeHooks !== true) {
+        throw new InvalidArgumentError(
+          "a comeba-hk edit applies only where its validated hooks find the edited subject, which a weight merge cannot keep: " +
+            'pass { mergeHooks: true } (comeba export --merge-hooks) to apply ΔW at every token, or export a memit or comeba-wo-hk editor',
+        );
+      }
+      const source = this.model.dir;
+      const target = resolve(dir);
+      if (existsSync(target)) throw new InvalidArgumentError(`${dir} already exists: export writes a new folder`);
+      if ((await checkpointFingerprint(source)) !== this.model.fingerprint) {
+        throw new ModelMismatchError(`the checkpoint folder ${source} changed since the model was loaded from it: load it again to export`);
+      }
+      const { dModel: C, dFf: F } = this.model.info;
+      const wanted = new Map(this.options.layers.map((layer, layerIndex) => [`${this.model.editedModule(layer)}.weight`, layerIndex]));
+      // A checkpoint saved from the base model names its tensors without "transformer." / "model.".
+      const layerOf = (name: string) => wanted.get(name) ?? [...wanted].find(([full]) => full.endsWith(`.${name}`) && full.split('.').length === name.split('.').length + 1)?.[1];
+      const shards = readdirSync(source).filter((f) => f.endsWith('.safetensors')).sort();
+      const files = shards.map((file) => {
+        const header = readSafetensorsHeader(join(source, file));
+        const merged = Object.entries(header).flatMap(([tensor, entry]) => {
+          const layerIndex = tensor === '__metadata__' ? undefined : layerOf(tensor);
+          if (layerIndex === undefined) return [];
+          const shape = (entry as { shape: number[] }).shape;
+          // GPT-2's Conv1D stores (d_ff, d_model), nn.Linear (d_model, d_ff); a square weight goes by the architecture.
+          const transposed = C === F ? this.model.info.architecture === 'gpt2' : shape[0] === F;
+          return [{ tensor, layerIndex, transposed }];
+        });
+        return { file, merged };
+      });
+      const found = files.flatMap((f) => f.merged.map((m) => m.layerIndex));
+      const missing = this.options.layers.filter((_, i) => !found.includes(i));
+      if (missing.length > 0 || found.length !== new Set(found).size) {
+        throw new InvalidArgumentError(`${source}: the edited weights of layers ${this.options.layers.join(', ')} are not each stored once in its safetensors files`);
+      }
+      const staging = `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+      mkdirSync(staging, { recursive: true });
+      try {
+        for (const name of readdirSync(source)) {
+          if (!name.endsWith('.safetensors') && isRegularFile(join(source, name))) copyFileSync(join(source, name), join(staging, name));
+        }
+        const bytes = await callNative(() => native.exportMerged(files.map(({ file, merged }) => ({ source: join(source, file), target: join(staging, file), merged }))));
+        renameSync(staging, target);
+        return { dir: target, bytes, mergedHooks: this.options.mode === 'comeba-hk' };
+      } catch (err) {
+        rmSync(staging, { recursive: true, force: true });
+        throw err;
+      }
+    });
   }
 
   /** An editor restored from `save(dir)`: same options, templates and state. Refuses another model's state. */

@@ -9,6 +9,7 @@
 #include "binding/hooked_model_wrap.h"
 #include "binding/stats_wrap.h"
 #include "binding/worker.h"
+#include "edit/export.h"
 #include "common/error.h"
 #include "edit/state_file.h"
 
@@ -142,6 +143,7 @@ void EditorWrap::init(Napi::Env env, Napi::Object exports) {
                           InstanceMethod("info", &EditorWrap::guard<&EditorWrap::info>),
                           InstanceMethod("state", &EditorWrap::guard<&EditorWrap::state>),
                           InstanceMethod("save", &EditorWrap::guard<&EditorWrap::save>),
+                          InstanceMethod("exportMerged", &EditorWrap::guard<&EditorWrap::export_merged>),
                           InstanceMethod("load", &EditorWrap::guard<&EditorWrap::load>),
                           InstanceMethod("saveIncrement", &EditorWrap::guard<&EditorWrap::save_increment>),
                           InstanceMethod("loadChain", &EditorWrap::guard<&EditorWrap::load_chain>),
@@ -298,6 +300,28 @@ Napi::Value EditorWrap::save(const Napi::CallbackInfo& info) {
   const std::string path = to_string(info[0], "path");
   return PromiseWorker<int64_t>::start(
       info.Env(), info.This().As<Napi::Object>(), [editor, path] { return save_editor_state(*editor, path); },
+      [](Napi::Env env, int64_t& bytes) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(bytes)); });
+}
+
+// exportMerged([{ source, target, merged: [{ tensor, layerIndex, transposed }] }]) → bytes of tensor data written
+Napi::Value EditorWrap::export_merged(const Napi::CallbackInfo& info) {
+  auto editor = require(info.Env());
+  if (!info[0].IsArray()) throw Napi::TypeError::New(info.Env(), "exportMerged expects a list of files");
+  auto list = info[0].As<Napi::Array>();
+  std::vector<ExportFile> files;
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    auto o = to_object(list.Get(i), "file");
+    ExportFile file{require_string(o, "source"), require_string(o, "target"), {}};
+    if (!o.Get("merged").IsArray()) throw Napi::TypeError::New(info.Env(), "merged must be a list");
+    auto merged = o.Get("merged").As<Napi::Array>();
+    for (uint32_t j = 0; j < merged.Length(); ++j) {
+      auto m = to_object(merged.Get(j), "merged weight");
+      file.merged.push_back({require_string(m, "tensor"), require_int(m, "layerIndex"), get_bool(m, "transposed", false)});
+    }
+    files.push_back(std::move(file));
+  }
+  return PromiseWorker<int64_t>::start(
+      info.Env(), info.This().As<Napi::Object>(), [editor, files] { return comeba::export_merged(*editor, files); },
       [](Napi::Env env, int64_t& bytes) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(bytes)); });
 }
 

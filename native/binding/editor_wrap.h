@@ -22,6 +22,7 @@ class EditorWrap final : public GuardedWrap<EditorWrap> {
   Napi::Value edit(const Napi::CallbackInfo& info);
   Napi::Value abort(const Napi::CallbackInfo& info);
   Napi::Value info(const Napi::CallbackInfo& info);
+  Napi::Value export_merged(const Napi::CallbackInfo& info);
   Napi::Value state(const Napi::CallbackInfo& info);
   Napi::Value save(const Napi::CallbackInfo& info);
   Napi::Value load(const Napi::CallbackInfo& info);
