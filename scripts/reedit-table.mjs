@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Reliability after a sweep, split by how many times the record's subject had been edited before it (the re-edit
-// protocol's diagnostic, issue 24): reads <out>/<method>/records.json (in edit order) and the dataset's subjects.
+// protocol's diagnostic; npm run sweep:reedit prints it): reads <out>/<method>/records.json (in edit order) and the dataset's subjects.
 //   node scripts/reedit-table.mjs [--out comeba-sweep] [--data testbed/counterfact.json] [--metric reliability]
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
