@@ -1,7 +1,8 @@
 // The user's guide: README.md and docs/ link only to files that exist, speak to users (no development notes, no
 // paths outside the repository), and the README starts with install and a quick start.
 import test from 'ava';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { repoRoot } from './helpers.js';
 
@@ -29,12 +30,29 @@ test('the guide has no development notes or paths outside the repository', (t) =
   }
 });
 
-test('the README opens with what comeba is, install and a quick start of at most 20 lines', (t) => {
+test('the README opens with what comeba is, install and a quick start of at most 15 lines', (t) => {
   const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
   const headings = [...readme.matchAll(/^## (.+)$/gm)].map((m) => m[1]);
   t.deepEqual(headings.slice(0, 2), ['Install', 'Quick start']);
   t.true(readme.split('\n').findIndex((l) => l === '## Quick start') < 40);
   const quickStart = /## Quick start\n\n```ts\n([\s\S]*?)```/.exec(readme)![1].trimEnd().split('\n');
-  t.true(quickStart.length <= 20, `${quickStart.length} lines`);
+  t.true(quickStart.length <= 15, `${quickStart.length} lines`);
   t.regex(readme, /arxiv\.org\/abs\/2403\.05330/);
+});
+
+test('the README quick start type-checks against the library', (t) => {
+  const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+  const code = /## Quick start\n\n```ts\n([\s\S]*?)```/.exec(readme)![1];
+  // Inside the repository, so that the package's own dependencies resolve; 'comeba' is lib/index.ts.
+  const dir = mkdtempSync(join(repoRoot, 'test', '.quickstart-'));
+  try {
+    writeFileSync(join(dir, 'quickstart.ts'), `export {};\n${code.replace("from 'comeba'", "from '../../lib/index.js'")}`);
+    writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({ extends: '../../tsconfig.json', compilerOptions: { noEmit: true, rootDir: '../..' }, include: ['quickstart.ts'] }));
+    execFileSync(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(dir, 'tsconfig.json')], { encoding: 'utf8' });
+    t.pass();
+  } catch (err) {
+    t.fail(String((err as { stdout?: string }).stdout ?? err));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
