@@ -73,7 +73,7 @@ const cases: [string[], RegExp][] = [
   [['libtorch', 'install', '--variant', 'rocm'], /--variant must be cpu or cuda/],
   [['inspect', '--verbose'], /Unknown option '--verbose'/],
   [['build', 'now'], /Unexpected argument 'now'/],
-  [['frobnicate'], /unknown command 'frobnicate': run comeba --help/],
+  [['frobnicate'], /unknown command 'frobnicate': run comeba help for the list of commands/],
   [['stats', '--model', tinyGpt2, '--corpus', join(root, 'testbed', 'counterfact.json'), '--shard', '3/3'], /--shard must be i\/N with 0 ≤ i < N, not '3\/3'/],
   [['stats', '--model', tinyGpt2], /--model and --corpus are required/],
   [['stats', 'merge', 'a.safetensors'], /merge needs --out FILE/],

@@ -89,7 +89,14 @@ namespace {
 
 // The next token drawn from logits (V) under temperature, top-k and top-p (GenerateOptions), float64 throughout.
 int64_t sample_token(const torch::Tensor& logits, const GenerateOptions& options, at::Generator& generator) {
-  auto scores = logits.to(torch::kFloat64) / (options.temperature > 0 ? options.temperature : 1.0);  // (V)
+  const double temperature = options.temperature > 0 ? options.temperature : 1.0;
+  if (options.top_k > 0 && options.top_p >= 1) {
+    // Top-k alone: a draw among the k scores, as comeba always drew it, so a seed gives the tokens it gave before
+    // (the editor's context templates come from these draws); the same distribution as the masked path below.
+    auto [values, ids] = logits.topk(std::min(options.top_k, logits.size(0)));
+    return ids[torch::multinomial(torch::softmax(values / temperature, 0), 1, false, generator).item<int64_t>()].item<int64_t>();
+  }
+  auto scores = logits.to(torch::kFloat64) / temperature;  // (V)
   const auto none = -std::numeric_limits<double>::infinity();
   if (options.top_k > 0 && options.top_k < scores.size(0)) {
     auto kth = std::get<0>(scores.topk(options.top_k)).min();
