@@ -1,13 +1,13 @@
 // `comeba export`: an editor state saved by comeba (editor.save, a sweep's <out>/<mode>/editor) merged into a new
 // Hugging Face checkpoint folder that transformers, transformers.js or any other loader reads as it is.
 
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { checkpointLayerCount, device, dtypes, existingFile, oneOf } from '../args.js';
 import { ConsecutiveEditor } from '../edit/ConsecutiveEditor.js';
 import { InvalidArgumentError } from '../errors.js';
 import { formatBytes } from '../io/files.js';
 import { HookedModel } from '../model/HookedModel.js';
-import { join } from 'node:path';
 
 export const summary = 'write an edited model as a Hugging Face checkpoint folder (W₀ + ΔW in its weights)';
 

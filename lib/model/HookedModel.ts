@@ -104,6 +104,7 @@ export class HookedModel implements AsyncDisposable {
     const next = (token: number): boolean => {
       try {
         tokens.push(token);
+        if (stop.length === 0 && !onToken) return !signal?.aborted;  // an abort alone needs no text
         const text = this.tokenizer.decode(tokens);
         const hits = stop.map((s) => text.indexOf(s, Math.max(0, shown.length - longestStop))).filter((i) => i >= 0);
         if (hits.length > 0) stoppedAt = Math.min(...hits);
