@@ -204,6 +204,7 @@ for (const { name, dir, F, C, kappa } of fixtures) {
 
   function validatedReference(
     x: Float32Array, len: number, W0: Float32Array, b: Float32Array, delta: Float32Array, alpha: number, floor = 0, carried?: boolean[],
+    studentized = false,
   ) {
     const P = new Float64Array(len * C);
     const D = new Float64Array(len * C);
@@ -224,7 +225,14 @@ for (const { name, dir, F, C, kappa } of fixtures) {
     }
     const mean = M.reduce((s, v) => s + v, 0) / len;
     const std = Math.sqrt(M.reduce((s, v) => s + (v - mean) ** 2, 0) / (len - 1));
-    const z = Array.from(M, (m) => (len >= 2 && std > 0 ? (m - mean) / std : -Infinity));
+    const z = Array.from(M, (m, t) => {
+      if (!studentized) return len >= 2 && std > 0 ? (m - mean) / std : -Infinity;
+      if (len < 3 || !(std > 0)) return -Infinity;
+      const others = Array.from(M).filter((_, u) => u !== t);  // leave-one-out: t against the other tokens
+      const mo = others.reduce((s, v) => s + v, 0) / others.length;
+      const so = Math.sqrt(others.reduce((s, v) => s + (v - mo) ** 2, 0) / (others.length - 1));
+      return so > 0 ? (m - mo) / so : m > mo ? Infinity : -Infinity;
+    });
     const swap = z.map((v, t) => (v >= alpha && M[t] >= floor) || !!carried?.[t]);
     const out = Array.from(P, (p, i) => (swap[Math.floor(i / C)] ? p + D[i] : p));
     // Eq. 19 sets α to some prompt's largest z-score, so that token sits on the threshold: float32 rounding on
@@ -351,6 +359,42 @@ for (const { name, dir, F, C, kappa } of fixtures) {
     t.true(carriedOnly > 0, `a meaningful case: no token was swapped only because the layer below did`);
     t.is(editor.options.scope, 'carried');
     t.throws(() => resolveHyperparameters(model.info, { mode: 'comeba-wo-hk', scope: 'carried' }), { instanceOf: InvalidArgumentError });
+  });
+
+  test(`${name}: the studentized scope takes each token's z against the other tokens, in the hooks and in eq. 19`, async (t) => {
+    await using plain = await HookedModel.load(dir);
+    await using model = await HookedModel.load(dir);
+    await using editor = await editorFor(model, { scope: 'studentized' });
+    const report = await editor.edit(requests);
+    const rows = requests.map((r) => model.tokenizer.encodePrompt(r.prompt.replace('{}', r.subject)));
+    const probes = [...moreRequests.map((r) => r.prompt.replace('{}', r.subject)), ...requests.map((r) => r.subject), 'The city of Paris is in']
+      .map((text) => model.tokenizer.encodePrompt(text));
+    const state = await editor.state();
+    let gained = 0;
+    for (const [i, layer] of layers.entries()) {
+      const delta = state.layers[i].delta.data;
+      const at = model.editedModule(layer);
+      const { W0, b } = moduleWeights(at);
+      // eq. 19 on the unedited model's inputs, with the studentized z
+      const { records: [x] } = await plain.run(rows, { hooks: [{ at, record: 'input', positions: rows.map((r) => r.map((_, p) => p)) }] });
+      let offset = 0;
+      let candidate = Infinity;
+      for (const row of rows) {
+        candidate = Math.min(candidate, validatedReference(x!.data.subarray(offset * F), row.length, W0, b, delta, 0, 0, undefined, true).maxZ);
+        offset += row.length;
+      }
+      t.true(Math.abs(report.layers[i].alphaAfter - Math.min(2.2, candidate)) < 1e-6, `layer ${layer}: α ${report.layers[i].alphaAfter} vs ${Math.min(2.2, candidate)}`);
+      // the hooks swap where the dense reference does
+      const { rows: io } = await editedModuleRows(model, layer, probes, 'left');
+      for (const { x, y, length } of io) {
+        const ref = validatedReference(x, length, W0, b, delta, state.layers[i].alpha, 0, undefined, true);
+        assertOutputs(t, y, ref, `layer ${layer}`);
+        const paper = validatedReference(x, length, W0, b, delta, state.layers[i].alpha);
+        gained += ref.swap.filter((s, p) => s && !paper.swap[p]).length;
+      }
+    }
+    t.true(gained > 0, `a meaningful case: the studentized test swapped no token the paper's test left alone`);
+    t.is(editor.options.scope, 'studentized');
   });
 
   // Serial: process warnings are global, and the other fixture's run would be counted here.
@@ -496,7 +540,7 @@ for (const { name, dir, F, C, kappa } of fixtures) {
     t.log(`full state ${sizes[0]} bytes after batch 1 and after batch 100`);
   });
 
-  for (const scope of ['paper', 'carried'] as const) test(`${name}: token-by-token generation through the hooks (${scope} scope) equals recomputing the whole sequence each step`, async (t) => {
+  for (const scope of ['paper', 'carried', 'studentized'] as const) test(`${name}: token-by-token generation through the hooks (${scope} scope) equals recomputing the whole sequence each step`, async (t) => {
     await using model = await HookedModel.load(dir);
     await using editor = await editorFor(model, { scope });
     await editor.edit(requests);

@@ -239,6 +239,21 @@ test('each checkpoint\'s generation metrics, held-out perplexity and fluency equ
   t.deepEqual(records.map((r: { scores: unknown }) => r.scores), JSON.parse(JSON.stringify(result.records)));
 });
 
+test('--stats-cache lets a second sweep of the same model and corpus reuse the first one\'s statistics', async (t) => {
+  const first = tempDir('comeba-sweep-');
+  const [a] = await runSweep(small(first));
+  const cache = join(first, 'stats');
+  const files = readdirSync(cache).filter((f) => f.endsWith('.safetensors'));
+  t.is(files.length, 1);
+  const made = readFileSync(join(cache, files[0]));
+  const second = tempDir('comeba-sweep-');
+  const [b] = await runSweep({ ...small(second), statsCache: cache });
+  t.false(existsSync(join(second, 'stats')), 'the second sweep collected nothing of its own');
+  t.deepEqual(readdirSync(cache).filter((f) => f.endsWith('.safetensors')), files);
+  t.true(readFileSync(join(cache, files[0])).equals(made), 'the cached file is read, not rewritten');
+  t.deepEqual([b.reliability, b.generality, b.locality], [a.reliability, a.generality, a.locality]);
+});
+
 test('--skip leaves the optional metrics out, and the statistics then read the whole corpus', async (t) => {
   const out = tempDir('comeba-sweep-');
   await runSweep({ ...small(out), skip: ['generation', 'perplexity', 'fluency'] });

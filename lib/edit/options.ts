@@ -14,10 +14,11 @@ export const editModes: readonly EditMode[] = ['comeba-hk', 'comeba-wo-hk', 'mem
  * `calibrated` (ours): also require ‖ΔW x_t‖ ≥ scopeKappa · ρ, ρ² = tr(ΔW E[kkᵀ] ΔWᵀ) (the mean of ‖ΔW k‖² over
  * the statistics corpus), and keep α ≥ alphaFloor. `carried` (ours): the paper's test, and a token edited at one
  * layer is edited at every edited layer above it in the same forward (the test misses rephrased prompts' subject in
- * the upper layers more often than in the lowest).
+ * the upper layers more often than in the lowest). `studentized` (ours): eq. 16–19 with each token's z-score taken
+ * against the sequence's other tokens (the paper's z cannot exceed (n−1)/√n, below α = 2.2 for prompts of ≤ 6 tokens).
  */
-export type Scope = 'paper' | 'calibrated' | 'carried';
-export const scopes: readonly Scope[] = ['paper', 'calibrated', 'carried'];
+export type Scope = 'paper' | 'calibrated' | 'carried' | 'studentized';
+export const scopes: readonly Scope[] = ['paper', 'calibrated', 'carried', 'studentized'];
 
 /**
  * What a new edit does to the preservation constraints of earlier edits whose keys it meets (docs/method.md "Re-edits").

@@ -32,6 +32,8 @@ ${Object.entries(valueFlags).map(([key, f]) => `${`  --${f.flag} X`.padEnd(22)} 
   --stats-corpus FILE  text for E[kkᵀ]                       (default: <model>/stats-corpus.txt; required without it)
   --stats FILE         E[kkᵀ] from a statistics file (comeba stats / stats merge) instead; with --heldout or
                        --skip perplexity
+  --stats-cache DIR    where statistics from the corpus are kept (default <out>/stats; sweeps of one model
+                                                              and corpus may share one)
   --heldout FILE       text for held-out perplexity          (default: the last 5 % (≤ 200) documents of the
                                                               statistics corpus, which the statistics then leave out)
   --skip M             metrics not to compute: generation, perplexity, fluency (comma-separated)
@@ -62,6 +64,7 @@ export const sweepFlags = {
   ...Object.fromEntries(Object.values(valueFlags).map((f) => [f.flag, { type: 'string' }])) as Record<`${typeof valueFlags[keyof ValueOptions]['flag']}`, { type: 'string' }>,
   'stats-corpus': { type: 'string' },
   stats: { type: 'string' },
+  'stats-cache': { type: 'string' },
   heldout: { type: 'string' },
   skip: { type: 'string' },
   'eval-every': { type: 'string' },
@@ -99,7 +102,7 @@ export function parseSweepArgs(argv: string[], { files = true } = {}): SweepOpti
     scopeKappa: optionalNumber('scope-kappa', true),
     alphaFloor: optionalNumber('alpha-floor', true),
     values: valueOptions(v),
-    statsCorpus: v['stats-corpus'], stats: v.stats, device: device(v.device!), dtype: oneOf('--dtype', v.dtype!, dtypes),
+    statsCorpus: v['stats-corpus'], stats: v.stats, statsCache: v['stats-cache'], device: device(v.device!), dtype: oneOf('--dtype', v.dtype!, dtypes),
     heldout: v.heldout === undefined || !files ? v.heldout : existingFile('--heldout', v.heldout),
     skip: v.skip === undefined ? [] : v.skip.split(',').map((m) => oneOf('--skip', m, optionalMetrics)),
   };

@@ -295,7 +295,7 @@ function corpora(options: SweepOptions): Corpora {
 // Layers do not depend on the method.
 async function statistics(model: HookedModel, options: SweepOptions, corpus: string, layers: number[]): Promise<Statistics> {
   if (options.stats) return Statistics.load(model, options.stats);
-  return Statistics.collect(model, { corpus, layers, cacheDir: join(options.out, 'stats') });
+  return Statistics.collect(model, { corpus, layers, cacheDir: options.statsCache ?? join(options.out, 'stats') });
 }
 
 /**

@@ -18,6 +18,7 @@ export const sweepMethodOptions = {
   'comeba-hk': { mode: 'comeba-hk', scope: 'paper', reedit: 'none' },
   'comeba-hk+carried': { mode: 'comeba-hk', scope: 'carried', reedit: 'none' },
   'comeba-hk+calibrated': { mode: 'comeba-hk', scope: 'calibrated', reedit: 'none' },
+  'comeba-hk+studentized': { mode: 'comeba-hk', scope: 'studentized', reedit: 'none' },
   'comeba-hk+retarget': { mode: 'comeba-hk', scope: 'paper', reedit: 'retarget' },
   'comeba-wo-hk': { mode: 'comeba-wo-hk', scope: 'paper', reedit: 'none' },
   memit: { mode: 'memit', scope: 'paper', reedit: 'none' },
@@ -67,6 +68,8 @@ export interface SweepOptions {
   statsCorpus?: string;
   /** A statistics file (comeba stats, or merged shards) instead of a corpus; perplexity then needs `heldout`. */
   stats?: string;
+  /** Where statistics collected from `statsCorpus` are cached (default <out>/stats): sweeps of one model and corpus can share one. */
+  statsCache?: string;
   /** Held-out text for perplexity; default: the last documents of the statistics corpus, which the statistics then leave out. */
   heldout?: string;
   /** Optional metrics not to compute. */

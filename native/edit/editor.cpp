@@ -112,7 +112,8 @@ Scope parse_scope(const std::string& name) {
   if (name == "paper") return Scope::Paper;
   if (name == "calibrated") return Scope::Calibrated;
   if (name == "carried") return Scope::Carried;
-  fail(ErrorCode::InvalidArgument, "unknown scope '" + name + "' (expected paper, calibrated or carried)");
+  if (name == "studentized") return Scope::Studentized;
+  fail(ErrorCode::InvalidArgument, "unknown scope '" + name + "' (expected paper, calibrated, carried or studentized)");
 }
 
 const char* scope_name(Scope scope) {
@@ -120,6 +121,7 @@ const char* scope_name(Scope scope) {
     case Scope::Paper: return "paper";
     case Scope::Calibrated: return "calibrated";
     case Scope::Carried: return "carried";
+    case Scope::Studentized: return "studentized";
   }
   return "paper";
 }
@@ -257,8 +259,9 @@ std::vector<LayerState> Editor::state() const {
 std::vector<HookLayer> Editor::hook_layers(HookMode mode) const {
   std::shared_lock lock(state_mutex_);
   std::vector<HookLayer> layers;
-  const bool carried = options_.scope == Scope::Carried;
-  for (const auto& s : state_) layers.push_back({s.layer, mode, s.delta, s.alpha, s.floor, carried && !layers.empty()});
+  const bool carried = options_.scope == Scope::Carried, studentized = options_.scope == Scope::Studentized;
+  for (const auto& s : state_)
+    layers.push_back({s.layer, mode, s.delta, s.alpha, s.floor, carried && !layers.empty(), studentized});
   return layers;
 }
 

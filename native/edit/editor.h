@@ -29,7 +29,9 @@ const char* edit_mode_name(EditMode mode);
 //               statistics corpus' keys; eq. 19 never takes α below `alpha_floor`.
 //   Carried:    the paper's test, and a token swapped at one edited layer is swapped at every edited layer above
 //               it in the same forward (the test is noisier in the upper layers: docs/method.md "Editing scope").
-enum class Scope { Paper, Calibrated, Carried };
+//   Studentized: eq. 16–19 with each token's z taken against the sequence's other tokens, so that a short prompt's
+//               subject can reach α (the paper's z is at most (n−1)/√n: 2.04 for 6 tokens).
+enum class Scope { Paper, Calibrated, Carried, Studentized };
 
 Scope parse_scope(const std::string& name);
 const char* scope_name(Scope scope);

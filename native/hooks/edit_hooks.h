@@ -26,6 +26,7 @@ struct HookLayer {
   double alpha = 0;
   double floor = 0;       // least ‖ΔW x_t‖ a validated hook swaps at (the calibrated scope; 0: the paper's)
   bool carry = false;     // also swap where the validated layer below swapped (the carried scope)
+  bool studentized = false;  // z of each token against the sequence's other tokens (the studentized scope)
 };
 
 // Row/position pairs of a padded batch at which to capture.
@@ -33,9 +34,10 @@ struct TokenSites {
   torch::Tensor rows, cols;  // (N) int64 each, on the model's device
 };
 
-// z-scores of m (B, T) over the real positions of each row (unbiased std). Rows with fewer than two real
-// tokens or no spread get −inf everywhere, so nothing in them ever counts as an outlier.
-torch::Tensor masked_zscores(const torch::Tensor& m, const torch::Tensor& real);
+// z-scores of m (B, T) over the real positions of each row (unbiased std); `studentized`: each token's z against
+// the row's other real tokens (leave-one-out mean and std). Rows with fewer than two real tokens (three when
+// studentized) or no spread get −inf everywhere, so nothing in them ever counts as an outlier.
+torch::Tensor masked_zscores(const torch::Tensor& m, const torch::Tensor& real, bool studentized);
 
 class EditHooks final : public ForwardHooks {
  public:
