@@ -2,12 +2,14 @@
 // Benchmark (not a test): forward tokens/s of comeba against Hugging Face transformers in Python, on the
 // same machine, in the same run, on a model with random weights: GPT-2 124M (gpt2's own config) or a Llama
 // of 125M (d_model 768, 12 layers, 12 heads over 4 kv heads, d_ff 2048, vocab 32000).
-// Prints both figures and their ratio (comeba / transformers; ≥ 1.0 means comeba is at least as fast).
+// Prints both figures and their ratio (comeba / transformers; ≥ 1.0 means comeba is at least as fast), then
+// E[kkᵀ] collection tokens/s over the default edit layers (Statistics.collect on the same token rows, the cache
+// file's write included) with float32 and with float64 products, as a ratio to comeba's forward tokens/s.
 //
 //   node scripts/bench-forward.mjs [--arch gpt2|llama] [--batch 4] [--seq 256] [--repeats 5] [--threads N]
 // Needs python3 with torch and transformers (pip install --index-url file:///opt/pypi/simple torch==2.13.0+cpu transformers).
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -64,7 +66,7 @@ try {
 
   const { loadNative } = await importLib('addon/native');
   loadNative().setThreads(threads);
-  const { HookedModel } = await importLib('index');
+  const { HookedModel, Statistics, defaultLayers } = await importLib('index');
   const model = await HookedModel.load(dir);
   await model.logits(ids); // warm-up
   const times = [];
@@ -73,8 +75,21 @@ try {
     await model.logits(ids);
     times.push((performance.now() - t) / 1000);
   }
-  await model.dispose();
   const ours = times.sort((a, b) => a - b)[Math.floor(times.length / 2)];
+
+  // Statistics over `repeats` × `batch` documents of up to `seq` tokens (the fixture tokenizer's text of the rows'
+  // ids; the tokens counted are those it gives back), `batch` documents per forward, each into a fresh cache.
+  const layers = defaultLayers(model.info);
+  const corpus = join(dir, 'corpus.txt');
+  writeFileSync(corpus, Array.from({ length: repeats }, () => ids.map((row) => model.tokenizer.decode(row.map((id) => id % 512)).replace(/\s+/g, ' '))).flat().join('\n'));
+  const statistics = {};
+  for (const products of ['float32', 'float64']) {
+    const t = performance.now();
+    const stats = await Statistics.collect(model, { corpus, layers, products, batchSize: batch, maxLength: seq, cacheDir: join(dir, `stats-${products}`) });
+    statistics[products] = stats.provenance.tokens / ((performance.now() - t) / 1000);
+    await stats.dispose();
+  }
+  await model.dispose();
 
   const tokens = batch * seq;
   const rows = [
@@ -84,6 +99,10 @@ try {
   console.log(`${values.arch === 'gpt2' ? 'GPT-2' : 'Llama'} ${(ref.params / 1e6).toFixed(0)}M random weights, float32, CPU, batch ${batch} × ${seq} tokens, ${threads} threads, median of ${repeats}`);
   for (const [name, tps, s] of rows) console.log(`  ${name.padEnd(36)} ${tps.toFixed(0).padStart(8)} tokens/s  (${(s * 1000).toFixed(0)} ms/forward)`);
   console.log(`  ratio comeba / transformers: ${(ref.seconds / ours).toFixed(3)}`);
+  console.log(`E[kkᵀ] over layers ${layers.join(', ')} (d_ff ${model.info.dFf}), float64 sums:`);
+  for (const [products, tps] of Object.entries(statistics)) {
+    console.log(`  ${`${products} products`.padEnd(36)} ${tps.toFixed(0).padStart(8)} tokens/s  (statistics / forward: ${(tps / (tokens / ours)).toFixed(3)})`);
+  }
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

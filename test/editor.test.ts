@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import {
   AbortError, ConsecutiveEditor, HookedModel, InvalidArgumentError, InvalidRequestError, ModelMismatchError, Statistics, unrealisedBelow, type EditRequest,
 } from '../lib/index.js';
+import { loadNative } from '../lib/addon/native.js';
 import { resolveHyperparameters } from '../lib/edit/options.js';
 import { prepareRequest } from '../lib/edit/requests.js';
 import {
@@ -538,6 +539,35 @@ for (const { name, dir, F, C, kappa } of fixtures) {
     t.is(editor.step, 100);
     t.is(sizes[0], sizes[1]);
     t.log(`full state ${sizes[0]} bytes after batch 1 and after batch 100`);
+  });
+
+  // Serial: the decoding counts are process-wide.
+  for (const scope of ['paper', 'studentized'] as const) test.serial(`${name}: batched greedy generation through the hooks (${scope} scope), where a new token changes earlier decisions in some rows, equals recomputing each row whole`, async (t) => {
+    await using model = await HookedModel.load(dir);
+    await using editor = await editorFor(model, { scope });
+    await editor.edit(requests);
+    await editor.edit(moreRequests);
+    // rows of different lengths (left padding), several of them about edited subjects
+    const prompts = [...requests, ...moreRequests].flatMap((r) => [r.prompt.replace('{}', r.subject), `${r.subject} is`])
+      .concat(['The city of Paris is in', 'Hello'])
+      .map((text) => model.tokenizer.encodePrompt(text));
+    const steps = 12;
+    const before = loadNative().decodeCounts();
+    const batched = await model.native.generateGreedy(prompts, prompts.map(() => steps));
+    const after = loadNative().decodeCounts();
+    const stale = after.staleSteps - before.staleSteps;
+    const rows = after.recomputedRows - before.recomputedRows;
+    t.log(`${after.steps - before.steps} steps, ${stale} of them stale; ${rows} rows recomputed of ${stale * prompts.length}`);
+    t.true(stale > 0 && rows < stale * prompts.length, 'a meaningful case: some steps went stale in some rows, not all');
+    for (const [i, prompt] of prompts.entries()) {
+      const sequence = [...prompt];
+      for (let k = 0; k < steps; k++) {
+        const logits = await model.logits([sequence]);
+        const last = logits.data.subarray((sequence.length - 1) * 512, sequence.length * 512);
+        sequence.push(last.indexOf(Math.max(...last)));
+      }
+      t.deepEqual(batched[i], sequence.slice(prompt.length), `row ${i}: ${model.tokenizer.decode(prompt)}`);
+    }
   });
 
   for (const scope of ['paper', 'carried', 'studentized'] as const) test(`${name}: token-by-token generation through the hooks (${scope} scope) equals recomputing the whole sequence each step`, async (t) => {

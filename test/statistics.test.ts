@@ -113,6 +113,40 @@ test('the weights\' dtype keys the cache: a bfloat16 model, collecting at the sa
   t.true(maxRelDiff((await b.secondMoment(1)).data, (await a.secondMoment(1)).data) > 1e-4, 'bfloat16 keys differ from float32 keys');
 });
 
+test('float32 products summed in float64 (the default) give float64\'s E[kkᵀ] within 1e-6, and 10 consecutive batches the same ΔW within 1e-4', async (t) => {
+  await using model = await HookedModel.load(tinyGpt2);
+  const corpus = makeRandomCorpus((ids) => model.tokenizer.decode(ids), 512, 60, 40, 9);
+  const cacheDir = tempDir();
+  const fast = await Statistics.collect(model, { corpus, layers: [1, 2], cacheDir });
+  const exact = await Statistics.collect(model, { corpus, layers: [1, 2], cacheDir, products: 'float64' });
+  t.not(fast.file, exact.file);
+  t.like(fast.provenance, { dtype: 'float64', products: 'float32' });
+  t.like(exact.provenance, { dtype: 'float64', products: 'float64' });
+  let differs = false;
+  for (const layer of [1, 2]) {
+    const [a, b] = [(await fast.secondMoment(layer)).data, (await exact.secondMoment(layer)).data];
+    t.true(maxRelDiff(a, b) < 1e-6, `layer ${layer}: ${maxRelDiff(a, b)}`);
+    differs ||= a.some((v, i) => v !== b[i]);
+  }
+  t.true(differs, 'the two precisions are different computations');
+  // What the statistics are for: the edit. The same 10 consecutive batches from either file.
+  const subjects = ['Paris', 'Rome', 'Berlin', 'Madrid', 'Lisbon', 'Vienna', 'Athens', 'Dublin', 'Oslo', 'Prague'];
+  const targets = ['Spain', 'Chile', 'Peru', 'Japan', 'Kenya', 'Nepal', 'Cuba', 'Fiji', 'Chad', 'Iran'];
+  const deltas = [];
+  for (const stats of [fast, exact]) {
+    await using editor = await ConsecutiveEditor.create(model, { stats: { file: stats.file }, layers: [1, 2], vSteps: 5 });
+    for (let b = 0; b < 10; b++) {
+      await editor.edit([0, 1].map((j) => ({ prompt: `{} number ${b} is in`, subject: subjects[(b + j) % 10], target: ` ${targets[(b * 3 + j) % 10]}` })));
+    }
+    deltas.push((await editor.state()).layers.map((l) => Float64Array.from(l.delta.data)));
+  }
+  for (const [i, layer] of [1, 2].entries()) {
+    const d = maxRelDiff(deltas[0][i], deltas[1][i]);
+    t.log(`layer ${layer}: ΔW after 10 batches differs by ${d.toExponential(2)} of its largest entry`);
+    t.true(d < 1e-4, `layer ${layer}: ${d}`);
+  }
+});
+
 test('3 shards merged equal the one-machine collection within 1e-12; other collections, duplicates and missing shards are refused', async (t) => {
   await using model = await HookedModel.load(tinyGpt2);
   const corpus = makeRandomCorpus((ids) => model.tokenizer.decode(ids), 512, 45, 25, 11);  // 45 documents: 3 batches of 16

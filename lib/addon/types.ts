@@ -54,6 +54,8 @@ export interface NativeAddon {
   cudaInfo(): { available: boolean; deviceCount: number };
   setThreads(n: number): void;
   getThreads(): number;
+  /** Process-wide decoding counts: steps, rows × steps, steps whose cache went stale, rows and positions recomputed. */
+  decodeCounts(): { steps: number; rowSteps: number; staleSteps: number; recomputedRows: number; recomputedPositions: number };
   deviceMemory(device: string): DeviceMemory;
   resetPeakMemory(device: string): void;
   NativeHookedModel: {
@@ -73,8 +75,8 @@ export interface NativeSecondMoments {
 }
 
 export interface NativeSecondMomentsClass {
-  new (model: NativeHookedModel, options: { layers: number[]; dtype: 'float32' | 'float64' }): NativeSecondMoments;
-  load(path: string, model: NativeHookedModel): Promise<NativeSecondMoments>;
+  new (model: NativeHookedModel, options: { layers: number[]; dtype: 'float32' | 'float64'; products: 'float32' | 'float64' }): NativeSecondMoments;
+  load(path: string, model: NativeHookedModel, options?: { products: 'float32' | 'float64' }): Promise<NativeSecondMoments>;
 }
 
 /** A request in token form: contexts[0] is the bare prompt; indices point at the subject's last token. */

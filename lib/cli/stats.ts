@@ -21,13 +21,14 @@ const usage = `usage: comeba stats --model DIR --corpus FILE [options]     colle
   --shard i/N        collect shard i of N (0-based): contiguous ranges of whole batches of documents
   --out FILE         also copy the result here               (default: print the cache file's path)
   --cache-dir DIR    where collections are kept and resumed  (default ~/.cache/comeba/stats)
-  --dtype D          accumulation: float64 | float32         (default float64)
+  --dtype D          sums across batches: float64 | float32  (default float64)
+  --products P       each batch's x xᵀ: float32 | float64    (default float32; float64 is exact)
   --max-length N     tokens kept per document                (default: the model's context)
   --batch-size N     documents per forward pass              (default 16; shards of one collection share it)
   --device D, --model-dtype T
                      where and in which dtype the model runs (default cpu, float32)
 
-Shards of one collection (same model, weights' dtype, corpus, layers, dtype, --max-length, --batch-size and N)
+Shards of one collection (same model, weights' dtype, corpus, layers, dtype, products, --max-length, --batch-size and N)
 merge into exactly the sums of one collection over the whole corpus, up to summation order.`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -37,7 +38,7 @@ export async function run(argv: string[]): Promise<number> {
     options: {
       model: { type: 'string' }, corpus: { type: 'string' }, layers: { type: 'string' }, shard: { type: 'string' },
       out: { type: 'string' }, 'cache-dir': { type: 'string' }, dtype: { type: 'string', default: 'float64' },
-      'max-length': { type: 'string' }, 'batch-size': { type: 'string' }, device: { type: 'string', default: 'cpu' },
+      products: { type: 'string', default: 'float32' }, 'max-length': { type: 'string' }, 'batch-size': { type: 'string' }, device: { type: 'string', default: 'cpu' },
       'model-dtype': { type: 'string', default: 'float32' }, help: { type: 'boolean', short: 'h' },
     },
   });
@@ -51,6 +52,7 @@ export async function run(argv: string[]): Promise<number> {
   const shard = v.shard === undefined ? undefined : parseShard(v.shard);
   const common = {
     corpus, cacheDir: v['cache-dir'], dtype: oneOf('--dtype', v.dtype!, ['float32', 'float64'] as const),
+    products: oneOf('--products', v.products!, ['float32', 'float64'] as const),
     maxLength: v['max-length'] === undefined ? undefined : positiveInteger('--max-length', v['max-length']),
     batchSize: v['batch-size'] === undefined ? undefined : positiveInteger('--batch-size', v['batch-size']),
   };

@@ -20,6 +20,8 @@ export interface StatisticsProvenance {
   corpusHash: string;   // sha256 of the corpus file
   tokens: number;       // tokens accumulated
   dtype: 'float32' | 'float64';
+  /** The precision of each batch's products x xᵀ (absent in files from before it was recorded: float64's or `dtype`'s). */
+  products?: 'float32' | 'float64';
   maxLength: number;    // tokens per document kept (the rest is truncated)
   /** The weights' dtype the keys were computed in (absent in files from before it was recorded). */
   modelDtype?: string;
@@ -41,8 +43,13 @@ export interface CollectOptions {
   /** Path of the corpus file: plain text (documents separated by blank lines, or one per line) or JSONL with a `text` field. */
   corpus: string;
   layers: number[];
-  /** Accumulation precision. Default 'float64'. */
+  /** Precision of the sums across batches. Default 'float64'. */
   dtype?: 'float32' | 'float64';
+  /**
+   * Precision of each batch's products x xᵀ (the costly part: d_ff² per token and layer), summed into `dtype`.
+   * Default 'float32' (docs/benchmarks.md measures its speed and what it changes in an edit); 'float64' is exact.
+   */
+  products?: 'float32' | 'float64';
   /** Stop after this many tokens. Default: the whole corpus. */
   maxTokens?: number;
   /** Tokens kept per document. Default: the model's context length. */
@@ -172,10 +179,10 @@ export class Statistics extends ModelDependent<NativeSecondMoments> {
       return { file, p, shard: p.shard };
     });
     const first = shards[0];
-    const same = (p: StatisticsProvenance) => JSON.stringify([p.model, p.modelDtype, p.layers, p.corpusHash, p.dtype, p.maxLength, p.shard!.count, p.shard!.batchSize]);
+    const same = (p: StatisticsProvenance) => JSON.stringify([p.model, p.modelDtype, p.layers, p.corpusHash, p.dtype, p.products, p.maxLength, p.shard!.count, p.shard!.batchSize]);
     for (const s of shards) {
       if (same(s.p) !== same(first.p)) {
-        throw new InvalidArgumentError(`${s.file} belongs to another collection than ${first.file} (model, weights' dtype, layers, corpus, dtype, maxLength or split differ)`);
+        throw new InvalidArgumentError(`${s.file} belongs to another collection than ${first.file} (model, weights' dtype, layers, corpus, dtype, products, maxLength or split differ)`);
       }
     }
     const seen = new Map<number, string>();
@@ -204,7 +211,7 @@ export class Statistics extends ModelDependent<NativeSecondMoments> {
     }
     const provenance: StatisticsProvenance = {
       model: first.p.model, layers, corpus: first.p.corpus, corpusHash: first.p.corpusHash, tokens: total, dtype: 'float64',
-      maxLength: first.p.maxLength, modelDtype: first.p.modelDtype, shards: first.shard.count,
+      ...(first.p.products ? { products: first.p.products } : {}), maxLength: first.p.maxLength, modelDtype: first.p.modelDtype, shards: first.shard.count,
     };
     try {
       mkdirSync(dirname(resolve(out)), { recursive: true });
@@ -226,6 +233,7 @@ async function collectOnce(model: HookedModel, options: CollectOptions, shard?: 
   const corpusBytes = readFileSync(options.corpus);
   const corpusHash = createHash('sha256').update(corpusBytes).digest('hex');
   const dtype = options.dtype ?? 'float64';
+  const products = dtype === 'float32' ? 'float32' : options.products ?? 'float32';
   const maxLength = Math.min(options.maxLength ?? model.info.contextLength, model.info.contextLength);
   const layers = [...options.layers].sort((x, y) => x - y); // as the native accumulator keeps them
   // The weights' dtype is part of the key: keys computed in bfloat16 are not float32's.
@@ -241,7 +249,7 @@ async function collectOnce(model: HookedModel, options: CollectOptions, shard?: 
     shardInfo = { index: shard.index, count: shard.count, documents: range, batchSize };
   }
   const key = createHash('sha256')
-    .update(JSON.stringify([model.fingerprint, model.info.dtype, layers, corpusHash, dtype, maxLength, options.maxTokens ?? null, ...(shardInfo ? [shardInfo] : [])]))
+    .update(JSON.stringify([model.fingerprint, model.info.dtype, layers, corpusHash, dtype, products, maxLength, options.maxTokens ?? null, ...(shardInfo ? [shardInfo] : [])]))
     .digest('hex')
     .slice(0, 24);
   const dir = cacheDirOf(options.cacheDir);
@@ -250,7 +258,7 @@ async function collectOnce(model: HookedModel, options: CollectOptions, shard?: 
   let pending = inFlight.get(file);
   if (!pending) {
     const partial = file.replace(/\.safetensors$/, '.partial.safetensors');
-    pending = collectInto(model, options, { file, partial, dir, documents, range, batchSize, shard: shardInfo, corpusHash, dtype, maxLength, layers })
+    pending = collectInto(model, options, { file, partial, dir, documents, range, batchSize, shard: shardInfo, corpusHash, dtype, products, maxLength, layers })
       .finally(() => inFlight.delete(file));
     inFlight.set(file, pending);
   }
@@ -259,11 +267,11 @@ async function collectOnce(model: HookedModel, options: CollectOptions, shard?: 
 
 interface Collection {
   file: string; partial: string; dir: string; documents: string[]; range: [number, number]; batchSize: number; shard?: ShardInfo;
-  corpusHash: string; dtype: 'float32' | 'float64'; maxLength: number; layers: number[];
+  corpusHash: string; dtype: 'float32' | 'float64'; products: 'float32' | 'float64'; maxLength: number; layers: number[];
 }
 
 async function collectInto(model: HookedModel, options: CollectOptions, c: Collection): Promise<string> {
-  const { file, partial, dir, documents, batchSize, corpusHash, dtype, maxLength, layers } = c;
+  const { file, partial, dir, documents, batchSize, corpusHash, dtype, products, maxLength, layers } = c;
   const end = c.range[1];
   removeOrphanedTemporaries(dir);
   if (existsSync(file)) return file;
@@ -271,13 +279,13 @@ async function collectInto(model: HookedModel, options: CollectOptions, c: Colle
   let native: NativeSecondMoments;
   let done = c.range[0];
   if (existsSync(partial)) {
-    native = await callNative(() => loadNative().NativeSecondMoments.load(partial, model.native));
+    native = await callNative(() => loadNative().NativeSecondMoments.load(partial, model.native, { products }));
     done = Number(readMetadata(partial).documentsDone ?? 0);
   } else {
-    native = await callNative(async () => new (loadNative().NativeSecondMoments)(model.native, { layers, dtype }));
+    native = await callNative(async () => new (loadNative().NativeSecondMoments)(model.native, { layers, dtype, products }));
   }
   const provenance = (): StatisticsProvenance => ({
-    model: model.fingerprint, layers, corpus: options.corpus, corpusHash, tokens: native.count(), dtype, maxLength, modelDtype: model.info.dtype,
+    model: model.fingerprint, layers, corpus: options.corpus, corpusHash, tokens: native.count(), dtype, products, maxLength, modelDtype: model.info.dtype,
     ...(c.shard ? { shard: c.shard } : {}),
   });
   let lastCheckpoint = performance.now();

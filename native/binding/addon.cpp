@@ -13,6 +13,7 @@
 #include "binding/worker.h"
 #include "common/device.h"
 #include "common/memory.h"
+#include "models/inference.h"
 
 namespace comeba::binding {
 namespace {
@@ -45,6 +46,17 @@ Napi::Value set_threads(const Napi::CallbackInfo& info) {
   }
   torch::set_num_threads(info[0].As<Napi::Number>().Int32Value());
   return info.Env().Undefined();
+}
+
+Napi::Value get_decode_counts(const Napi::CallbackInfo& info) {
+  const auto c = comeba::decode_counts();
+  auto obj = Napi::Object::New(info.Env());
+  obj.Set("steps", static_cast<double>(c.steps));
+  obj.Set("rowSteps", static_cast<double>(c.row_steps));
+  obj.Set("staleSteps", static_cast<double>(c.stale_steps));
+  obj.Set("recomputedRows", static_cast<double>(c.recomputed_rows));
+  obj.Set("recomputedPositions", static_cast<double>(c.recomputed_positions));
+  return obj;
 }
 
 Napi::Value get_threads(const Napi::CallbackInfo& info) {
@@ -91,6 +103,7 @@ static Napi::Object register_addon(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaInfo", Napi::Function::New(env, cuda_info));
   exports.Set("setThreads", Napi::Function::New(env, set_threads));
   exports.Set("getThreads", Napi::Function::New(env, get_threads));
+  exports.Set("decodeCounts", Napi::Function::New(env, get_decode_counts));
   exports.Set("deviceMemory", Napi::Function::New(env, device_memory_info));
   exports.Set("resetPeakMemory", Napi::Function::New(env, reset_peak_memory_stats));
   HookedModelWrap::init(env, exports);

@@ -42,7 +42,10 @@ SecondMomentsWrap::SecondMomentsWrap(const Napi::CallbackInfo& info) : GuardedWr
   auto options = to_object(info[1], "options");
   auto layers = to_token_list(options.Get("layers"), "layers");
   const auto dtype = get_accumulator_dtype(options, "dtype");
-  acc_ = run_sync(env, [&] { return std::make_shared<SecondMomentAccumulator>(layers, model_->info(), dtype, model_->device()); });
+  const auto products = get_accumulator_dtype(options, "products");
+  acc_ = run_sync(env, [&] {
+    return std::make_shared<SecondMomentAccumulator>(layers, model_->info(), dtype, model_->device(), products);
+  });
 }
 
 std::shared_ptr<SecondMomentAccumulator> SecondMomentsWrap::unwrap(const Napi::Value& value) {
@@ -60,10 +63,13 @@ Napi::Value SecondMomentsWrap::load(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   const std::string path = to_string(info[0], "path");
   auto model = HookedModelWrap::unwrap(info[1])->require_model(env);
+  // a partial collection resumes with the products it was taken with
+  const auto products = info.Length() > 2 ? get_accumulator_dtype(to_object(info[2], "options"), "products") : torch::kFloat64;
   return PromiseWorker<LoadedStats>::start(
       env, Napi::Object(),
-      [path, model] {
-        auto acc = std::make_shared<SecondMomentAccumulator>(SecondMomentAccumulator::load(path, model->info(), model->device()));
+      [path, model, products] {
+        auto acc = std::make_shared<SecondMomentAccumulator>(
+            SecondMomentAccumulator::load(path, model->info(), model->device(), products));
         return LoadedStats{model, acc};
       },
       [](Napi::Env env, LoadedStats& loaded) -> Napi::Value {

@@ -58,11 +58,46 @@ torch::Tensor EditHooks::edited_module(int64_t layer, const torch::Tensor& x, co
     auto m_all = past ? torch::cat({h.m, m}, 1) : m;                   // (B, S)
     auto real_all = past ? torch::cat({h.real, ctx.real}, 1) : ctx.real;
     auto swap_all = carried((masked_zscores(m_all, real_all, hl->studentized) >= hl->alpha) & (m_all >= hl->floor), *hl);
-    if (past && !torch::equal(swap_all.narrow(1, 0, past), h.swap)) stale_ = true;
+    if (past) {
+      auto flipped = swap_all.narrow(1, 0, past) != h.swap;             // (B, past)
+      if (flipped.any().item<bool>()) {
+        // first flipped column per row (argmax returns the first maximum), −1 where none
+        auto first = torch::where(flipped.any(1), flipped.to(torch::kInt64).argmax(1), torch::full({flipped.size(0)}, -1, torch::kInt64).to(flipped.device()));
+        stale_from_ = !stale_ ? first : torch::where((stale_from_ < 0) | ((first >= 0) & (first < stale_from_)), first, stale_from_);
+        stale_ = true;
+      }
+    }
     swap = swap_all.narrow(1, past, m.size(1));
     h = {m_all, real_all, swap_all};
   }
   return torch::where(swap.unsqueeze(-1), p + d.to(p.scalar_type()), p);
+}
+
+void EditHooks::narrow_sequence(const torch::Tensor& rows, int64_t from) {
+  whole_ = history_;
+  narrowed_rows_ = rows;
+  for (auto& [layer, h] : history_) {
+    auto keep = [&](const torch::Tensor& t) { return t.index_select(0, rows).narrow(1, 0, from); };
+    h = {keep(h.m), keep(h.real), keep(h.swap)};
+  }
+  stale_ = false;
+  stale_from_ = torch::Tensor();
+}
+
+void EditHooks::merge_sequence() {
+  // The narrowed rows now hold as many columns as the others (they were recomputed up to the same end).
+  for (auto& [layer, w] : whole_) {
+    const auto& h = history_.at(layer);
+    w.m.index_copy_(0, narrowed_rows_, h.m);
+    w.real.index_copy_(0, narrowed_rows_, h.real);
+    w.swap.index_copy_(0, narrowed_rows_, h.swap);
+  }
+  if (stale_) {  // columns of the narrowed rows' own numbering are the whole batch's; rows map back
+    auto all = torch::full({whole_.begin()->second.m.size(0)}, -1, torch::kInt64).to(stale_from_.device());
+    stale_from_ = all.index_copy(0, narrowed_rows_, stale_from_);
+  }
+  history_ = std::move(whole_);
+  whole_.clear();
 }
 
 torch::Tensor EditHooks::carried(torch::Tensor swap, const HookLayer& hl) {

@@ -71,9 +71,14 @@ class EditHooks final : public ForwardHooks {
   // whole sequence, and report when an earlier position's swap decision flips.
   void track_sequence() { track_ = true; }
   bool cache_stale() const override { return stale_; }
+  torch::Tensor stale_from() const override { return stale_from_; }
+  void narrow_sequence(const torch::Tensor& rows, int64_t from) override;
+  void merge_sequence() override;
   void reset_sequence() override {
     history_.clear();
+    whole_.clear();
     stale_ = false;
+    stale_from_ = torch::Tensor();
   }
 
  private:
@@ -97,7 +102,10 @@ class EditHooks final : public ForwardHooks {
   };
   bool track_ = false;
   bool stale_ = false;
+  torch::Tensor stale_from_;        // (B) int64: first column whose decision flipped, −1 where none
   std::map<int64_t, History> history_;
+  std::map<int64_t, History> whole_;  // every row's history while `history_` holds some rows' (narrow_sequence)
+  torch::Tensor narrowed_rows_;       // (R) int64: those rows
 };
 
 }  // namespace comeba

@@ -66,9 +66,15 @@ class ForwardHooks {
   virtual int64_t last_layer() const { return -1; }
 
   // Incremental decoding. Hooks whose decisions depend on the whole sequence (the validated hook's z-score)
-  // say here when a new token changed a decision at an earlier position: the KV cache is then stale and
-  // the caller recomputes the sequence. `reset_sequence` forgets the sequence seen so far.
+  // say here when a new token changed a decision at an earlier position: the KV cache is then stale from
+  // that position on. `stale_from` gives, per row (B), the first column whose decision changed (−1: none).
+  // The caller recomputes those rows from there: `narrow_sequence` keeps only those rows' history before
+  // that column, and `merge_sequence` puts their recomputed history back among the others'.
+  // `reset_sequence` forgets the sequence seen so far.
   virtual bool cache_stale() const { return false; }
+  virtual torch::Tensor stale_from() const { return {}; }
+  virtual void narrow_sequence(const torch::Tensor& rows, int64_t from) { (void)rows; (void)from; }
+  virtual void merge_sequence() {}
   virtual void reset_sequence() {}
 };
 

@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -10,6 +11,14 @@
 #include "common/error.h"
 
 namespace comeba {
+
+namespace {
+std::atomic<int64_t> steps_{0}, stale_steps_{0}, recomputed_rows_{0}, recomputed_positions_{0}, row_steps_{0};
+}  // namespace
+
+DecodeCounts decode_counts() {
+  return {steps_.load(), stale_steps_.load(), recomputed_rows_.load(), recomputed_positions_.load(), row_steps_.load()};
+}
 
 void validate_tokens(const CausalLM& model, const TokenRows& rows, int64_t extra) {
   const auto& info = model.info();
@@ -69,18 +78,53 @@ TokenBatch next_tokens(const torch::Tensor& next, const KvCache& cache, torch::D
   return batch;
 }
 
-// One decoding step's final residual stream (B, T, C). When a hook decision at an earlier position changed,
-// the cache is stale: recompute every row's whole sequence (prompt ++ generated), as without a cache.
+// One decoding step's final residual stream (B, T, C). When a hook decision at an earlier position changed, the
+// cache is stale from there in the rows where it changed: those rows alone are recomputed from the first changed
+// column (their cache and the hooks' history kept before it), until no decision changes; the result equals
+// recomputing every row's whole sequence, as without a cache.
 torch::Tensor decode_step(const CausalLM& model, TokenBatch& batch, KvCache& cache, ForwardHooks* hooks,
                           const TokenRows& prompts, const TokenRows& generated) {
   auto h = model.hidden(batch, hooks, &cache);
+  ++steps_;
+  row_steps_ += h.size(0);
   if (!hooks || !hooks->cache_stale()) return h;
+  ++stale_steps_;
   TokenRows sequences = prompts;
   for (size_t r = 0; r < sequences.size(); ++r) sequences[r].insert(sequences[r].end(), generated[r].begin(), generated[r].end());
-  hooks->reset_sequence();
-  cache = KvCache();
-  batch = TokenBatch::pack(sequences, /*left_pad=*/true, 0, model.device());
-  return model.hidden(batch, hooks, &cache);
+  const auto whole = TokenBatch::pack(sequences, /*left_pad=*/true, 0, model.device());  // the cache's columns
+  const int64_t S = whole.ids.size(1);
+  while (hooks->cache_stale()) {
+    auto from = hooks->stale_from().to(torch::kCPU);                        // (B)
+    auto rows = (from >= 0).nonzero().squeeze(1);                            // (R)
+    const int64_t p = from.index_select(0, rows).min().item<int64_t>();
+    auto on_device = rows.to(model.device());
+    KvCache part;
+    if (p > 0) {
+      for (size_t l = 0; l < cache.keys.size(); ++l) {
+        part.keys.push_back(cache.keys[l].index_select(0, on_device).narrow(2, 0, p));
+        part.values.push_back(cache.values[l].index_select(0, on_device).narrow(2, 0, p));
+      }
+      part.real = cache.real.index_select(0, on_device).narrow(1, 0, p);
+    }
+    TokenBatch redo;
+    auto take = [&](const torch::Tensor& t) { return t.index_select(0, on_device).narrow(1, p, S - p); };
+    redo.ids = take(whole.ids);
+    redo.real = take(whole.real);
+    redo.positions = take(whole.positions);
+    redo.lengths.assign(rows.size(0), S - p);
+    redo.offsets.assign(rows.size(0), 0);
+    recomputed_rows_ += rows.size(0);
+    recomputed_positions_ += rows.size(0) * (S - p);
+    hooks->narrow_sequence(on_device, p);
+    auto redone = model.hidden(redo, hooks, &part);                          // (R, S − p, C)
+    hooks->merge_sequence();
+    for (size_t l = 0; l < cache.keys.size(); ++l) {
+      cache.keys[l].index_copy_(0, on_device, part.keys[l]);
+      cache.values[l].index_copy_(0, on_device, part.values[l]);
+    }
+    h.index_copy_(0, on_device, redone.narrow(1, redone.size(1) - h.size(1), h.size(1)));
+  }
+  return h;
 }
 
 }  // namespace

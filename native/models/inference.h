@@ -53,4 +53,11 @@ std::vector<int64_t> generate(const CausalLM& model, const std::vector<int64_t>&
 TokenRows generate_greedy(const CausalLM& model, const TokenRows& prompts, const std::vector<int64_t>& max_new_tokens,
                           ForwardHooks* hooks);
 
+// Process-wide counts of the decoding work: steps, steps whose cache went stale, and the rows and token
+// positions recomputed for them (what the benchmarks and tests read to see how much a flip costs).
+struct DecodeCounts {
+  int64_t steps = 0, stale_steps = 0, recomputed_rows = 0, recomputed_positions = 0, row_steps = 0;
+};
+DecodeCounts decode_counts();
+
 }  // namespace comeba

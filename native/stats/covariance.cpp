@@ -13,14 +13,18 @@ namespace {
 // Adds the real tokens' inputs of the edited modules into the sums, and stops after the last one.
 class MomentHooks final : public ForwardHooks {
  public:
-  MomentHooks(const std::vector<int64_t>& layers, std::vector<torch::Tensor>& sums) : layers_(layers), sums_(sums) {}
+  MomentHooks(const std::vector<int64_t>& layers, std::vector<torch::Tensor>& sums, torch::Dtype products)
+      : layers_(layers), sums_(sums), products_(products) {}
 
   torch::Tensor edited_module(int64_t layer, const torch::Tensor& x, const Linear& module,
                               const ForwardContext& ctx) override {
     for (size_t i = 0; i < layers_.size(); ++i) {
       if (layers_[i] != layer) continue;
-      auto k = x.index({ctx.real}).to(sums_[i].scalar_type());  // (N, F)
-      sums_[i].addmm_(k.t(), k);
+      auto k = x.index({ctx.real}).to(products_);                // (N, F)
+      if (products_ == sums_[i].scalar_type())
+        sums_[i].addmm_(k.t(), k);
+      else
+        sums_[i].add_(torch::mm(k.t(), k));  // one batch's products in float32, summed across batches in float64
     }
     return module(x);
   }
@@ -29,13 +33,14 @@ class MomentHooks final : public ForwardHooks {
  private:
   const std::vector<int64_t>& layers_;
   std::vector<torch::Tensor>& sums_;
+  torch::Dtype products_;
 };
 
 }  // namespace
 
 SecondMomentAccumulator::SecondMomentAccumulator(std::vector<int64_t> layers, const ModelInfo& info, torch::Dtype dtype,
-                                                 torch::Device device)
-    : layers_(std::move(layers)) {
+                                                 torch::Device device, torch::Dtype products)
+    : layers_(std::move(layers)), products_(products) {
   if (layers_.empty()) fail(ErrorCode::InvalidArgument, "statistics need at least one layer");
   // Sorted: the forward stops after the last one (MomentHooks::last_layer).
   std::sort(layers_.begin(), layers_.end());
@@ -47,6 +52,8 @@ SecondMomentAccumulator::SecondMomentAccumulator(std::vector<int64_t> layers, co
   const int64_t d_ff = info.d_ff;
   if (dtype != torch::kFloat32 && dtype != torch::kFloat64)
     fail(ErrorCode::InvalidArgument, "statistics accumulate in float32 or float64");
+  if (products != torch::kFloat32 && products != torch::kFloat64)
+    fail(ErrorCode::InvalidArgument, "statistics take products in float32 or float64");
   for (size_t i = 0; i < layers_.size(); ++i) {
     sums_.push_back(torch::zeros({d_ff, d_ff}, torch::TensorOptions().dtype(dtype).device(device)));
   }
@@ -55,7 +62,7 @@ SecondMomentAccumulator::SecondMomentAccumulator(std::vector<int64_t> layers, co
 void SecondMomentAccumulator::add(const CausalLM& model, const TokenRows& rows) {
   validate_tokens(model, rows);
   c10::InferenceMode inference;
-  MomentHooks hooks(layers_, sums_);
+  MomentHooks hooks(layers_, sums_, products_);
   const auto batch = TokenBatch::pack(rows, false, 0, model.device());
   model.forward(batch, &hooks, nullptr);
   for (const auto& r : rows) count_ += static_cast<int64_t>(r.size());
@@ -102,7 +109,7 @@ void check_second_moment(const torch::Tensor& sum, const std::string& path, cons
 }  // namespace
 
 SecondMomentAccumulator SecondMomentAccumulator::load(const std::string& path, const ModelInfo& model,
-                                                      torch::Device device) {
+                                                      torch::Device device, torch::Dtype products) {
   SafetensorsFile file(path);
   // Files written since digests were added carry one per tensor; each is verified before its values are used
   // (older files have none and load as before).
@@ -156,6 +163,7 @@ SecondMomentAccumulator SecondMomentAccumulator::load(const std::string& path, c
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return layers[a] < layers[b]; });
   SecondMomentAccumulator acc;
+  acc.products_ = products;
   for (size_t i : order) {
     acc.layers_.push_back(layers[i]);
     acc.sums_.push_back(sums[i]);
