@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AbortError, ConsecutiveEditor, HookedModel, InvalidArgumentError, Statistics } from '../lib/index.js';
 import { readNpz } from '../lib/io/npz.js';
-import { readDocuments } from '../lib/statistics/Statistics.js';
+import { defaultProducts, readDocuments } from '../lib/statistics/Statistics.js';
 import { makeRandomCorpus, tempDir, tinyGpt2 } from './helpers.js';
 
 const F = 256;
@@ -113,12 +113,13 @@ test('the weights\' dtype keys the cache: a bfloat16 model, collecting at the sa
   t.true(maxRelDiff((await b.secondMoment(1)).data, (await a.secondMoment(1)).data) > 1e-4, 'bfloat16 keys differ from float32 keys');
 });
 
-test('float32 products summed in float64 (the default) give float64\'s E[kkᵀ] within 1e-6, and 10 consecutive batches the same ΔW within 1e-4', async (t) => {
+test('float32 products summed in float64 (a GPU\'s default) give float64\'s E[kkᵀ] within 1e-6, and 10 consecutive batches the same ΔW within 1e-4', async (t) => {
   await using model = await HookedModel.load(tinyGpt2);
   const corpus = makeRandomCorpus((ids) => model.tokenizer.decode(ids), 512, 60, 40, 9);
   const cacheDir = tempDir();
-  const fast = await Statistics.collect(model, { corpus, layers: [1, 2], cacheDir });
-  const exact = await Statistics.collect(model, { corpus, layers: [1, 2], cacheDir, products: 'float64' });
+  const fast = await Statistics.collect(model, { corpus, layers: [1, 2], cacheDir, products: 'float32' });
+  const exact = await Statistics.collect(model, { corpus, layers: [1, 2], cacheDir });
+  t.is(defaultProducts(model), 'float64', 'exact on the CPU');
   t.not(fast.file, exact.file);
   t.like(fast.provenance, { dtype: 'float64', products: 'float32' });
   t.like(exact.provenance, { dtype: 'float64', products: 'float64' });

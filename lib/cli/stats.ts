@@ -22,7 +22,7 @@ const usage = `usage: comeba stats --model DIR --corpus FILE [options]     colle
   --out FILE         also copy the result here               (default: print the cache file's path)
   --cache-dir DIR    where collections are kept and resumed  (default ~/.cache/comeba/stats)
   --dtype D          sums across batches: float64 | float32  (default float64)
-  --products P       each batch's x xᵀ: float32 | float64    (default float32; float64 is exact)
+  --products P       each batch's x xᵀ: float32 | float64    (default float32 on a GPU, float64 (exact) on the CPU)
   --max-length N     tokens kept per document                (default: the model's context)
   --batch-size N     documents per forward pass              (default 16; shards of one collection share it)
   --device D, --model-dtype T
@@ -38,7 +38,7 @@ export async function run(argv: string[]): Promise<number> {
     options: {
       model: { type: 'string' }, corpus: { type: 'string' }, layers: { type: 'string' }, shard: { type: 'string' },
       out: { type: 'string' }, 'cache-dir': { type: 'string' }, dtype: { type: 'string', default: 'float64' },
-      products: { type: 'string', default: 'float32' }, 'max-length': { type: 'string' }, 'batch-size': { type: 'string' }, device: { type: 'string', default: 'cpu' },
+      products: { type: 'string' }, 'max-length': { type: 'string' }, 'batch-size': { type: 'string' }, device: { type: 'string', default: 'cpu' },
       'model-dtype': { type: 'string', default: 'float32' }, help: { type: 'boolean', short: 'h' },
     },
   });
@@ -52,7 +52,7 @@ export async function run(argv: string[]): Promise<number> {
   const shard = v.shard === undefined ? undefined : parseShard(v.shard);
   const common = {
     corpus, cacheDir: v['cache-dir'], dtype: oneOf('--dtype', v.dtype!, ['float32', 'float64'] as const),
-    products: oneOf('--products', v.products!, ['float32', 'float64'] as const),
+    products: v.products === undefined ? undefined : oneOf('--products', v.products, ['float32', 'float64'] as const),
     maxLength: v['max-length'] === undefined ? undefined : positiveInteger('--max-length', v['max-length']),
     batchSize: v['batch-size'] === undefined ? undefined : positiveInteger('--batch-size', v['batch-size']),
   };

@@ -47,7 +47,8 @@ export interface CollectOptions {
   dtype?: 'float32' | 'float64';
   /**
    * Precision of each batch's products x xᵀ (the costly part: d_ff² per token and layer), summed into `dtype`.
-   * Default 'float32' (docs/benchmarks.md measures its speed and what it changes in an edit); 'float64' is exact.
+   * Default: 'float32' on a GPU, where float64 runs at a small fraction of float32's rate; 'float64' (exact) on the
+   * CPU, where float32 gains 1–5 % (docs/benchmarks.md).
    */
   products?: 'float32' | 'float64';
   /** Stop after this many tokens. Default: the whole corpus. */
@@ -225,6 +226,11 @@ export class Statistics extends ModelDependent<NativeSecondMoments> {
 
 const inFlight = new Map<string, Promise<string>>();
 
+/** CollectOptions.products' default for a model: float32 on a GPU, float64 on the CPU (docs/benchmarks.md). */
+export function defaultProducts(model: Pick<HookedModel, 'info'>): 'float32' | 'float64' {
+  return String(model.info.device).startsWith('cuda') ? 'float32' : 'float64';
+}
+
 /** The cache file of the statistics `options` ask for, collected now unless it exists. */
 async function collectOnce(model: HookedModel, options: CollectOptions, shard?: { index: number; count: number }): Promise<string> {
   if (typeof options.corpus !== 'string' || !isRegularFile(options.corpus)) {
@@ -233,7 +239,7 @@ async function collectOnce(model: HookedModel, options: CollectOptions, shard?: 
   const corpusBytes = readFileSync(options.corpus);
   const corpusHash = createHash('sha256').update(corpusBytes).digest('hex');
   const dtype = options.dtype ?? 'float64';
-  const products = dtype === 'float32' ? 'float32' : options.products ?? 'float32';
+  const products = dtype === 'float32' ? 'float32' : options.products ?? defaultProducts(model);
   const maxLength = Math.min(options.maxLength ?? model.info.contextLength, model.info.contextLength);
   const layers = [...options.layers].sort((x, y) => x - y); // as the native accumulator keeps them
   // The weights' dtype is part of the key: keys computed in bfloat16 are not float32's.
