@@ -1,7 +1,7 @@
 // One writer per folder: an exclusive lock file (O_EXCL) naming its holder, taken by an editor's save and by a
 // sweep for its whole run. A lock whose holder provably died (same host; the pid gone, or reused by a process
 // started at another time) is taken over; otherwise the second writer gets FolderLockedError naming the holder.
-import { closeSync, linkSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { linkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { FolderLockedError } from '../errors.js';
 import { readTextIfAny } from './files.js';
@@ -18,22 +18,23 @@ interface Holder {
 /** The lock file's name in a locked folder. */
 export const lockName = '.comeba-lock';
 
-let takeovers = 0;
+let serial = 0;  // names of this process's temporary lock files
 
 /** Takes the lock at `path` for `what` (words for the error); returns the function that releases it. */
 export function acquireLock(path: string, what: string): () => void {
   const me: Holder = { pid: process.pid, host: hostname(), started: processStart(process.pid) ?? '', since: new Date().toISOString(), command: process.argv.slice(1).join(' ') };
   for (let attempt = 0; attempt < 5; attempt++) {
+    // Written whole under a temporary name, then linked into place (fails if the lock exists): a lock file is never
+    // seen empty or half-written, which another writer would take for a torn one and take over while we hold it.
+    const pending = `${path}.tmp-${process.pid}-${serial++}`;
     try {
-      const fd = openSync(path, 'wx');
-      try {
-        writeSync(fd, JSON.stringify(me));
-      } finally {
-        closeSync(fd);
-      }
+      writeFileSync(pending, JSON.stringify(me));
+      linkSync(pending, path);
       return () => releaseLock(path, me);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    } finally {
+      rmSync(pending, { force: true });
     }
     const text = readTextIfAny(path);
     if (text === undefined) continue; // released meanwhile
@@ -44,9 +45,9 @@ export function acquireLock(path: string, what: string): () => void {
           `wait for it to finish, or remove ${path} if that process is gone`,
       );
     }
-    // Gone (or a torn lock file): move it aside atomically, so that of several processes taking over only one
+    // Gone (or a lock file that does not parse: not one of ours): move it aside atomically, so that of several processes taking over only one
     // does; if what was moved is not the stale lock we judged (a new holder came in between), put it back.
-    const aside = `${path}.stale-${process.pid}-${takeovers++}`;
+    const aside = `${path}.stale-${process.pid}-${serial++}`;
     try {
       renameSync(path, aside);
     } catch {
