@@ -1,6 +1,7 @@
-// One writer per folder: an exclusive lock file (O_EXCL) naming its holder, taken by an editor's save and by a
-// sweep for its whole run. A lock whose holder provably died (same host; the pid gone, or reused by a process
-// started at another time) is taken over; otherwise the second writer gets FolderLockedError naming the holder.
+// One writer per folder: an exclusive lock file naming its holder (written whole, then linked into place, which
+// fails if it exists), taken by an editor's save and by a sweep for its whole run. A lock whose holder provably died
+// (same host; the pid gone, or reused by a process started at another time) is taken over; otherwise the second
+// writer gets FolderLockedError naming the holder.
 import { linkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { FolderLockedError } from '../errors.js';
@@ -45,8 +46,9 @@ export function acquireLock(path: string, what: string): () => void {
           `wait for it to finish, or remove ${path} if that process is gone`,
       );
     }
-    // Gone (or a lock file that does not parse: not one of ours): move it aside atomically, so that of several processes taking over only one
-    // does; if what was moved is not the stale lock we judged (a new holder came in between), put it back.
+    // Gone (or a lock file that does not parse: not one of ours): move it aside atomically, so that of several
+    // processes taking over only one does; if what was moved is not the stale lock we judged (a new holder came in
+    // between), put it back.
     const aside = `${path}.stale-${process.pid}-${serial++}`;
     try {
       renameSync(path, aside);
