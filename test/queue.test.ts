@@ -104,6 +104,30 @@ async function allDone(url: string, name: string, count: number): Promise<boolea
   return jobs.length === count && jobs.every((j) => j.state === 'completed');
 }
 
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * Waits for the sweep in `out` to pass its 9th edit, then freezes the job's process (named by the sweep folder's
+ * lock) with SIGSTOP and returns its pid. The 30-edit sweep takes about 1.5 s, less than a worker needs to notice a
+ * lost lock, so the test holds it mid-sweep as a long sweep would be; SIGCONT lets it go on.
+ */
+async function holdJob(out: string): Promise<number> {
+  const progress = join(out, 'comeba-hk', 'progress.json');
+  await waitFor(() => existsSync(progress) && JSON.parse(readFileSync(progress, 'utf8')).edits >= 9, 120_000, 'a checkpoint');
+  const pid = (JSON.parse(readFileSync(join(out, lockName), 'utf8')) as { pid: number }).pid;
+  process.kill(pid, 'SIGSTOP');
+  const edits = JSON.parse(readFileSync(progress, 'utf8')).edits as number;
+  if (edits >= 30) throw new Error(`the sweep ended (${edits} edits) before it could be held`);
+  return pid;
+}
+
 withRedis('a grid of 4 sweeps on 2 workers ends with the summaries of the 4 sweeps run one after another, through a crash', async (t) => {
   const redis = await startRedis();
   const results = tempDir('comeba-results-');
@@ -144,19 +168,22 @@ withRedis('a worker killed with SIGKILL mid-job: another resumes the job and the
   const expected = await reference(grid);
   const first = startWorker(redis.url, results, join(results, 'worker-0.log'));
   const others: ChildProcess[] = [];
+  let held = 0;
   try {
     await submitGrid(redis.url, grid);
-    const progress = join(results, 'killed', 'sweeps', id, 'comeba-hk', 'progress.json');
-    await waitFor(() => existsSync(progress) && JSON.parse(readFileSync(progress, 'utf8')).edits >= 9, 120_000, 'a checkpoint');
+    held = await holdJob(join(results, 'killed', 'sweeps', id));
     first.kill('SIGKILL');
     await new Promise((r) => (first.exitCode !== null || first.signalCode !== null ? r(null) : first.once('exit', r)));
     t.is((await gridJobs(redis.url, 'killed'))[0].state, 'active', 'the job was still running when its worker died');
+    process.kill(held, 'SIGCONT');  // its worker gone, the job's process ends on its own
+    await waitFor(() => !alive(held), 30_000, 'the orphaned job\'s process to stop');
     others.push(...[1, 2].map((i) => startWorker(redis.url, results, join(results, `worker-${i}.log`))));
     await waitFor(() => allDone(redis.url, 'killed', 1), 240_000, 'the retried job');
     t.deepEqual(comparable(join(results, 'killed', 'sweeps', id)), expected.get(id));
     const runs = readFileSync(join(results, 'killed', 'sweeps', id, 'runs.jsonl'), 'utf8').trim().split('\n');
     t.is(runs.length, 2, 'the sweep ran twice: killed, then resumed');
   } finally {
+    if (held && alive(held)) process.kill(held, 'SIGCONT');
     await stopWorkers([first, ...others]);
     await redis.stop();
   }
@@ -172,23 +199,16 @@ withRedis('a worker cut off from Redis stops its job\'s process before the lock 
   const log = join(results, 'worker.log');
   const worker = startWorker(redis.url, results, log);
   const out = join(results, 'cut', 'sweeps', id);
-  const alive = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  let held = 0;
   try {
     await submitGrid(redis.url, grid);
-    const progress = join(out, 'comeba-hk', 'progress.json');
-    await waitFor(() => existsSync(progress) && JSON.parse(readFileSync(progress, 'utf8')).edits >= 9, 120_000, 'a checkpoint');
     // The sweep's folder lock names the job's process (the worker's sandboxed child).
-    const pid = (JSON.parse(readFileSync(join(out, lockName), 'utf8')) as { pid: number }).pid;
+    const pid = held = await holdJob(out);
     t.not(pid, worker.pid);
     redis.server.kill('SIGSTOP');  // Redis stops answering; its clock, and so the lock's TTL, runs on
     try {
+      await waitFor(() => /lost its lock/.test(readFileSync(log, 'utf8')), 30_000, 'the worker to give the job up');
+      process.kill(pid, 'SIGCONT');  // mid-sweep, it reads the worker's word to stop
       await waitFor(() => !alive(pid), 30_000, 'the job\'s process to stop');
       t.true(worker.exitCode === null && worker.signalCode === null, 'the worker itself goes on');
       await new Promise((r) => setTimeout(r, 4000));  // past the lock's 3 s: the job is free for any worker
@@ -200,6 +220,7 @@ withRedis('a worker cut off from Redis stops its job\'s process before the lock 
     t.is(readFileSync(join(out, 'runs.jsonl'), 'utf8').trim().split('\n').length, 2, 'stopped, then resumed');
     t.regex(readFileSync(log, 'utf8'), /lost its lock \(no renewal for [\d.]+ s: Redis unreachable\?\)/);
   } finally {
+    if (held && alive(held)) process.kill(held, 'SIGCONT');
     await stopWorkers([worker]);
     await redis.stop();
   }
