@@ -32,6 +32,15 @@ test('the plan of GPT-J: C_accu, ΔW and the solve by formula, and accumulatorOn
   t.is(memit.device.prior, 6 * F * F * 8);
   t.is(memit.host.heldKeys, 0, 'memit saves no C_accu, so holds no keys');
   t.is(editorMemoryPlan(gptj, { ...hyper, mode: 'memit' }, { dtype: 'bfloat16', accumulatorOnHost: true }).device.prior, 0);
+  // On the CPU the solves keep each layer's Cholesky factor between batches (float64 C_accu, or memit's C).
+  t.is(onDevice.device.factors, 0);
+  const cpu = (mode: 'comeba-hk' | 'memit', accumulatorDtype: 'float32' | 'float64') =>
+    editorMemoryPlan(gptj, { ...hyper, mode, accumulatorDtype }, { dtype: 'float32', accumulatorOnHost: false, onCpu: true }).device;
+  t.is(cpu('comeba-hk', 'float64').factors, 6 * F * F * 8);
+  t.is(cpu('memit', 'float32').factors, 6 * F * F * 8);
+  t.is(cpu('comeba-hk', 'float32').factors, 0, 'a float32 C_accu is solved afresh each batch');
+  const elsewhere = editorMemoryPlan(gptj, { ...hyper, accumulatorDtype: 'float64' }, { dtype: 'float32', accumulatorOnHost: false }).device;
+  t.is(cpu('comeba-hk', 'float64').total, elsewhere.total + 6 * F * F * 8);
 });
 
 test('an editor that does not fit its memoryBudget is refused before its statistics are collected, with the numbers', async (t) => {
@@ -43,7 +52,7 @@ test('an editor that does not fit its memoryBudget is refused before its statist
   t.deepEqual(readdirSync(cacheDir), [], 'no statistics were collected');
   t.is(model.disposed, false);
   // A budget that holds the plan: the editor is made and edits.
-  const plan = editorMemoryPlan(model.info, resolveHyperparameters(model.info, { layers: [0, 1] }, undefined), { dtype: 'float32', accumulatorOnHost: false });
+  const plan = editorMemoryPlan(model.info, resolveHyperparameters(model.info, { layers: [0, 1] }, undefined), { dtype: 'float32', accumulatorOnHost: false, onCpu: true });
   await using editor = await ConsecutiveEditor.create(model, { stats: { corpus, cacheDir }, layers: [0, 1], memoryBudget: plan.device.total + plan.host.total });
   await editor.edit([{ prompt: 'The city of {} is in', subject: 'Paris', target: 'Spain' }]);
   t.is(editor.step, 1);

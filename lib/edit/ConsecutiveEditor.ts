@@ -162,7 +162,7 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
     if (typeof accumulatorOnHost !== 'boolean') throw new InvalidArgumentError('accumulatorOnHost must be a boolean');
     if (memoryBudget !== undefined && !(typeof memoryBudget === 'number' && memoryBudget >= 0)) throw new InvalidArgumentError('memoryBudget must be a number of bytes ≥ 0');
     // Before the statistics, which can take hours to collect.
-    const plan = editorMemoryPlan(model.info, hyper, { dtype: model.info.dtype as Dtype, accumulatorOnHost });
+    const plan = editorMemoryPlan(model.info, hyper, { dtype: model.info.dtype as Dtype, accumulatorOnHost, onCpu: model.info.device === 'cpu' });
     checkMemoryPlan(plan, model.info.device as Device, { budget: memoryBudget, accumulatorOnHost, accumulatorDtype: hyper.accumulatorDtype });
     const statistics = await resolveStatistics(model, stats, hyper.layers);
     const templates = contextTemplates ?? (await generateContextTemplates(model, seed ?? 0));

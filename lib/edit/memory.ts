@@ -31,7 +31,7 @@ export const planBatch = { requests: 10, rowsPerRequest: 7, tokensPerRow: 12, ta
 
 export interface MemoryPlan {
   /** Bytes on the model's device beyond the weights (on a CPU model, these are host memory too). */
-  device: { cAccu: number; delta: number; prior: number; solve: number; values: number; total: number };
+  device: { cAccu: number; delta: number; prior: number; solve: number; factors: number; values: number; total: number };
   /**
    * Bytes in host memory: E[kkᵀ] as loaded, λ·E[kkᵀ] kept for reset, C_accu with accumulatorOnHost, and the keys
    * held for the next incremental save (after a save or load; at most d_ff columns per layer, then dropped), and
@@ -47,12 +47,14 @@ type PlanHyper = Pick<EditorHyperparameters, 'mode' | 'layers' | 'accumulatorDty
  * Per edited layer (F = d_ff, C = d_model): C_accu F² in its dtype; ΔW C·F float32; λ·E[kkᵀ] F² float64 (host,
  * for reset; memit's fixed C on the device); E[kkᵀ] F² float64 (host); held keys < F columns of F float64 (host,
  * for the next incremental save; not in memit, which saves no C_accu). One layer's solve at a time: C_accu + KKᵀ
- * and its Cholesky factor, F² float64 each, plus C_accu's float64 copy unless it already is one on the device.
+ * and its Cholesky factor, F² float64 each, plus C_accu's float64 copy unless it already is one on the device. On
+ * the CPU (`onCpu`), C_accu's factor is kept between batches (memit's C's; not with a float32 C_accu), F² float64
+ * per layer.
  * The value step keeps activations of the blocks above the last edited layer for `planBatch` (an estimate:
  * ~14·C + 3·F values per token and block in the model's dtype and the attention weights; the log-probabilities at
  * the target tokens and the KL rows' subjects, three float32 copies of V each).
  */
-export function editorMemoryPlan(info: PlanModel, hyper: PlanHyper, options: { dtype: Dtype; accumulatorOnHost: boolean }): MemoryPlan {
+export function editorMemoryPlan(info: PlanModel, hyper: PlanHyper, options: { dtype: Dtype; accumulatorOnHost: boolean; onCpu?: boolean }): MemoryPlan {
   const F = info.dFf, C = info.dModel, L = hyper.layers.length;
   const accumulates = hyper.mode !== 'memit';
   const accBytes = hyper.accumulatorDtype === 'float64' ? 8 : 4;
@@ -71,10 +73,11 @@ export function editorMemoryPlan(info: PlanModel, hyper: PlanHyper, options: { d
     delta: L * C * F * 4,
     prior: onDevicePrior,
     solve: copies * square64,
+    factors: options.onCpu && (!accumulates || accBytes === 8) ? L * square64 : 0,
     values,
     total: 0,
   };
-  device.total = device.cAccu + device.delta + device.prior + device.solve + device.values;
+  device.total = device.cAccu + device.delta + device.prior + device.solve + device.factors + device.values;
   const host = {
     statistics: L * square64,
     prior: accumulates || options.accumulatorOnHost ? L * square64 : 0,
@@ -103,7 +106,7 @@ export function checkMemoryPlan(plan: MemoryPlan, device: Device, options: { bud
     const d = plan.device;
     const parts = [
       d.cAccu ? `C_accu ${formatBytes(d.cAccu)}` : '', `ΔW ${formatBytes(d.delta)}`, d.prior ? `memit's C ${formatBytes(d.prior)}` : '',
-      `one layer's solve ${formatBytes(d.solve)}`, `the value step ~${formatBytes(d.values)} for a batch of ${planBatch.requests}`,
+      `one layer's solve ${formatBytes(d.solve)}`, d.factors ? `kept Cholesky factors ${formatBytes(d.factors)}` : '', `the value step ~${formatBytes(d.values)} for a batch of ${planBatch.requests}`,
       onCpu ? `statistics, λ·E[kkᵀ] and held keys ${formatBytes(plan.host.total)}` : '',
     ].filter((s) => s !== '');
     const hints = [

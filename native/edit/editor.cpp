@@ -30,6 +30,8 @@ struct KeyBatch {
   TokenBatch tokens;
   TokenSites subject_last;  // every context row's subject-last token
   TokenSites bare;          // the bare prompt's subject-last token, one per request
+  TokenBatch bare_tokens;   // the bare prompts alone (the rows z is read from), and their subject-last token there
+  TokenSites bare_sites;
   std::vector<int64_t> contexts_per_request;
   int64_t first_layer = 0;
   torch::Tensor h_first;    // (rows, T, C) entering first_layer
@@ -37,12 +39,17 @@ struct KeyBatch {
 };
 
 KeyBatch key_batch(const CausalLM& model, int64_t first_layer, const std::vector<EditRequest>& requests) {
-  TokenRows rows;
-  std::vector<int64_t> rows_idx, cols, bare_rows, bare_cols;
+  TokenRows rows, bare;
+  std::vector<int64_t> rows_idx, cols, bare_rows, bare_cols, bare_index;
   KeyBatch kb;
   for (const auto& request : requests) {
     for (size_t j = 0; j < request.contexts.size(); ++j) {
-      if (j == 0) { bare_rows.push_back(rows.size()); bare_cols.push_back(request.subject_last[0]); }
+      if (j == 0) {
+        bare_rows.push_back(rows.size());
+        bare_cols.push_back(request.subject_last[0]);
+        bare_index.push_back(bare.size());
+        bare.push_back(request.contexts[0]);
+      }
       rows_idx.push_back(rows.size());
       cols.push_back(request.subject_last[j]);
       rows.push_back(request.contexts[j]);
@@ -53,6 +60,8 @@ KeyBatch key_batch(const CausalLM& model, int64_t first_layer, const std::vector
   kb.tokens = TokenBatch::pack(rows, false, 0, dev);
   kb.subject_last = {device_ints(rows_idx, dev), device_ints(cols, dev)};
   kb.bare = {device_ints(bare_rows, dev), device_ints(bare_cols, dev)};
+  kb.bare_tokens = TokenBatch::pack(bare, false, 0, dev);
+  kb.bare_sites = {device_ints(bare_index, dev), kb.bare.cols};
   kb.first_layer = first_layer;
   torch::NoGradGuard no_grad;
   if (first_layer == 0) {
@@ -67,20 +76,43 @@ KeyBatch key_batch(const CausalLM& model, int64_t first_layer, const std::vector
   return kb;
 }
 
-// The rest of the forward over the key batch under the current hooks, stopped at the z-block: the edited
-// module's input at `layer` and the z-block output, both at the subject's last token. The layers are updated
-// in increasing order, so the residual entering `layer` is the same in every later pass: it is kept in `kb`
+// The z-block output at the bare prompts' subject, from the residual stream `h` (rows, T, C) of the whole key batch
+// entering block `from`: only the bare rows go on, trimmed to their own length (exact: rows never meet in a forward,
+// and the padding after a right-padded row's last token is never attended to).
+torch::Tensor outputs_at_bare(const CausalLM& model, const KeyBatch& kb, const std::vector<HookLayer>& state,
+                              const torch::Tensor& h, int64_t from, int64_t z_layer) {
+  EditHooks hooks(state);
+  hooks.capture_block_output(z_layer, kb.bare_sites);
+  hooks.stop_after(z_layer);
+  torch::NoGradGuard no_grad;
+  model.blocks_from(from, h.index_select(0, kb.bare.rows).narrow(1, 0, kb.bare_tokens.ids.size(1)), kb.bare_tokens, &hooks, nullptr);
+  return hooks.captured_block_output().to(torch::kFloat64);
+}
+
+bool carries(const std::vector<HookLayer>& state) {
+  return std::any_of(state.begin(), state.end(), [](const HookLayer& l) { return l.carry; });
+}
+
+// The rest of the forward over the key batch under the current hooks: the edited module's input at `layer` (every
+// context row, up to `layer`), and the z-block output at the bare prompts' subject (only those rows above `layer`;
+// the carried scope passes swap masks between layers, so with it every row runs to the z-block). The layers are
+// updated in increasing order, so the residual entering `layer` is the same in every later pass: it is kept in `kb`
 // and the next pass starts there (exact: the blocks below run on the same input with the same weights).
 KeysAndOutputs keys_and_outputs(const CausalLM& model, KeyBatch& kb, const std::vector<HookLayer>& state,
                                 int64_t layer, int64_t z_layer) {
+  const bool bare_above = layer < z_layer && !carries(state);
   EditHooks hooks(state);
   hooks.capture_input(layer, kb.subject_last);
-  hooks.capture_block_output(z_layer, kb.bare);
-  hooks.stop_after(z_layer);  // layer ≤ z_layer: z lives at the last edited layer
+  if (!bare_above) hooks.capture_block_output(z_layer, kb.bare);
+  hooks.stop_after(bare_above ? layer : z_layer);  // layer ≤ z_layer: z lives at the last edited layer
   if (layer > kb.first_layer) hooks.keep_block_output(layer - 1);
   if (kb.carried.defined()) hooks.start_carried(kb.carried);
-  torch::NoGradGuard no_grad;
-  model.blocks_from(kb.first_layer, kb.h_first, kb.tokens, &hooks, nullptr);
+  {
+    torch::NoGradGuard no_grad;
+    model.blocks_from(kb.first_layer, kb.h_first, kb.tokens, &hooks, nullptr);
+  }
+  auto cur_z = bare_above ? outputs_at_bare(model, kb, state, hooks.stopped_output(), layer + 1, z_layer)
+                          : hooks.captured_block_output().to(torch::kFloat64);
   if (layer > kb.first_layer) {
     kb.h_first = hooks.kept_block_output();
     kb.carried = hooks.kept_carried();
@@ -96,7 +128,13 @@ KeysAndOutputs keys_and_outputs(const CausalLM& model, KeyBatch& kb, const std::
     keys[r] = c == 1 ? bare : 0.5 * bare + 0.5 * k.narrow(0, i + 1, c - 1).mean(0);
     i += c;
   }
-  return {keys, hooks.captured_block_output().to(torch::kFloat64)};
+  return {keys, cur_z};
+}
+
+// z after every layer's update: the z-block output at the bare prompts' subject.
+torch::Tensor outputs_after(const CausalLM& model, KeyBatch& kb, const std::vector<HookLayer>& state, int64_t z_layer) {
+  if (carries(state)) return keys_and_outputs(model, kb, state, z_layer, z_layer).cur_z;
+  return outputs_at_bare(model, kb, state, kb.h_first, kb.first_layer, z_layer);
 }
 
 }  // namespace
@@ -178,6 +216,8 @@ Editor::Editor(std::shared_ptr<const CausalLM> model, EditorOptions options, std
       whitener_.push_back(cholesky_factor(m.to(torch::kCPU, torch::kFloat64), &jitter, "E[kkᵀ] of layer " + std::to_string(options_.layers[i])));
     }
   }
+  keep_factors_ = model_->device().is_cpu() && (options_.mode == EditMode::Memit || options_.accumulator_dtype == torch::kFloat64);
+  factors_.resize(options_.layers.size());
   state_ = initial_state();
 }
 
@@ -235,8 +275,13 @@ void Editor::stop_holding_keys() {
   held_after_ = step_;
 }
 
-Checkpoint Editor::checkpoint_after(int64_t step) const {
-  std::shared_lock lock(state_mutex_);
+Checkpoint Editor::checkpoint_after(int64_t step) {
+  // A loaded editor factorises the C_accu it reads; this one drops its updated factors here, so that both go on
+  // from the same factor and edit on identically to the bit (a resumed sweep equals an uninterrupted one).
+  std::lock_guard edit_lock(edit_mutex_);
+  std::unique_lock lock(state_mutex_);
+  if (options_.mode != EditMode::Memit)
+    for (auto& f : factors_) f = SpdFactor();
   if (step > step_ || (step < step_ && (!hold_keys_ || step < held_after_)))
     fail(ErrorCode::InvalidArgument, "the keys of the batches after step " + std::to_string(step) + " are not held (the editor is at step " +
                                          std::to_string(step_) + ")");
@@ -358,7 +403,13 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
       rhs = K + shift.to(K.device());                                         // K + K_hist W
       batch_norms[i] = norms;
     }
-    auto solved = solve_spd(torch::addmm(C, K, K.t()), rhs);                  // X (F, n)
+    CholeskySolve solved;
+    if (keep_factors_) {
+      if (!factors_[i].defined()) factors_[i] = factor_spd(C, "C_accu of layer " + std::to_string(options_.layers[i]));
+      solved = {solve_with_factor(factors_[i], K, rhs), factors_[i].jitter};  // X (F, n), as below without O(F³)
+    } else {
+      solved = solve_spd(torch::addmm(C, K, K.t()), rhs);                     // X (F, n)
+    }
     auto delta = R.mm(solved.x.t());                                          // (C, F), eq. 13 (Retarget: R rhsᵀ A⁻¹)
     if (!torch::isfinite(delta).all().item<bool>())
       fail(ErrorCode::NumericalFailure, "the update of layer " + std::to_string(options_.layers[i]) + " contains NaN or Inf");
@@ -379,7 +430,7 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
   }
   t = Clock::now();
   report.layers.back().residual_after =
-      (z - keys_and_outputs(*model_, keys_batch, work, options_.layers.back(), z_layer).cur_z).norm().item<double>();
+      (z - outputs_after(*model_, keys_batch, work, z_layer)).norm().item<double>();
   report.seconds_keys += seconds_since(t);
 
   // 3. α update (eq. 19): the batch's prompts through hooks that only measure.
@@ -449,6 +500,14 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
       held_.push_back(std::move(held));
     }
   }
+  // The kept factors follow C_accu (outside the state lock: only edits, which hold edit_mutex_, read them).
+  if (options_.mode != EditMode::Memit) {
+    t = Clock::now();
+    for (int64_t i = 0; i < L; ++i)
+      if (factors_[i].defined()) update_factor(factors_[i], batch_keys[i]);
+    report.seconds_solves += seconds_since(t);
+  }
+  report.seconds_total = seconds_since(start);
   return report;
 }
 
@@ -480,6 +539,7 @@ void Editor::restore(std::vector<LayerState> state, int64_t step) {
   std::lock_guard edit_lock(edit_mutex_);
   std::unique_lock lock(state_mutex_);
   state_ = std::move(state);
+  for (auto& f : factors_) f = SpdFactor();
   step_ = step;
   hold_keys_ = false;
   held_.clear();
@@ -491,6 +551,7 @@ void Editor::reset() {
   std::lock_guard edit_lock(edit_mutex_);
   std::unique_lock lock(state_mutex_);
   state_ = std::move(fresh);
+  for (auto& f : factors_) f = SpdFactor();
   step_ = 0;
   hold_keys_ = false;
   held_.clear();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "edit/request.h"
+#include "edit/solve.h"
 #include "edit/values.h"
 #include "hooks/edit_hooks.h"
 
@@ -137,7 +138,8 @@ class Editor {
   void hold_keys_after(int64_t step);
   void stop_holding_keys();
   // The state, its step and the held keys of every batch after `step`; fails unless they are all held.
-  Checkpoint checkpoint_after(int64_t step) const;
+  // Waits for a running edit.
+  Checkpoint checkpoint_after(int64_t step);
   // C_accu of edited layer i as create() starts it: λ·E[kkᵀ] in the accumulator dtype on the model's device.
   torch::Tensor initial_c_accu(size_t i) const;
   // Where C_accu lives: the model's device, or the CPU with accumulator_on_host.
@@ -164,6 +166,11 @@ class Editor {
   // With Retarget: the lower Cholesky factor of E[kkᵀ] (F, F) float64 on the CPU per layer, for whitened cosines.
   std::vector<torch::Tensor> whitener_;
   std::vector<LayerState> state_;
+  // Per layer, the Cholesky factor of C_accu (memit: of λ·E[kkᵀ]) kept between batches where the solves run on the
+  // CPU in float64 (edit/solve.h); undefined until the next edit needs it, so restore() and reset() just drop them.
+  // Used under edit_mutex_ only.
+  bool keep_factors_ = false;
+  std::vector<SpdFactor> factors_;
   int64_t step_ = 0;
   bool hold_keys_ = false;
   int64_t held_after_ = 0;              // held_ covers every batch after this step

@@ -55,12 +55,12 @@ int64_t write_verified(const std::string& path, const std::map<std::string, torc
 
 }  // namespace
 
-int64_t save_editor_state(const Editor& editor, const std::string& path) {
+int64_t save_editor_state(Editor& editor, const std::string& path) {
   const auto c = editor.checkpoint_after(editor.step());
   return write_verified(path, state_tensors(c.state, c.step), kFormat, editor.options().mode);
 }
 
-int64_t save_editor_increment(const Editor& editor, const std::string& keys_path, const std::string& delta_path, int64_t from_step) {
+int64_t save_editor_increment(Editor& editor, const std::string& keys_path, const std::string& delta_path, int64_t from_step) {
   const auto c = editor.checkpoint_after(from_step);
   std::map<std::string, torch::Tensor> keys;
   std::vector<int64_t> sizes;

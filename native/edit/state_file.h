@@ -14,12 +14,12 @@
 namespace comeba {
 
 // Returns the number of bytes written.
-int64_t save_editor_state(const Editor& editor, const std::string& path);
+int64_t save_editor_state(Editor& editor, const std::string& path);
 // Replaces the editor's state with the file's; returns its batch count. Nothing changes on error.
 int64_t load_editor_state(Editor& editor, const std::string& path);
 // Writes the keys of the batches after `from_step` (held by the editor: Editor::hold_keys_after) to `keys_path`
 // and ΔW, α, layers and step to `delta_path`. Returns the bytes written (both files).
-int64_t save_editor_increment(const Editor& editor, const std::string& keys_path, const std::string& delta_path, int64_t from_step);
+int64_t save_editor_increment(Editor& editor, const std::string& keys_path, const std::string& delta_path, int64_t from_step);
 // Restores the full state `base_path`, then each keys file in order (each must start where the previous ended),
 // then ΔW and α of `delta_path` (at the last keys file's step; empty: the base's). Returns the batch count;
 // nothing changes on error.

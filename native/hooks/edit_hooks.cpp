@@ -113,6 +113,7 @@ torch::Tensor EditHooks::block_output(int64_t layer, const torch::Tensor& h, con
   }
   if (output_capture_ && output_capture_->layer == layer)
     output_capture_->value = h.index({output_capture_->sites.rows, output_capture_->sites.cols});  // (N, C)
+  if (layer == stop_after_) stopped_ = h;
   return h;
 }
 

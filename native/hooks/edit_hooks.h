@@ -52,6 +52,8 @@ class EditHooks final : public ForwardHooks {
   // Keep the whole residual stream after block `layer` (B, T, C).
   void keep_block_output(int64_t layer) { kept_ = Capture{layer, {}, {}}; }
   torch::Tensor kept_block_output() const { return kept_ ? kept_->value : torch::Tensor(); }
+  // The residual stream (B, T, C) after the block a forward stopped at (stop_after).
+  torch::Tensor stopped_output() const { return stopped_; }
   // The carried scope's swap mask (B, T) as it stood when the kept block output was taken, and the mask a forward
   // that starts above the first validated layer begins with (so that it decides as the whole forward would).
   torch::Tensor kept_carried() const { return kept_carried_; }
@@ -94,6 +96,7 @@ class EditHooks final : public ForwardHooks {
   std::vector<HookLayer> layers_;
   std::optional<Capture> input_capture_, output_capture_, kept_;
   torch::Tensor carried_, kept_carried_;  // the last validated layer's swap mask in this forward (B, T or S)
+  torch::Tensor stopped_;
   int64_t stop_after_ = -1;
   std::vector<std::pair<int64_t, torch::Tensor>> measured_;
 
