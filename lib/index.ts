@@ -2,7 +2,7 @@
 export { HookedModel } from './model/HookedModel.js';
 export { generateDefaults } from './model/types.js';
 export type {
-  Device, Dtype, Padding, LoadOptions, ModelInfo, Tensor, Hook, RunOptions, RunResult, GenerateOptions, GeneratedPiece, Generation,
+  Device, Dtype, Padding, LoadOptions, ModelInfo, Tensor, Hook, RunOptions, RunResult, GenerateOptions, GeneratedPiece, Generation, Decisions,
 } from './model/HookedModel.js';
 export { Tokenizer } from './model/Tokenizer.js';
 export * from './errors.js';

@@ -3,7 +3,8 @@
 // (values z, keys + residuals, Cholesky solves, α update), on the embedded testbed model and on a
 // 124M-parameter GPT-2 with random weights (gpt2's own config, made with transformers); and the value phase
 // against the reference path that runs whole rows every step (new/old, same run, same batches); and greedy
-// generation (50 prompts × 100 tokens) through comeba-hk's validated hooks after those edits against the unedited model.
+// generation (50 prompts × 100 tokens) through comeba-hk's validated hooks after those edits against the unedited model,
+// with exact and with settled decisions.
 //
 //   node scripts/bench-edit.mjs [--batches 5] [--threads N] [--models testbed,gpt2-124m]
 // The 124M part needs python3 with torch and transformers; it is skipped with a note when they are missing.
@@ -39,10 +40,10 @@ async function bench(name, modelDir, requests, corpusLines) {
   // after the batches below.
   const prompts = requests.slice(0, 50).map((r) => model.tokenizer.encodePrompt(r.prompt.replace('{}', r.subject)));
   let counts;
-  const generation = async () => {
+  const generation = async (decisions = 'exact') => {
     const before = loadNative().decodeCounts();
     const t = performance.now();
-    await model.native.generateGreedy(prompts, prompts.map(() => 100));
+    await model.native.generateGreedy(prompts, prompts.map(() => 100), { decisions });
     const seconds = (performance.now() - t) / 1000;
     const after = loadNative().decodeCounts();
     counts = Object.fromEntries(Object.keys(after).map((k) => [k, after[k] - before[k]]));
@@ -50,7 +51,7 @@ async function bench(name, modelDir, requests, corpusLines) {
   };
   await generation();  // warm-up
   const plain = await generation();
-  let hooked = 0;
+  let hooked = 0, settled = 0;
   let hookedCounts;
   const run = async (valuePath) => {
     const t = performance.now();
@@ -66,6 +67,7 @@ async function bench(name, modelDir, requests, corpusLines) {
     if (valuePath === 'split') {
       hooked = await generation();
       hookedCounts = counts;
+      settled = await generation('settled');
     }
     await editor.dispose();
     return { setup, totals, layers };
@@ -79,7 +81,8 @@ async function bench(name, modelDir, requests, corpusLines) {
   console.log(`  statistics + templates ${setup.toFixed(1)} s (once); ${per.toFixed(2)} s per batch of 10 (mean of ${batches} after a warm-up; whole rows: ${(old.totals.total / batches).toFixed(2)} s)`);
   console.log(`  phases: values ${share('values')}, keys ${share('keys')}, solves ${share('solves')}, alpha ${share('alpha')}, other ${(100 - ['values', 'keys', 'solves', 'alpha'].reduce((s, k) => s + (100 * totals[k]) / totals.total, 0)).toFixed(1)}%`);
   console.log(`  generation, 50 prompts × 100 tokens: ${plain.toFixed(2)} s unedited, ${hooked.toFixed(2)} s through the hooks after ${(batches + 1) * 10} edits: hooked/plain ${(hooked / plain).toFixed(2)}` +
-    ` (${hookedCounts.staleSteps} of ${hookedCounts.steps} steps changed an earlier decision; ${hookedCounts.recomputedRows} rows and ${hookedCounts.recomputedPositions} positions recomputed, of ${hookedCounts.rowSteps} row-steps)`);
+    ` (${hookedCounts.staleSteps} of ${hookedCounts.steps} steps changed an earlier decision; ${hookedCounts.recomputedRows} rows and ${hookedCounts.recomputedPositions} positions recomputed, of ${hookedCounts.rowSteps} row-steps);` +
+    ` settled decisions ${settled.toFixed(2)} s: settled/plain ${(settled / plain).toFixed(2)}`);
   console.log(`  value phase per batch: ${(totals.values / batches).toFixed(3)} s from the subject on, ${(old.totals.values / batches).toFixed(3)} s whole rows: new/old ${(totals.values / old.totals.values).toFixed(3)}`);
   await model.dispose();
 }

@@ -570,6 +570,36 @@ for (const { name, dir, F, C, kappa } of fixtures) {
     }
   });
 
+  // Serial: the decoding counts are process-wide.
+  test.serial(`${name}: settled decisions recompute nothing, decide the prompt as exact decoding does, and give batched and token-by-token generation the same tokens`, async (t) => {
+    await using model = await HookedModel.load(dir);
+    await using editor = await editorFor(model);
+    await editor.edit(requests);
+    await editor.edit(moreRequests);
+    const prompts = [...requests, ...moreRequests].flatMap((r) => [r.prompt.replace('{}', r.subject), `${r.subject} is`])
+      .map((text) => model.tokenizer.encodePrompt(text));
+    const counted = async (decisions: 'exact' | 'settled') => {
+      const before = loadNative().decodeCounts();
+      const rows = await model.native.generateGreedy(prompts, prompts.map(() => 12), { decisions });
+      const after = loadNative().decodeCounts();
+      return { rows, stale: after.staleSteps - before.staleSteps, recomputed: after.recomputedRows - before.recomputedRows };
+    };
+    const exact = await counted('exact');
+    const settled = await counted('settled');
+    t.true(exact.stale > 0, 'a meaningful case: exact decoding revisits earlier decisions here');
+    t.is(settled.stale, 0);
+    t.is(settled.recomputed, 0);
+    // The prompt is decided at once in both: the first new token is the same.
+    t.deepEqual(settled.rows.map((r) => r[0]), exact.rows.map((r) => r[0]));
+    for (const [i, prompt] of prompts.entries()) {
+      const { tokens } = await model.generate(prompt, { maxNewTokens: 12, stopAtEos: false, decisions: 'settled' });
+      t.deepEqual(tokens, settled.rows[i], `row ${i}: ${model.tokenizer.decode(prompt)}`);
+    }
+    t.log(`exact: ${exact.stale} stale steps, ${exact.recomputed} rows recomputed; settled: none; ` +
+      `${settled.rows.filter((r, i) => r.join() !== exact.rows[i].join()).length} of ${prompts.length} rows differ`);
+    await t.throwsAsync(model.generate(prompts[0], { decisions: 'lazy' as 'exact' }), { instanceOf: InvalidArgumentError, message: /decisions must be one of exact, settled/ });
+  });
+
   for (const scope of ['paper', 'carried', 'studentized'] as const) test(`${name}: token-by-token generation through the hooks (${scope} scope) equals recomputing the whole sequence each step`, async (t) => {
     await using model = await HookedModel.load(dir);
     await using editor = await editorFor(model, { scope });

@@ -42,10 +42,10 @@ export interface NativeHookedModel {
   forward(batch: number[][], options: { padding: 'left' | 'right'; hooks?: NativeHookSpec[]; logits?: 'all' | 'last' }): Promise<NativeForwardResult>;
   scoreTargets(prompts: number[][], targets: number[][]): Promise<{ argmax: number[][]; meanNll: number[] }>;
   generate(
-    prompt: number[], options: { maxNewTokens: number; stopAtEos: boolean; topK: number; topP: number; temperature: number; seed: number },
+    prompt: number[], options: { maxNewTokens: number; stopAtEos: boolean; topK: number; topP: number; temperature: number; seed: number; decisions: 'exact' | 'settled' },
     onToken?: (token: number) => boolean,
   ): Promise<number[]>;
-  generateGreedy(prompts: number[][], maxNewTokens: number[]): Promise<number[][]>;
+  generateGreedy(prompts: number[][], maxNewTokens: number[], options?: { decisions?: 'exact' | 'settled' }): Promise<number[][]>;
   dispose(): void;
 }
 

@@ -10,6 +10,7 @@
 import { callNative, InvalidArgumentError } from '../errors.js';
 import type { HookedModel } from '../model/HookedModel.js';
 import { withLeadingSpace } from '../edit/requests.js';
+import { decisionRules, generateDefaults, type Decisions } from '../model/types.js';
 
 export interface EvalRecord {
   /** The edit prompt with its subject, as text. */
@@ -224,17 +225,19 @@ export class Evaluator {
    * Fluency as MEMIT measures it: greedy generation of `maxNewTokens` from each prompt (through the hooks; fewer
    * where the context ends first),
    * then the weighted entropy of its word bigrams and trigrams (weights 2/3 and 4/3, bits, averaged).
-   * Words are runs of letters/digits or single punctuation marks (MEMIT uses nltk's word_tokenize).
+   * Words are runs of letters/digits or single punctuation marks (MEMIT uses nltk's word_tokenize). `decisions` as
+   * in generate (default exact).
    */
-  async fluency(prompts: readonly string[], options: { maxNewTokens?: number } = {}): Promise<FluencyResult> {
-    const maxNewTokens = options.maxNewTokens ?? 100;
+  async fluency(prompts: readonly string[], options: { maxNewTokens?: number; decisions?: Decisions } = {}): Promise<FluencyResult> {
+    const { maxNewTokens = 100, decisions = generateDefaults.decisions } = options;
     if (!Array.isArray(prompts) || prompts.length === 0) throw new InvalidArgumentError('fluency expects a non-empty array of prompts');
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new InvalidArgumentError('fluency: maxNewTokens must be a positive integer');
+    if (!decisionRules.includes(decisions)) throw new InvalidArgumentError(`fluency: decisions must be one of ${decisionRules.join(', ')}, not ${String(decisions)}`);
     const ids = prompts.map((prompt, i) => {
       if (typeof prompt !== 'string' || prompt === '') throw new InvalidArgumentError(`fluency: prompt ${i} is not a non-empty string`);
       return this.model.tokenizer.encodePrompt(prompt);
     });
-    const generated = await this.#generateIds(ids, ids.map(() => maxNewTokens));
+    const generated = await this.#generateIds(ids, ids.map(() => maxNewTokens), decisions);
     const texts = generated.map((g) => {
       const text = this.model.tokenizer.decode(g);
       return { text, entropy: nGramEntropy(text) };
@@ -274,13 +277,13 @@ export class Evaluator {
    * Batched greedy generation, `lengths[i]` tokens for prompt i (fewer where the model's context ends first):
    * sorted by length so that a batch holds one length.
    */
-  async #generateIds(prompts: number[][], wanted: number[]): Promise<number[][]> {
+  async #generateIds(prompts: number[][], wanted: number[], decisions: Decisions = generateDefaults.decisions): Promise<number[][]> {
     const lengths = wanted.map((n, i) => Math.max(0, Math.min(n, this.model.info.contextLength - prompts[i].length)));
     const order = prompts.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
     const out: number[][] = new Array(prompts.length);
     for (let start = 0; start < order.length; start += this.batchSize) {
       const chunk = order.slice(start, start + this.batchSize);
-      const res = await callNative(() => this.model.native.generateGreedy(chunk.map((i) => prompts[i]), chunk.map((i) => lengths[i])));
+      const res = await callNative(() => this.model.native.generateGreedy(chunk.map((i) => prompts[i]), chunk.map((i) => lengths[i]), { decisions }));
       chunk.forEach((i, k) => { out[i] = res[k]; });
     }
     return out;

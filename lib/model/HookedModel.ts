@@ -7,9 +7,9 @@ import type { GeneratedPiece, Generation, GenerateOptions, Hook, LoadOptions, Mo
 import { Tokenizer } from './Tokenizer.js';
 import { checkpointFingerprint } from '../io/fingerprint.js';
 
-import { generateDefaults } from './types.js';
+import { decisionRules, generateDefaults } from './types.js';
 
-export type { Device, Dtype, GeneratedPiece, Generation, GenerateOptions, Hook, LoadOptions, ModelInfo, Padding, RunOptions, RunResult, Tensor } from './types.js';
+export type { Decisions, Device, Dtype, GeneratedPiece, Generation, GenerateOptions, Hook, LoadOptions, ModelInfo, Padding, RunOptions, RunResult, Tensor } from './types.js';
 
 export class HookedModel implements AsyncDisposable {
   readonly tokenizer: Tokenizer;
@@ -88,8 +88,9 @@ export class HookedModel implements AsyncDisposable {
     if (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string' || s === '')) throw new InvalidArgumentError('generate: stop must be a list of non-empty strings');
     if (signal?.aborted) throw new AbortError('the generation was aborted before it started');
     const ids = typeof prompt === 'string' ? this.tokenizer.encodePrompt(prompt) : [...prompt];
-    const { maxNewTokens, stopAtEos, temperature: t, topK, topP: p, seed } = { ...generateDefaults, ...definedOnly(options) };
-    const settings = { maxNewTokens, stopAtEos, temperature: t, topK, topP: p, seed };
+    const { maxNewTokens, stopAtEos, temperature: t, topK, topP: p, seed, decisions } = { ...generateDefaults, ...definedOnly(options) };
+    if (!decisionRules.includes(decisions)) throw new InvalidArgumentError(`generate: decisions must be one of ${decisionRules.join(', ')}, not ${String(decisions)}`);
+    const settings = { maxNewTokens, stopAtEos, temperature: t, topK, topP: p, seed, decisions };
     const finish = (tokens: number[]): Generation['finishReason'] => (stopAtEos && tokens.at(-1) === this.info.eosTokenId ? 'eos' : 'length');
     if (stop.length === 0 && !signal && !onToken) {
       const tokens = await callNative(() => native.generate(ids, settings));

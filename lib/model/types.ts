@@ -63,6 +63,13 @@ export interface GenerateOptions {
   seed?: number;
   /** Stop once the text contains one of these; the text ends before it, the tokens with the one that completed it. */
   stop?: readonly string[];
+  /**
+   * How comeba-hk's validated hooks decide as the sequence grows (docs/method.md "Generation: exact and settled decisions"). `exact`: every
+   * position's z-score over the whole sequence so far, as a full recomputation of the sequence decides it (an earlier
+   * position whose decision flips with a new token is recomputed). `settled` (ours): a position's decision is taken
+   * once, when it enters the sequence, from its z-score over the sequence up to it; nothing is recomputed.
+   */
+  decisions?: Decisions;
   /** Aborts the generation: the promise rejects with AbortError (a stream ends with it). */
   signal?: AbortSignal;
   /** Called with each new token and the text it adds (held back while it ends inside a UTF-8 character). */
@@ -76,7 +83,10 @@ export interface GeneratedPiece {
 }
 
 /** The one table of generation defaults (HookedModel.generate, `comeba generate`; the addon requires the numeric ones). */
-export const generateDefaults = { maxNewTokens: 20, stopAtEos: true, temperature: 0, topK: 0, topP: 1, seed: 0 } as const satisfies GenerateOptions;
+export type Decisions = 'exact' | 'settled';
+export const decisionRules: readonly Decisions[] = ['exact', 'settled'];
+
+export const generateDefaults = { maxNewTokens: 20, stopAtEos: true, temperature: 0, topK: 0, topP: 1, seed: 0, decisions: 'exact' } as const satisfies GenerateOptions;
 
 export interface Generation {
   tokens: number[];

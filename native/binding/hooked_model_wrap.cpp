@@ -6,11 +6,23 @@
 #include "binding/addon_data.h"
 #include "binding/convert.h"
 #include "binding/worker.h"
+#include "common/error.h"
 #include "common/device.h"
 #include "eval/metrics.h"
 #include "models/inference.h"
 
 namespace comeba::binding {
+namespace {
+
+// `decisions` of a generation (lib/model/types.ts): how validated hooks decide as the sequence grows.
+bool settled_decisions(const Napi::Object& options) {
+  const auto decisions = get_string(options, "decisions", "exact");
+  if (decisions != "exact" && decisions != "settled")
+    fail(ErrorCode::InvalidArgument, "decisions must be 'exact' or 'settled', not '" + decisions + "'");
+  return decisions == "settled";
+}
+
+}  // namespace
 
 void HookedModelWrap::init(Napi::Env env, Napi::Object exports) {
   auto cls = DefineClass(env, "NativeHookedModel",
@@ -130,6 +142,7 @@ Napi::Value HookedModelWrap::generate(const Napi::CallbackInfo& info) {
   gen.top_p = get_double(options, "topP", 1);
   gen.temperature = get_double(options, "temperature", 0);
   gen.seed = static_cast<uint64_t>(get_int(options, "seed", 0));
+  const bool settled = settled_decisions(options);
   if (info.Length() > 2 && info[2].IsFunction()) {
     auto tsfn = std::shared_ptr<Napi::ThreadSafeFunction>(
         new Napi::ThreadSafeFunction(Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "comeba-token", 0, 1)),
@@ -159,25 +172,27 @@ Napi::Value HookedModelWrap::generate(const Napi::CallbackInfo& info) {
   using Tokens = std::vector<int64_t>;
   return PromiseWorker<Tokens>::start(
       env, info.This().As<Napi::Object>(),
-      [model, editor = editor_, prompt = std::move(prompt), gen]() {
+      [model, editor = editor_, prompt = std::move(prompt), gen, settled]() {
         auto hooks = editor ? editor->inference_hooks() : nullptr;
-        if (hooks) hooks->track_sequence();
+        if (hooks) hooks->track_sequence(settled);
         return comeba::generate(*model, prompt, gen, hooks.get());
       },
       [](Napi::Env env, Tokens& tokens) -> Napi::Value { return to_js_ints(env, tokens); });
 }
 
-// generateGreedy(prompts, maxNewTokens) → number[][]: batched greedy continuations, through the attached editor.
+// generateGreedy(prompts, maxNewTokens, { decisions }?) → number[][]: batched greedy continuations, through the
+// attached editor.
 Napi::Value HookedModelWrap::generate_greedy(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   auto model = require_model(env);
   auto prompts = to_token_rows(info[0], "prompts");
   auto lengths = to_token_list(info[1], "maxNewTokens");
+  const bool settled = info.Length() > 2 && info[2].IsObject() && settled_decisions(info[2].As<Napi::Object>());
   return PromiseWorker<TokenRows>::start(
       env, info.This().As<Napi::Object>(),
-      [model, editor = editor_, prompts = std::move(prompts), lengths = std::move(lengths)] {
+      [model, editor = editor_, prompts = std::move(prompts), lengths = std::move(lengths), settled] {
         auto hooks = editor ? editor->inference_hooks() : nullptr;
-        if (hooks) hooks->track_sequence();
+        if (hooks) hooks->track_sequence(settled);
         return comeba::generate_greedy(*model, prompts, lengths, hooks.get());
       },
       [](Napi::Env env, TokenRows& rows) -> Napi::Value {

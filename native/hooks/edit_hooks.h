@@ -70,8 +70,13 @@ class EditHooks final : public ForwardHooks {
   int64_t last_layer() const override { return stop_after_; }
 
   // Keep each sequence's ‖ΔW x‖ history across calls that extend a KV cache, so that z-scores cover the
-  // whole sequence, and report when an earlier position's swap decision flips.
-  void track_sequence() { track_ = true; }
+  // whole sequence, and report when an earlier position's swap decision flips. `settled`: a position's decision
+  // is taken once, when it enters the sequence, from its z-score over the sequence so far, and never revisited
+  // (so nothing is ever stale).
+  void track_sequence(bool settled = false) {
+    track_ = true;
+    settled_ = settled;
+  }
   bool cache_stale() const override { return stale_; }
   torch::Tensor stale_from() const override { return stale_from_; }
   void narrow_sequence(const torch::Tensor& rows, int64_t from) override;
@@ -103,7 +108,7 @@ class EditHooks final : public ForwardHooks {
   struct History {
     torch::Tensor m, real, swap;  // (B, S) of the positions already in the cache
   };
-  bool track_ = false;
+  bool track_ = false, settled_ = false;
   bool stale_ = false;
   torch::Tensor stale_from_;        // (B) int64: first column whose decision flipped, −1 where none
   std::map<int64_t, History> history_;
