@@ -405,12 +405,32 @@ for (const { name, dir, F, C, kappa } of fixtures) {
     const listen = (w: Error) => warnings.push(w);
     process.on('warning', listen);
     try {
-      const editor = await editorFor(model);
-      const report = await editor.edit(requests);
-      await editor.dispose();  // one editor per model at a time
-      const expected = 1 - report.layers.at(-1)!.residualAfter / report.layers[0].residualBefore;
-      t.true(Math.abs(report.realised - expected) < 1e-12 && report.realised > unrealisedBelow, `realised ${report.realised}`);
-      t.is(warnings.length, 0);
+      // comeba-hk: residualAfter is ‖Z − z‖ of the model as committed, z read off a forward of the bare prompts (one
+      // batch, as the editor runs them) through the editor's hooks at the α eq. 19 set after the batch. One batch:
+      // eq. 19 puts α exactly at one prompt's largest z-score, so whether that prompt is edited can turn on rounding,
+      // which differs between batch shapes.
+      const hooked = await editorFor(model);
+      const report = await hooked.edit(requests, { capture: true });
+      const prepared = requests.map((req, r) => prepareRequest(model.tokenizer, req, hooked.contextTemplates, r, model.info.contextLength));
+      const { records: [z] } = await model.run(prepared.map((p) => p.contexts[0]), {
+        hooks: [{ at: model.editedModule(layers.at(-1)!).replace(/\.mlp\..*$/, ''), record: 'output', positions: prepared.map((p) => [p.subjectLast[0]]) }],
+      });
+      const Z = report.values.z!;
+      let sq = 0;
+      for (let i = 0; i < Z.data.length; i++) sq += (Z.data[i] - z!.data[i]) ** 2;
+      const residual = report.layers.at(-1)!.residualAfter;
+      t.true(Math.abs(Math.sqrt(sq) - residual) <= 1e-4 * report.layers[0].residualBefore, `forward ${Math.sqrt(sq)}, reported ${residual}`);
+      t.true(Math.abs(report.realised - Math.max(0, 1 - residual / report.layers[0].residualBefore)) < 1e-12);
+      await hooked.dispose();  // one editor per model at a time
+      // Without hooks the update acts everywhere: most of the residual goes, and nothing is said.
+      await new Promise((done) => setImmediate(done));  // warnings are emitted on the next tick
+      warnings.length = 0;
+      const plain = await editorFor(model, { mode: 'comeba-wo-hk' });
+      const realised = await plain.edit(requests);
+      await plain.dispose();
+      await new Promise((done) => setImmediate(done));
+      t.true(realised.realised > unrealisedBelow, `realised ${realised.realised}`);
+      t.is(warnings.length, 0, warnings.map((w) => w.message).join('; '));
       // λ far too stiff: C_accu ≫ KKᵀ, so the update moves nothing.
       await using stiff = await editorFor(model, { lambda: 1e15 });
       const unrealised = await stiff.edit(requests);

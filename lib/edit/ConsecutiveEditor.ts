@@ -336,7 +336,10 @@ export class ConsecutiveEditor extends ModelDependent<NativeConsecutiveEditor> {
           process.emitWarning(
             `edit step ${report.step} realised ${(100 * report.realised).toFixed(2)} % of its values (residual ${before.toPrecision(4)} before, ` +
               `${after.toPrecision(4)} after): the model barely changed. λ ${this.options.lambda} may be too stiff for this model ` +
-              '(docs/method.md "λ for any model"), or the requests ask for what the model already says.',
+              '(docs/method.md "λ for any model"), or the requests ask for what the model already says' +
+              (this.options.mode === 'comeba-hk'
+                ? `, or the validated hooks do not edit these prompts at α ${nativeReport.layers.map((l) => l.alphaAfter.toFixed(2)).join(', ')} (docs/method.md "Editing scope").`
+                : '.'),
             { code: 'COMEBA_EDIT_UNREALISED' },
           );
         }

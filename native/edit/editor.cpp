@@ -131,10 +131,16 @@ KeysAndOutputs keys_and_outputs(const CausalLM& model, KeyBatch& kb, const std::
   return {keys, cur_z};
 }
 
-// z after every layer's update: the z-block output at the bare prompts' subject.
-torch::Tensor outputs_after(const CausalLM& model, KeyBatch& kb, const std::vector<HookLayer>& state, int64_t z_layer) {
-  if (carries(state)) return keys_and_outputs(model, kb, state, z_layer, z_layer).cur_z;
-  return outputs_at_bare(model, kb, state, kb.h_first, kb.first_layer, z_layer);
+// z under `state` from a whole forward of the bare prompts: the z-block output at their subject. (Not from the
+// residual kept in `kb`: once eq. 19 has moved α, the validated hooks below may decide otherwise than they did
+// when it was kept.)
+torch::Tensor outputs_after(const CausalLM& model, const KeyBatch& kb, const std::vector<HookLayer>& state, int64_t z_layer) {
+  EditHooks hooks(state);
+  hooks.capture_block_output(z_layer, kb.bare_sites);
+  hooks.stop_after(z_layer);
+  torch::NoGradGuard no_grad;
+  model.hidden(kb.bare_tokens, &hooks, nullptr);
+  return hooks.captured_block_output().to(torch::kFloat64);
 }
 
 }  // namespace
@@ -428,11 +434,6 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
     if (i > 0) report.layers.back().residual_after = lr.residual_before;
     report.layers.push_back(std::move(lr));
   }
-  t = Clock::now();
-  report.layers.back().residual_after =
-      (z - outputs_after(*model_, keys_batch, work, z_layer)).norm().item<double>();
-  report.seconds_keys += seconds_since(t);
-
   // 3. α update (eq. 19): the batch's prompts through hooks that only measure.
   if (hooked) {
     check_abort();
@@ -460,6 +461,11 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
     }
     report.seconds_alpha = seconds_since(t);
   }
+  // z as the edited model gives it once this batch is committed: under validated hooks, at the α eq. 19 just set
+  // (at the old α, a prompt whose z-scores only the update brings within reach would read as unchanged).
+  t = Clock::now();
+  report.layers.back().residual_after = (z - outputs_after(*model_, keys_batch, work, z_layer)).norm().item<double>();
+  report.seconds_keys += seconds_since(t);
   report.seconds_total = seconds_since(start);
   progress("done", 1);
   if (control.before_commit) control.before_commit();
