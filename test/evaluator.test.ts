@@ -1,7 +1,7 @@
 // Evaluator metrics against a straightforward per-record reference written here: one unpadded forward per
 // prompt, argmax and log-softmax in JS.
 import test from 'ava';
-import { ConsecutiveEditor, Evaluator, HookedModel, nGramEntropy, Statistics, type EvalRecord } from '../lib/index.js';
+import { ConsecutiveEditor, Evaluator, HookedModel, InvalidArgumentError, nGramEntropy, Statistics, type EvalRecord } from '../lib/index.js';
 import { fixtureModels, makeRandomCorpus, referenceGeneration, tempDir, tinyGpt2 } from './helpers.js';
 
 const records: EvalRecord[] = [
@@ -218,6 +218,13 @@ test('fluency is the n-gram entropy of the greedy continuation of each prompt, t
     t.is(result.texts[i].entropy, nGramEntropy(text));
   }
   t.is(result.fluency, (result.texts[0].entropy + result.texts[1].entropy) / 2);
+  // Settled decisions: the texts generate() gives with them, token by token.
+  const settled = await evaluator.fluency(prompts, { maxNewTokens: 12, decisions: 'settled' });
+  for (const [i, prompt] of prompts.entries()) {
+    const { text } = await model.generate(prompt, { maxNewTokens: 12, stopAtEos: false, decisions: 'settled' });
+    t.is(settled.texts[i].text, text);
+  }
+  await t.throwsAsync(evaluator.fluency(prompts, { decisions: 'eager' as 'exact' }), { instanceOf: InvalidArgumentError, message: /fluency: decisions must be one of exact, settled/ });
 });
 
 test('portability: multi-hop questions scored on the new answer (teacher-forced per question, generated: any question, any alias)', async (t) => {
