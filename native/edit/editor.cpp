@@ -76,16 +76,17 @@ KeyBatch key_batch(const CausalLM& model, int64_t first_layer, const std::vector
   return kb;
 }
 
-// The z-block output at the bare prompts' subject, from the residual stream `h` (rows, T, C) of the whole key batch
-// entering block `from`: only the bare rows go on, trimmed to their own length (exact: rows never meet in a forward,
-// and the padding after a right-padded row's last token is never attended to).
-torch::Tensor outputs_at_bare(const CausalLM& model, const KeyBatch& kb, const std::vector<HookLayer>& state,
-                              const torch::Tensor& h, int64_t from, int64_t z_layer) {
+// The z-block output at the bare prompts' subject under `state`: only the bare rows run, trimmed to their own length
+// (exact: rows never meet in a forward, and the padding after a right-padded row's last token is never attended to),
+// from the residual `h` of the whole key batch entering block `from`, or from the embedding when `h` is undefined.
+torch::Tensor outputs_at_bare(const CausalLM& model, const KeyBatch& kb, const std::vector<HookLayer>& state, int64_t z_layer,
+                              int64_t from = 0, const torch::Tensor& h = {}) {
   EditHooks hooks(state);
   hooks.capture_block_output(z_layer, kb.bare_sites);
   hooks.stop_after(z_layer);
   torch::NoGradGuard no_grad;
-  model.blocks_from(from, h.index_select(0, kb.bare.rows).narrow(1, 0, kb.bare_tokens.ids.size(1)), kb.bare_tokens, &hooks, nullptr);
+  auto start = h.defined() ? h.index_select(0, kb.bare.rows).narrow(1, 0, kb.bare_tokens.ids.size(1)) : model.embed(kb.bare_tokens);
+  model.blocks_from(from, start, kb.bare_tokens, &hooks, nullptr);
   return hooks.captured_block_output().to(torch::kFloat64);
 }
 
@@ -111,7 +112,7 @@ KeysAndOutputs keys_and_outputs(const CausalLM& model, KeyBatch& kb, const std::
     torch::NoGradGuard no_grad;
     model.blocks_from(kb.first_layer, kb.h_first, kb.tokens, &hooks, nullptr);
   }
-  auto cur_z = bare_above ? outputs_at_bare(model, kb, state, hooks.stopped_output(), layer + 1, z_layer)
+  auto cur_z = bare_above ? outputs_at_bare(model, kb, state, z_layer, layer + 1, hooks.stopped_output())
                           : hooks.captured_block_output().to(torch::kFloat64);
   if (layer > kb.first_layer) {
     kb.h_first = hooks.kept_block_output();
@@ -129,18 +130,6 @@ KeysAndOutputs keys_and_outputs(const CausalLM& model, KeyBatch& kb, const std::
     i += c;
   }
   return {keys, cur_z};
-}
-
-// z under `state` from a whole forward of the bare prompts: the z-block output at their subject. (Not from the
-// residual kept in `kb`: once eq. 19 has moved α, the validated hooks below may decide otherwise than they did
-// when it was kept.)
-torch::Tensor outputs_after(const CausalLM& model, const KeyBatch& kb, const std::vector<HookLayer>& state, int64_t z_layer) {
-  EditHooks hooks(state);
-  hooks.capture_block_output(z_layer, kb.bare_sites);
-  hooks.stop_after(z_layer);
-  torch::NoGradGuard no_grad;
-  model.hidden(kb.bare_tokens, &hooks, nullptr);
-  return hooks.captured_block_output().to(torch::kFloat64);
 }
 
 }  // namespace
@@ -462,11 +451,11 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
     report.seconds_alpha = seconds_since(t);
   }
   // z as the edited model gives it once this batch is committed: under validated hooks, at the α eq. 19 just set
-  // (at the old α, a prompt whose z-scores only the update brings within reach would read as unchanged).
+  // (at the old α, a prompt whose z-scores only the update brings within reach would read as unchanged), from a
+  // whole forward (the residual kept in keys_batch predates α's move, which can change the lower layers' decisions).
   t = Clock::now();
-  report.layers.back().residual_after = (z - outputs_after(*model_, keys_batch, work, z_layer)).norm().item<double>();
+  report.layers.back().residual_after = (z - outputs_at_bare(*model_, keys_batch, work, z_layer)).norm().item<double>();
   report.seconds_keys += seconds_since(t);
-  report.seconds_total = seconds_since(start);
   progress("done", 1);
   if (control.before_commit) control.before_commit();
   check_abort();

@@ -71,7 +71,7 @@ torch::Tensor solve_with_factor(const SpdFactor& factor, const torch::Tensor& k,
 void update_factor(SpdFactor& factor, const torch::Tensor& k) {
   auto& u = factor.upper;
   const int64_t F = u.size(0), n = k.size(1);
-  auto x = k.t().to(torch::kCPU, torch::kFloat64).contiguous().clone();  // (n, F): a row per column of K
+  auto x = torch::empty({n, F}, torch::kFloat64).copy_(k.t());         // (n, F): a row per column of K, ours to change
   double* U = u.data_ptr<double>();
   double* X = x.data_ptr<double>();
   std::vector<double> c(n), s(n);
