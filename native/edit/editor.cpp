@@ -14,6 +14,11 @@ namespace comeba {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Eq. 19 sets α to one prompt's own largest z-score. Computed again in another batch shape or with another
+// thread count, that z-score moves by float rounding (by 4e-9 relative on the CPU) and would fall below α about
+// half the time, leaving the prompt's own edit to chance. α goes this fraction below it.
+constexpr double kAlphaRoundingMargin = 1e-5;
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
@@ -441,7 +446,7 @@ EditReport Editor::edit(const std::vector<EditRequest>& requests, const EditCont
     for (const auto& [layer, max_z] : hooks.measured()) {
       auto finite = max_z.masked_select(torch::isfinite(max_z));
       if (finite.numel() == 0) continue;  // no prompt long enough to have a z-score
-      const double candidate = finite.min().item<double>();
+      const double candidate = finite.min().item<double>() * (1 - kAlphaRoundingMargin);  // > 0 (or +inf)
       for (size_t i = 0; i < work.size(); ++i)
         if (work[i].layer == layer) {
           work[i].alpha = std::max(options_.alpha_floor, std::min(work[i].alpha, candidate));
