@@ -239,6 +239,40 @@ test('each checkpoint\'s generation metrics, held-out perplexity and fluency equ
   t.deepEqual(records.map((r: { scores: unknown }) => r.scores), JSON.parse(JSON.stringify(result.records)));
 });
 
+test('--fluency-at checkpoints takes fluency at every checkpoint, with --fluency-decisions through the hooks; both are settings', async (t) => {
+  const out = tempDir('comeba-sweep-');
+  // Layers 0–1: on this fixture the two decision rules give other texts after these edits (on 1–2 they do not).
+  const setup = { ...small(out), n: 4, layers: [0, 1] };
+  await runSweep({ ...setup, fluencyAt: 'checkpoints', fluencyDecisions: 'settled' });
+  const lines = readMetrics(out);
+  t.deepEqual(lines.map((l) => l.edits), [2, 4]);
+  for (const l of lines) t.true(typeof l.fluency === 'number' && l.fluencyBefore === summaryOf(out).baseline.fluency, `${l.edits} edits: fluency ${l.fluency}`);
+  t.like(summaryOf(out).evaluation, { fluencyAt: 'checkpoints', fluencyDecisions: 'settled' });
+  t.like(JSON.parse(readFileSync(join(out, 'settings.json'), 'utf8')), { '--fluency-at': 'checkpoints', '--fluency-decisions': 'settled' });
+  // The last checkpoint's, recomputed on the saved editor with settled decisions.
+  await using model = await HookedModel.load(tinyGpt2);
+  const prompts = loadDataset(testbedData, 'counterfact').slice(0, 4).map((c) => c.record.prompt);
+  await using editor = await ConsecutiveEditor.load(model, join(out, 'comeba-hk', 'editor'));
+  const evaluator = new Evaluator(model);
+  const settled = await evaluator.fluency(prompts, { maxNewTokens: evaluationDefaults.fluencyTokens, decisions: 'settled' });
+  t.is(lines[1].fluency, settled.fluency);
+  const exact = await evaluator.fluency(prompts, { maxNewTokens: evaluationDefaults.fluencyTokens });
+  t.not(exact.texts.map((x) => x.text).join(), settled.texts.map((x) => x.text).join(), 'a meaningful case: the decision rule changes the texts');
+  // The default sweep takes fluency at the end only, and a folder of the other kind is not resumed with it.
+  await t.throwsAsync(runSweep(setup), { instanceOf: InvalidArgumentError, message: /--fluency-at "checkpoints" → unset; --fluency-decisions "settled" → unset/ });
+  // From the command line (a queued job's argv too): the flags, checked before any model loads.
+  const { parseSweepArgs } = await import('../lib/sweep/args.js');
+  t.like(parseSweepArgs(['--fluency-at', 'checkpoints', '--fluency-decisions', 'settled'], { files: false }), { fluencyAt: 'checkpoints', fluencyDecisions: 'settled' });
+  t.like(parseSweepArgs([], { files: false }), { fluencyAt: 'end', fluencyDecisions: 'exact' });
+  t.throws(() => parseSweepArgs(['--fluency-decisions', 'lazy'], { files: false }), { instanceOf: InvalidArgumentError, message: /--fluency-decisions/ });
+  for (const [bad, message] of [
+    [{ fluencyAt: 'sometimes' }, /--fluency-at must be one of end, checkpoints, not 'sometimes'/],
+    [{ fluencyDecisions: 'lazy' }, /--fluency-decisions must be one of exact, settled, not 'lazy'/],
+    [{ fluencyAt: 'checkpoints', skip: ['fluency'] }, /--fluency-at checkpoints .* not with --skip fluency/],
+    [{ fluencyAt: 'checkpoints', protocol: 'single-round' }, /--fluency-at checkpoints .* not with --protocol single-round/],
+  ] as const) await t.throwsAsync(runSweep({ ...small(tempDir('comeba-sweep-')), ...(bad as Partial<SweepOptions>) }), { instanceOf: InvalidArgumentError, message });
+});
+
 test('--stats-cache lets a second sweep of the same model and corpus reuse the first one\'s statistics', async (t) => {
   const first = tempDir('comeba-sweep-');
   const [a] = await runSweep(small(first));

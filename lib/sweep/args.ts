@@ -6,7 +6,8 @@ import { packageRoot } from '../addon/native.js';
 import { checkpointLayerCount, device, dtypes, existingFile, oneOf, parseLayers, positiveInteger, positiveNumber } from '../args.js';
 import { calibratedScope, defaultAlphaZ, lambdaByMode, singleRoundLambda, valueDefaults, valueFlags, type ValueOptions } from '../edit/options.js';
 import { datasetFormats, detectFormat } from '../eval/datasets.js';
-import { optionalMetrics, protocols, sweepMethods, type SweepOptions } from './types.js';
+import { decisionRules } from '../model/types.js';
+import { fluencyTimes, optionalMetrics, protocols, sweepMethods, type SweepOptions } from './types.js';
 
 const testbed = join(packageRoot, 'testbed');
 
@@ -37,6 +38,11 @@ ${Object.entries(valueFlags).map(([key, f]) => `${`  --${f.flag} X`.padEnd(22)} 
   --heldout FILE       text for held-out perplexity          (default: the last 5 % (≤ 200) documents of the
                                                               statistics corpus, which the statistics then leave out)
   --skip M             metrics not to compute: generation, perplexity, fluency (comma-separated)
+  --fluency-at W       end | checkpoints: when a consecutive sweep takes fluency (default end)
+  --fluency-decisions D
+                       exact | settled: how the validated hooks decide while fluency's text is generated
+                                                             (default exact; settled costs about what the
+                                                              unedited model does: docs/method.md "Generation")
   --eval-every N       edits between evaluations             (default 200, rounded up to a multiple of --batch)
   --protocol P         consecutive | single-round            (default consecutive)
   --out DIR            results and resumable state           (default ./comeba-sweep)
@@ -44,8 +50,8 @@ ${Object.entries(valueFlags).map(([key, f]) => `${`  --${f.flag} X`.padEnd(22)} 
 
 Every checkpoint reports the paper's teacher-forced metrics and the generation-based ones (greedy, target
 length + 2 tokens, exact match), portability on multi-hop questions (MQuAKE), and for consecutive sweeps held-out
-perplexity (ratio to the unedited model's) and, at the end, fluency (n-gram entropy of 100 greedy tokens from
-50 prompts).
+perplexity (ratio to the unedited model's) and, at the end (or every checkpoint), fluency (n-gram entropy of 100
+greedy tokens from 50 prompts).
 A rerun with the same --out resumes; one whose settings differ from <out>/settings.json is refused.`;
 
 /** `comeba sweep`'s flags: what parseSweepArgs takes, and the option names a queued sweep may use. */
@@ -67,6 +73,8 @@ export const sweepFlags = {
   'stats-cache': { type: 'string' },
   heldout: { type: 'string' },
   skip: { type: 'string' },
+  'fluency-at': { type: 'string', default: 'end' },
+  'fluency-decisions': { type: 'string', default: 'exact' },
   'eval-every': { type: 'string' },
   protocol: { type: 'string', default: 'consecutive' },
   out: { type: 'string', default: 'comeba-sweep' },
@@ -105,6 +113,8 @@ export function parseSweepArgs(argv: string[], { files = true } = {}): SweepOpti
     statsCorpus: v['stats-corpus'], stats: v.stats, statsCache: v['stats-cache'], device: device(v.device!), dtype: oneOf('--dtype', v.dtype!, dtypes),
     heldout: v.heldout === undefined || !files ? v.heldout : existingFile('--heldout', v.heldout),
     skip: v.skip === undefined ? [] : v.skip.split(',').map((m) => oneOf('--skip', m, optionalMetrics)),
+    fluencyAt: oneOf('--fluency-at', v['fluency-at']!, fluencyTimes),
+    fluencyDecisions: oneOf('--fluency-decisions', v['fluency-decisions']!, decisionRules),
   };
   const format = v.format !== undefined ? oneOf('--format', v.format, datasetFormats) : files ? detectFormat(data) : 'counterfact';
   return { ...options, format };

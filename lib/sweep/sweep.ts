@@ -4,7 +4,7 @@
 //   single-round: edit each batch, evaluate it, roll back (the paper's Table 1 protocol).
 // Every checkpoint reports the paper's teacher-forced metrics and, unless skipped, the generation-based ones
 // (and portability where the records have multi-hop questions); consecutive sweeps also held-out perplexity (and
-// at the end fluency), each against the unedited model's.
+// fluency, at the end or at every checkpoint), each against the unedited model's.
 // Layout of `out`: settings.json (what the results depend on; a rerun resumes only with the same), runs.jsonl
 // (what ran it: versions, device, threads; a line per invocation), metrics.jsonl (one line per checkpoint, with
 // seconds per phase), batches.jsonl (seconds and α per batch), summary.json (the results with their protocol
@@ -23,12 +23,12 @@ import { Evaluator, summarise, type EvalResult, type RecordScores, type Snapshot
 import { removeOrphanedTemporaries, writeAtomically } from '../io/files.js';
 import { acquireLock, lockName } from '../io/lock.js';
 import { HookedModel } from '../model/HookedModel.js';
-import type { ModelInfo } from '../model/types.js';
+import { decisionRules, type ModelInfo } from '../model/types.js';
 import { readDocuments, Statistics } from '../statistics/Statistics.js';
 import { renderChart } from './chart.js';
 import { writeReport } from './report.js';
 import {
-  evaluationDefaults, optionalMetrics, protocols, readJsonLines, readMetrics, sweepMethodOptions, sweepMethods, type Baseline, type BatchLine, type MetricsLine,
+  evaluationDefaults, fluencyTimes, optionalMetrics, protocols, readJsonLines, readMetrics, sweepMethodOptions, sweepMethods, type Baseline, type BatchLine, type MetricsLine,
   type PhaseSeconds, type Protocol, type SweepMethod, type SweepOptions, type SweepRun, type SweepSettings, type SweepSummary, type SweepSummaryFile,
 } from './types.js';
 
@@ -107,7 +107,8 @@ async function runLocked(options: SweepOptions, cases: EditCase[]): Promise<Swee
   const fluencyPrompts = cases.slice(0, evaluationDefaults.fluencyPrompts).map((c) => c.record.prompt);
   const measure = async (withFluency: boolean): Promise<Baseline> => ({
     perplexity: corpus.heldout ? (await evaluator.perplexity(corpus.heldout.documents)).perplexity : undefined,
-    fluency: skip.includes('fluency') || !withFluency ? undefined : (await evaluator.fluency(fluencyPrompts, { maxNewTokens: evaluationDefaults.fluencyTokens })).fluency,
+    fluency: skip.includes('fluency') || !withFluency ? undefined
+      : (await evaluator.fluency(fluencyPrompts, { maxNewTokens: evaluationDefaults.fluencyTokens, decisions: options.fluencyDecisions })).fluency,
   });
   // Perplexity and fluency are taken in consecutive sweeps only (single-round rolls every batch back).
   const baseline = options.protocol === 'consecutive' ? await measure(true) : {};
@@ -123,7 +124,11 @@ async function runLocked(options: SweepOptions, cases: EditCase[]): Promise<Swee
     settingsSha256: shared.provenance.settings,
     runs: readJsonLines<SweepRun>(join(options.out, 'runs.jsonl')), statistics: shared.stats.provenance,
     records: { first: cases[0].id, last: cases[cases.length - 1].id, count: cases.length }, baseline,
-    evaluation: { ...evaluationDefaults, skipped: skip, heldoutDocuments: corpus.heldout?.documents.length }, modes: summaries,
+    evaluation: {
+      ...evaluationDefaults, skipped: skip, heldoutDocuments: corpus.heldout?.documents.length,
+      fluencyAt: options.fluencyAt ?? 'end', fluencyDecisions: options.fluencyDecisions ?? 'exact',
+    },
+    modes: summaries,
   };
   writeAtomically(join(options.out, 'summary.json'), JSON.stringify(summary, null, 2));
   const series = options.modes.map((mode) => ({ label: mode, points: readMetrics(options.out).filter((m) => m.mode === mode && m.protocol === options.protocol) }));
@@ -180,7 +185,7 @@ async function runMode(options: SweepOptions, cases: EditCase[], mode: SweepMeth
 
   // Consecutive: the edited model now; single-round: the scores each batch got before its roll-back.
   const evaluateNow = async (): Promise<Evaluation> => consecutive
-    ? { result: await evaluator.evaluate(records.slice(0, edits), sliceSnapshot(snapshot, 0, edits)), now: await shared.measure(edits === options.n) }
+    ? { result: await evaluator.evaluate(records.slice(0, edits), sliceSnapshot(snapshot, 0, edits)), now: await shared.measure(edits === options.n || options.fluencyAt === 'checkpoints') }
     : { result: summarise(scores), now: {} };
   const recorded = () => readMetrics(options.out).find((m) => m.mode === mode && m.protocol === options.protocol && m.edits === edits);
   // Killed after saving a checkpoint's state but before its metrics line: write the line now.
@@ -321,6 +326,9 @@ function sweepSettings(o: SweepOptions, model: HookedModel, corpus: Corpora, edi
     [o.stats ? '--stats' : '--stats-corpus']: { path: resolve(corpus.source.path), sha256: corpus.source.text !== undefined ? sha256(corpus.source.text) : sha256File(corpus.source.path) },
     '--heldout': corpus.heldout ? { path: resolve(corpus.heldout.path), sha256: sha256(corpus.heldout.text ?? readFileSync(corpus.heldout.path)) } : 'none',
     '--skip': optionalMetrics.filter((m) => o.skip?.includes(m)),
+    // only where not the default, so that folders of sweeps from before these flags resume
+    ...(o.fluencyAt === 'checkpoints' ? { '--fluency-at': o.fluencyAt } : {}),
+    ...(o.fluencyDecisions === 'settled' ? { '--fluency-decisions': o.fluencyDecisions } : {}),
     '--device': o.device ?? 'cpu',
     '--dtype': o.dtype ?? 'float32',
     'editor defaults from the model (comeba.json, presets)': values,
@@ -419,6 +427,13 @@ function validate(o: SweepOptions): void {
   }
   for (const m of o.skip ?? []) {
     if (!optionalMetrics.includes(m)) throw new InvalidArgumentError(`--skip takes ${optionalMetrics.join(', ')}, not '${String(m)}'`);
+  }
+  if (o.fluencyAt !== undefined && !fluencyTimes.includes(o.fluencyAt)) throw new InvalidArgumentError(`--fluency-at must be one of ${fluencyTimes.join(', ')}, not '${String(o.fluencyAt)}'`);
+  if (o.fluencyDecisions !== undefined && !decisionRules.includes(o.fluencyDecisions)) {
+    throw new InvalidArgumentError(`--fluency-decisions must be one of ${decisionRules.join(', ')}, not '${String(o.fluencyDecisions)}'`);
+  }
+  if (o.fluencyAt === 'checkpoints' && (o.skip?.includes('fluency') || o.protocol === 'single-round')) {
+    throw new InvalidArgumentError(`--fluency-at checkpoints takes fluency in a consecutive sweep: not with ${o.protocol === 'single-round' ? '--protocol single-round' : '--skip fluency'}`);
   }
   // mkdir would fail later with ENOTDIR: say which file is in the way.
   for (let dir = resolve(o.out); ; dir = dirname(dir)) {

@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EditMode, ReEdit, Scope, ValueOptions } from '../edit/options.js';
 import type { DatasetFormat } from '../eval/datasets.js';
-import type { Device, Dtype } from '../model/types.js';
+import type { Decisions, Device, Dtype } from '../model/types.js';
 import type { StatisticsProvenance } from '../statistics/Statistics.js';
 
 export type Protocol = 'consecutive' | 'single-round';
@@ -30,14 +30,19 @@ export const sweepMethods = Object.keys(sweepMethodOptions) as readonly SweepMet
 export type OptionalMetric = 'generation' | 'perplexity' | 'fluency';
 export const optionalMetrics: readonly OptionalMetric[] = ['generation', 'perplexity', 'fluency'];
 
+/** When a consecutive sweep takes fluency: at its last checkpoint (the default), or at every one. */
+export type FluencyAt = 'end' | 'checkpoints';
+export const fluencyTimes: readonly FluencyAt[] = ['end', 'checkpoints'];
+
 /** How the sweep's extra metrics are taken, one table. */
 export const evaluationDefaults = {
   /** Generation-based metrics: tokens generated beyond the target's length. */
   extraTokens: 2,
   /**
-   * Fluency, at the last checkpoint (through validated hooks a 100-token generation is recomputed whenever a
-   * new token flips an earlier swap decision: 10× the unedited cost on the testbed): the prompts of the first
-   * this many cases, each continued by `fluencyTokens` greedy tokens (MEMIT: 100).
+   * Fluency, at the last checkpoint unless `fluencyAt` says every one (through validated hooks with exact
+   * decisions a 100-token generation is recomputed whenever a new token flips an earlier swap decision: 7–8× the
+   * unedited cost on the testbed; settled decisions cost about the unedited one): the prompts of the first this
+   * many cases, each continued by `fluencyTokens` greedy tokens (MEMIT: 100).
    */
   fluencyPrompts: 50,
   fluencyTokens: 100,
@@ -74,6 +79,10 @@ export interface SweepOptions {
   heldout?: string;
   /** Optional metrics not to compute. */
   skip?: OptionalMetric[];
+  /** Consecutive sweeps: fluency at the last checkpoint (default) or at every one. */
+  fluencyAt?: FluencyAt;
+  /** How the validated hooks decide while fluency's text is generated (default exact; docs/method.md "Generation"). */
+  fluencyDecisions?: Decisions;
   device?: Device;
   dtype?: Dtype;
   onEvent?: (event: SweepEvent) => void;
@@ -104,7 +113,7 @@ export interface MetricsLine {
   /** Consecutive: perplexity on the held-out text, and its ratio to the unedited model's (unless skipped). */
   perplexity?: number;
   perplexityRatio?: number;
-  /** Consecutive, at the last checkpoint: MEMIT's n-gram entropy of greedy generations, and the unedited model's (unless skipped). */
+  /** Consecutive, at the last checkpoint (every one with --fluency-at checkpoints): MEMIT's n-gram entropy of greedy generations, and the unedited model's (unless skipped). */
   fluency?: number;
   fluencyBefore?: number;
   /** Editing seconds (evaluation excluded). */
@@ -146,7 +155,7 @@ export interface SweepSummaryFile {
   records: { first: string; last: string; count: number };
   /** The unedited model's held-out perplexity and fluency, what the ratios compare with. */
   baseline: Baseline;
-  evaluation: typeof evaluationDefaults & { skipped: OptionalMetric[]; heldoutDocuments?: number };
+  evaluation: typeof evaluationDefaults & { skipped: OptionalMetric[]; heldoutDocuments?: number; fluencyAt: FluencyAt; fluencyDecisions: Decisions };
   modes: (SweepSummary & { contextTemplates: string[] })[];
 }
 
