@@ -10,6 +10,7 @@
 import { callNative, InvalidArgumentError } from '../errors.js';
 import type { HookedModel } from '../model/HookedModel.js';
 import { withLeadingSpace } from '../edit/requests.js';
+import { oneOf } from '../args.js';
 import { decisionRules, generateDefaults, type Decisions } from '../model/types.js';
 
 export interface EvalRecord {
@@ -232,7 +233,7 @@ export class Evaluator {
     const { maxNewTokens = 100, decisions = generateDefaults.decisions } = options;
     if (!Array.isArray(prompts) || prompts.length === 0) throw new InvalidArgumentError('fluency expects a non-empty array of prompts');
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new InvalidArgumentError('fluency: maxNewTokens must be a positive integer');
-    if (!decisionRules.includes(decisions)) throw new InvalidArgumentError(`fluency: decisions must be one of ${decisionRules.join(', ')}, not ${String(decisions)}`);
+    oneOf('fluency: decisions', String(decisions), decisionRules);
     const ids = prompts.map((prompt, i) => {
       if (typeof prompt !== 'string' || prompt === '') throw new InvalidArgumentError(`fluency: prompt ${i} is not a non-empty string`);
       return this.model.tokenizer.encodePrompt(prompt);

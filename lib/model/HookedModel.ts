@@ -6,6 +6,7 @@ import type { NativeHookedModel, NativeHookSpec } from '../addon/types.js';
 import type { GeneratedPiece, Generation, GenerateOptions, Hook, LoadOptions, ModelInfo, Padding, RunOptions, RunResult, Tensor } from './types.js';
 import { Tokenizer } from './Tokenizer.js';
 import { checkpointFingerprint } from '../io/fingerprint.js';
+import { oneOf } from '../args.js';
 
 import { decisionRules, generateDefaults } from './types.js';
 
@@ -89,7 +90,7 @@ export class HookedModel implements AsyncDisposable {
     if (signal?.aborted) throw new AbortError('the generation was aborted before it started');
     const ids = typeof prompt === 'string' ? this.tokenizer.encodePrompt(prompt) : [...prompt];
     const { maxNewTokens, stopAtEos, temperature: t, topK, topP: p, seed, decisions } = { ...generateDefaults, ...definedOnly(options) };
-    if (!decisionRules.includes(decisions)) throw new InvalidArgumentError(`generate: decisions must be one of ${decisionRules.join(', ')}, not ${String(decisions)}`);
+    oneOf('generate: decisions', String(decisions), decisionRules);
     const settings = { maxNewTokens, stopAtEos, temperature: t, topK, topP: p, seed, decisions };
     const finish = (tokens: number[]): Generation['finishReason'] => (stopAtEos && tokens.at(-1) === this.info.eosTokenId ? 'eos' : 'length');
     if (stop.length === 0 && !signal && !onToken) {

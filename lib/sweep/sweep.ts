@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { describeNative, loadNative, packageRoot } from '../addon/native.js';
+import { oneOf } from '../args.js';
 import { ConsecutiveEditor } from '../edit/ConsecutiveEditor.js';
 import { readCheckpointDefaults, resolveHyperparameters, singleRoundLambda, type EditorHyperparameters } from '../edit/options.js';
 import { InvalidArgumentError } from '../errors.js';
@@ -428,10 +429,8 @@ function validate(o: SweepOptions): void {
   for (const m of o.skip ?? []) {
     if (!optionalMetrics.includes(m)) throw new InvalidArgumentError(`--skip takes ${optionalMetrics.join(', ')}, not '${String(m)}'`);
   }
-  if (o.fluencyAt !== undefined && !fluencyTimes.includes(o.fluencyAt)) throw new InvalidArgumentError(`--fluency-at must be one of ${fluencyTimes.join(', ')}, not '${String(o.fluencyAt)}'`);
-  if (o.fluencyDecisions !== undefined && !decisionRules.includes(o.fluencyDecisions)) {
-    throw new InvalidArgumentError(`--fluency-decisions must be one of ${decisionRules.join(', ')}, not '${String(o.fluencyDecisions)}'`);
-  }
+  if (o.fluencyAt !== undefined) oneOf('--fluency-at', String(o.fluencyAt), fluencyTimes);
+  if (o.fluencyDecisions !== undefined) oneOf('--fluency-decisions', String(o.fluencyDecisions), decisionRules);
   if (o.fluencyAt === 'checkpoints' && (o.skip?.includes('fluency') || o.protocol === 'single-round')) {
     throw new InvalidArgumentError(`--fluency-at checkpoints takes fluency in a consecutive sweep: not with ${o.protocol === 'single-round' ? '--protocol single-round' : '--skip fluency'}`);
   }

@@ -13,12 +13,12 @@
 namespace comeba {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 // Eq. 19 sets α to one prompt's own largest z-score. Computed again in another batch shape or with another
-// thread count, that z-score moves by float rounding (by 4e-9 relative on the CPU) and would fall below α about
-// half the time, leaving the prompt's own edit to chance. α goes this fraction below it.
+// thread count, that z-score moves by float rounding (by 4e-9 relative on the CPU) and can fall below α, leaving
+// the prompt's own edit to chance. α goes this fraction below it.
 constexpr double kAlphaRoundingMargin = 1e-5;
+
+using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }

@@ -58,12 +58,10 @@ torch::Tensor EditHooks::edited_module(int64_t layer, const torch::Tensor& x, co
     auto m_all = past ? torch::cat({h.m, m}, 1) : m;                   // (B, S)
     auto real_all = past ? torch::cat({h.real, ctx.real}, 1) : ctx.real;
     auto swap_all = carried((masked_zscores(m_all, real_all, hl->studentized) >= hl->alpha) & (m_all >= hl->floor), *hl);
+    swap = swap_all.narrow(1, past, m.size(1));
     if (past && settled_) {
-      swap = swap_all.narrow(1, past, m.size(1));
-      h = {m_all, real_all, torch::cat({h.swap, swap}, 1)};
-      return torch::where(swap.unsqueeze(-1), p + d.to(p.scalar_type()), p);
-    }
-    if (past) {
+      swap_all = torch::cat({h.swap, swap}, 1);                        // earlier decisions stand
+    } else if (past) {
       auto flipped = swap_all.narrow(1, 0, past) != h.swap;             // (B, past)
       if (flipped.any().item<bool>()) {
         // first flipped column per row (argmax returns the first maximum), −1 where none
@@ -72,7 +70,6 @@ torch::Tensor EditHooks::edited_module(int64_t layer, const torch::Tensor& x, co
         stale_ = true;
       }
     }
-    swap = swap_all.narrow(1, past, m.size(1));
     h = {m_all, real_all, swap_all};
   }
   return torch::where(swap.unsqueeze(-1), p + d.to(p.scalar_type()), p);
